@@ -1,0 +1,159 @@
+"""Command line: `python -m jarvis run "REQUEST" [--file PATH]... [--json]`, `chat`, `catalog refresh`,
+`serve`. Progress goes to stderr; the answer (or --json's single object) to stdout."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .events import AnswerDelta, Done, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished, TaskProgress, \
+    TaskSkipped, TaskStarted
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jarvis", description="Jarvis: LLM-controlled Hugging Face models.")
+    p.add_argument("--config", help="config file (default: $JARVIS_CONFIG or ./config.yaml)")
+    p.add_argument("--mode", choices=["local", "remote", "hybrid"], help="override inference.mode")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="answer one request")
+    run.add_argument("request")
+    run.add_argument("--file", action="append", default=[], help="attach a file (repeatable)")
+    run.add_argument("--json", action="store_true", help="print one JSON object with the whole record")
+    chat = sub.add_parser("chat", help="interactive chat that keeps the history")
+    chat.add_argument("--file", action="append", default=[], help="attach a file to the first message")
+    cat = sub.add_parser("catalog", help="model catalog commands")
+    cat.add_argument("action", choices=["refresh", "show"])
+    cat.add_argument("rest", nargs=argparse.REMAINDER)
+    serve = sub.add_parser("serve", help="HTTP API (HuggingGPT- and OpenAI-compatible)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    sub.add_parser("ui", help="the web app (same as python app.py)")
+    return p
+
+
+def _progress(event, out) -> None:
+    if isinstance(event, PlanReady):
+        if not event.tasks:
+            print("plan: no tasks (plain conversation)", file=out)
+        for t in event.tasks:
+            print(f"plan: task {t['id']} {t['task']} dep={t['dep']} args={json.dumps(t['args'], ensure_ascii=False)}"
+                  + (f"  !! {t['error']}" if t.get("error") else ""), file=out)
+        for r in event.repairs:
+            print(f"plan: repaired: {r}", file=out)
+    elif isinstance(event, ModelChosen):
+        print(f"model: task {event.task_id} -> {event.model} ({event.reason})", file=out)
+    elif isinstance(event, TaskStarted):
+        print(f"run: task {event.task_id} {event.task} started on {event.executor} ({event.model})", file=out)
+    elif isinstance(event, TaskProgress):
+        print(f"run: task {event.task_id}: {event.message}", file=out)
+    elif isinstance(event, TaskFinished):
+        outs = ", ".join(f"{k}={v[:80] if k == 'text' else v}" for k, v in event.outputs.items())
+        print(f"done: task {event.task_id} in {event.finished - event.started:.2f}s: {outs}", file=out)
+    elif isinstance(event, TaskFailed):
+        print(f"failed: task {event.task_id} {event.task}: {event.error}", file=out)
+    elif isinstance(event, TaskSkipped):
+        print(f"skipped: task {event.task_id} {event.task}: {event.reason}", file=out)
+    out.flush()
+
+
+def _answer(controller, session, request, files, *, as_json: bool) -> int:
+    result = None
+    streamed = False
+    for event in controller.run(session, request, files):
+        if isinstance(event, Failed):
+            if streamed:
+                print(file=sys.stdout)
+            print(f"error: {event.message}", file=sys.stderr)
+            return 1
+        if isinstance(event, AnswerDelta):
+            if not as_json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+                streamed = True
+            continue
+        if isinstance(event, Done):
+            result = event.result
+            continue
+        _progress(event, sys.stderr)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+    elif streamed:
+        print()
+    return 0 if result is not None else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "catalog" and args.action == "refresh":
+        from .catalog_refresh import main as refresh_main
+        return refresh_main(args.rest)
+    try:
+        config = load_config(args.config)
+        if args.mode:
+            config = config.with_overrides(inference={"mode": args.mode})
+    except ConfigError as exc:
+        print(f"error: bad config: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "catalog":
+        from .catalog import Catalog
+        cat = Catalog.load(config.catalog.path or None)
+        for task in cat.tasks():
+            print(f"{task}: {', '.join(m.id for m in cat.candidates(task, k=10, mode='hybrid'))}")
+        return 0
+    if args.command == "serve":
+        from .server import serve
+        return serve(config, host=args.host, port=args.port)
+    if args.command == "ui":
+        from .ui import launch
+        return launch(config)
+    from .catalog import CatalogError
+    from .controller import Controller
+    from .session import Session
+    try:
+        controller = Controller(config)
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    session = Session.create(config)
+    try:
+        if args.command == "run":
+            missing = [f for f in args.file if not Path(f).is_file()]
+            if missing:
+                print(f"error: file not found: {missing[0]}", file=sys.stderr)
+                return 2
+            return _answer(controller, session, args.request, args.file, as_json=args.json)
+        return _chat(controller, session, args.file)
+    finally:
+        session.close()
+
+
+def _chat(controller, session, files) -> int:
+    print("Jarvis chat. Attach files with '/file PATH', quit with '/quit' or Ctrl-D.", file=sys.stderr)
+    pending = list(files)
+    while True:
+        try:
+            line = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line.startswith("/file "):
+            path = line[6:].strip()
+            if Path(path).is_file():
+                pending.append(path)
+                print(f"attached {Path(path).name}", file=sys.stderr)
+            else:
+                print(f"error: file not found: {path}", file=sys.stderr)
+            continue
+        sys.stdout.write("jarvis> ")
+        _answer(controller, session, line, pending, as_json=False)
+        pending = []

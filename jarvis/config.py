@@ -1,0 +1,257 @@
+"""Configuration: config.yaml (or JARVIS_CONFIG) with environment overrides, validated into
+dataclasses. A bad value gets one line naming the key and what is wrong."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+HF_ROUTER_URL = "https://router.huggingface.co/v1"
+HF_ROUTER_MODEL = "Qwen/Qwen2.5-72B-Instruct"
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+MODES = ("local", "remote", "hybrid")
+
+
+class ConfigError(Exception):
+    """One line: which key, what is wrong."""
+
+
+@dataclass
+class LLMConfig:
+    model: str = ""
+    base_url: str = ""
+    api_type: str = "openai"
+    azure_api_version: str = "2024-10-21"
+    timeout: float = 60.0
+    max_retries: int = 3
+    temperature: float = 0.0
+    max_answer_tokens: int = 800
+
+
+@dataclass
+class InferenceConfig:
+    mode: str = "local"
+    top_k: int = 5
+    max_tasks: int = 12
+    task_timeout: float = 600.0
+    max_parallel: int = 4
+
+
+@dataclass
+class LocalConfig:
+    device: str = "auto"
+    memory_budget_gb: float = 8.0
+    max_new_tokens: int = 64
+    diffusion_steps: int = 20
+
+
+@dataclass
+class RemoteConfig:
+    provider: str = "auto"
+    base_url: str = ""
+    timeout: float = 120.0
+    max_retries: int = 2
+    endpoints: dict = field(default_factory=dict)
+    availability_ttl: float = 3600.0
+    vlm_model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+@dataclass
+class CatalogConfig:
+    path: str = ""
+
+
+@dataclass
+class FilesConfig:
+    max_download_mb: float = 25.0
+    fetch_timeout: float = 20.0
+    max_image_megapixels: float = 40.0
+
+
+@dataclass
+class SessionConfig:
+    ttl_minutes: float = 120.0
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    access_token: str = ""
+    max_body_mb: float = 30.0
+    max_files: int = 8
+    file_ttl: float = 3600.0
+
+
+@dataclass
+class Credentials:
+    """Secrets, never read from or written to files by Jarvis itself; repr hides them."""
+    openai_api_key: str = field(default="", repr=False)
+    hf_token: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:
+        return (f"Credentials(openai_api_key={'set' if self.openai_api_key else 'unset'}, "
+                f"hf_token={'set' if self.hf_token else 'unset'})")
+
+
+@dataclass
+class Config:
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    credentials: Credentials = field(default_factory=Credentials)
+
+    def with_overrides(self, **sections: dict) -> "Config":
+        """A copy with some keys changed, e.g. with_overrides(llm={"model": "x"}); validated."""
+        data = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name != "credentials"}
+        for section, values in sections.items():
+            if section == "credentials":
+                continue
+            data.setdefault(section, {}).update(values)
+        cfg = _build(data, "override")
+        cfg.credentials = dataclasses.replace(self.credentials, **sections.get("credentials", {}))
+        _validate(cfg, "override")
+        return cfg
+
+    def llm_endpoint(self) -> tuple[str, str, str]:
+        """(base_url, api_key, model) the LLM client should use, after defaults.
+
+        The key goes only with the endpoint it was configured for: an OpenAI key is never sent
+        to the HF router, and an HF token is sent only to Hugging Face's router.
+        """
+        creds = self.credentials
+        base, model = self.llm.base_url.strip(), self.llm.model.strip()
+        if base:
+            if _is_hf_router(base):
+                key = creds.hf_token or creds.openai_api_key
+            else:
+                key = creds.openai_api_key
+            return base, key, model or (HF_ROUTER_MODEL if _is_hf_router(base) else OPENAI_DEFAULT_MODEL)
+        if creds.openai_api_key:
+            return "https://api.openai.com/v1", creds.openai_api_key, model or OPENAI_DEFAULT_MODEL
+        if creds.hf_token:
+            return HF_ROUTER_URL, creds.hf_token, model or HF_ROUTER_MODEL
+        return "https://api.openai.com/v1", "", model or OPENAI_DEFAULT_MODEL
+
+
+def _is_hf_router(url: str) -> bool:
+    return url.rstrip("/").startswith(("https://router.huggingface.co", "https://api-inference.huggingface.co"))
+
+
+def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
+    kind = type(default)
+    if value is None:
+        return default
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+        try:
+            number = kind(value) if kind is float else int(str(value))
+        except ValueError:
+            raise ConfigError(f"{source}: {key}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
+        return number
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{source}: {key}: expected text, got {type(value).__name__}")
+        return str(value)
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(data: dict, source: str) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a mapping of sections (llm:, inference:, ...)")
+    cfg = Config()
+    sections = {f.name: f for f in dataclasses.fields(Config) if f.name != "credentials"}
+    for name, values in data.items():
+        if name not in sections:
+            raise ConfigError(f"{source}: {name}: unknown section (known: {', '.join(sections)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: {name}: expected a mapping of keys, got {values!r}")
+        section = getattr(cfg, name)
+        known = {f.name: f for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{source}: {name}.{key}: unknown key (known: {', '.join(known)})")
+            setattr(section, key, _coerce(value, getattr(section, key), f"{name}.{key}", source))
+    return cfg
+
+
+def _validate(cfg: Config, source: str) -> None:
+    def bad(key, what):
+        raise ConfigError(f"{source}: {key}: {what}")
+    if cfg.inference.mode not in MODES:
+        bad("inference.mode", f"must be one of {', '.join(MODES)}, got {cfg.inference.mode!r}")
+    if cfg.llm.api_type not in ("openai", "azure"):
+        bad("llm.api_type", f"must be openai or azure, got {cfg.llm.api_type!r}")
+    if cfg.local.device not in ("auto", "cpu", "cuda", "mps"):
+        bad("local.device", f"must be auto, cpu, cuda or mps, got {cfg.local.device!r}")
+    for key, value in [("llm.timeout", cfg.llm.timeout), ("inference.task_timeout", cfg.inference.task_timeout),
+                       ("remote.timeout", cfg.remote.timeout), ("files.fetch_timeout", cfg.files.fetch_timeout),
+                       ("local.memory_budget_gb", cfg.local.memory_budget_gb)]:
+        if value <= 0:
+            bad(key, f"must be greater than 0, got {value}")
+    for key, value in [("inference.top_k", cfg.inference.top_k), ("inference.max_tasks", cfg.inference.max_tasks),
+                       ("inference.max_parallel", cfg.inference.max_parallel)]:
+        if value < 1:
+            bad(key, f"must be at least 1, got {value}")
+    if cfg.llm.max_retries < 0 or cfg.remote.max_retries < 0:
+        bad("llm.max_retries" if cfg.llm.max_retries < 0 else "remote.max_retries", "must be 0 or more")
+    for url_key, url in [("llm.base_url", cfg.llm.base_url), ("remote.base_url", cfg.remote.base_url)]:
+        if url and not url.startswith(("http://", "https://")):
+            bad(url_key, f"must start with http:// or https://, got {url!r}")
+    if cfg.llm.api_type == "azure" and not cfg.llm.base_url:
+        bad("llm.base_url", "Azure OpenAI needs its resource endpoint here")
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read the config file (path, else $JARVIS_CONFIG, else ./config.yaml) and apply the environment."""
+    env = dict(os.environ if env is None else env)
+    path = Path(path or env.get("JARVIS_CONFIG") or DEFAULT_PATH)
+    source = path.name
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    elif env.get("JARVIS_CONFIG") or path != DEFAULT_PATH:
+        raise ConfigError(f"{path}: config file not found (JARVIS_CONFIG or --config names it)")
+    else:
+        data = {}
+    cfg = _build(data, source)
+    overrides = {
+        "OPENAI_BASE_URL": ("llm", "base_url"),
+        "JARVIS_LLM_MODEL": ("llm", "model"),
+        "JARVIS_INFERENCE_MODE": ("inference", "mode"),
+        "JARVIS_CATALOG": ("catalog", "path"),
+        "JARVIS_REMOTE_BASE_URL": ("remote", "base_url"),
+    }
+    for var, (section, key) in overrides.items():
+        if env.get(var):
+            setattr(getattr(cfg, section), key, _coerce(env[var].strip(), getattr(getattr(cfg, section), key), var, "environment"))
+    cfg.credentials = Credentials(openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
+                                  hf_token=(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip())
+    _validate(cfg, source)
+    return cfg

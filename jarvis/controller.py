@@ -1,0 +1,179 @@
+"""The controller: runs HuggingGPT's four stages for one request and emits a stream of events.
+The web UI, the CLI and the HTTP API only consume this stream."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from . import prompts
+from .catalog import Catalog
+from .config import Config
+from .events import AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady
+from .executors.dispatch import Dispatcher
+from .executors.local import LocalExecutor
+from .llm import LLM, LLMError, Usage
+from .plan import Plan, PlanError, parse_plan
+from .resources import ResourceError
+from .respond import answer_messages, chat_messages, fallback_answer
+from .scheduler import Scheduler
+from .select import select_models
+from .session import Session
+from .tasktypes import TASK_TYPES
+
+log = logging.getLogger(__name__)
+
+
+def task_list_for_prompt(mode: str) -> str:
+    lines = []
+    for t in TASK_TYPES.values():
+        if (mode == "local" and not t.local) or (mode == "remote" and not t.remote):
+            continue
+        ins = ",".join(t.inputs)
+        lines.append(f"{t.name}: {ins} -> {','.join(t.outputs)}")
+    return "\n".join(lines)
+
+
+class Controller:
+    """Shared by every session: holds the catalog and the local model cache, nothing per user."""
+
+    def __init__(self, config: Config, catalog: Catalog | None = None, local: LocalExecutor | None = None):
+        self.config = config
+        self.catalog = catalog or Catalog.load(config.catalog.path or None)
+        self.local = local or LocalExecutor(config.local.device, config.local.memory_budget_gb,
+                                            options={"max_new_tokens": config.local.max_new_tokens,
+                                                     "diffusion_steps": config.local.diffusion_steps})
+        self._availability = None
+
+    # -- pieces -----------------------------------------------------------
+    def _dispatcher(self, cfg: Config) -> Dispatcher:
+        mode = cfg.inference.mode
+        remote = None
+        if mode in ("remote", "hybrid"):
+            from .executors.remote import RemoteExecutor
+            remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token)
+        return Dispatcher(mode, self.local, remote)
+
+    def _candidates(self, plan: Plan, cfg: Config) -> dict[int, list]:
+        out = {}
+        for task in plan.tasks:
+            if task.error:
+                continue
+            out[task.id] = self.catalog.candidates(task.task, k=cfg.inference.top_k, mode=cfg.inference.mode)
+        return out
+
+    def _plan(self, llm: LLM, session: Session, request: str, usage: Usage) -> Plan:
+        cfg = session.config
+        files = [f"{r.name} ({r.type})" for r in session.store.list()]
+        system = prompts.render("plan", task_list=task_list_for_prompt(cfg.inference.mode),
+                                files=", ".join(files) or "none")
+        messages = [{"role": "system", "content": system}, *session.recent_history(),
+                    {"role": "user", "content": request}]
+        text = llm.complete(messages, usage, max_tokens=1500)
+        return parse_plan(text, max_tasks=cfg.inference.max_tasks, files=[r.name for r in session.store.list()])
+
+    # -- the four stages ----------------------------------------------------
+    def run(self, session: Session, request: str, files: Iterable[str | Path] = ()) -> Iterator[Event]:
+        """Answer one request; yields events and ends with Done (or Failed when no answer is possible)."""
+        cfg = session.config
+        t0 = time.perf_counter()
+        timings = {"plan": 0.0, "select": 0.0, "execute": 0.0, "respond": 0.0, "total": 0.0}
+        usage = Usage()
+        session.cancel.clear()
+        session.touch()
+        request = (request or "").strip()
+        attached = []
+        try:
+            for f in files:
+                attached.append(session.store.add_upload(f).name)
+        except ResourceError as exc:
+            yield Failed(str(exc))
+            return
+        if not request and not attached:
+            yield Failed("the request is empty: type what you want done")
+            return
+        if not request:
+            request = "Describe the attached file(s)."
+        if attached:
+            request_for_llm = f"{request}\n(attached: {', '.join(attached)})"
+        else:
+            request_for_llm = request
+        try:
+            llm = LLM(cfg)
+        except Exception as exc:  # noqa: BLE001
+            yield Failed(f"could not set up the LLM client: {exc}")
+            return
+        # 1. plan
+        try:
+            plan = self._plan(llm, session, request_for_llm, usage)
+        except LLMError as exc:
+            yield Failed(str(exc))
+            return
+        except PlanError as exc:
+            plan = Plan(repairs=[f"the plan could not be read ({exc}); answered directly"])
+        timings["plan"] = round(time.perf_counter() - t0, 3)
+        yield PlanReady(plan.to_list(), plan.repairs, timings["plan"])
+        records: list[dict] = []
+        answer = ""
+        if plan.tasks:
+            # 2. select
+            t1 = time.perf_counter()
+            candidates = self._candidates(plan, cfg)
+            choices = select_models(plan, request_for_llm, candidates, llm, usage, describe=self.catalog.describe)
+            for tid, choice in sorted(choices.items()):
+                task = plan.get(tid)
+                yield ModelChosen(tid, task.task, choice.model, choice.reason, choice.candidates)
+            timings["select"] = round(time.perf_counter() - t1, 3)
+            # 3. execute
+            t2 = time.perf_counter()
+            try:
+                dispatcher = self._dispatcher(cfg)
+            except Exception as exc:  # noqa: BLE001
+                yield Failed(f"could not set up {cfg.inference.mode} execution: {exc}")
+                return
+            scheduler = Scheduler(dispatcher, session.store, max_parallel=cfg.inference.max_parallel,
+                                  task_timeout=cfg.inference.task_timeout, cancel=session.cancel,
+                                  check=_media_check(cfg))
+            yield from scheduler.run(plan, choices, t0)
+            records = [scheduler.records[t.id] for t in plan.tasks]
+            timings["execute"] = round(time.perf_counter() - t2, 3)
+            messages = answer_messages(request_for_llm, records, session.recent_history())
+        else:
+            messages = chat_messages(request_for_llm, session.recent_history())
+        # 4. respond
+        t3 = time.perf_counter()
+        if session.cancel.is_set():
+            answer = fallback_answer(records, "stopped by the user") if records else "Stopped."
+            yield AnswerDelta(answer)
+        else:
+            try:
+                for delta in llm.stream(messages, usage, max_tokens=cfg.llm.max_answer_tokens):
+                    answer += delta
+                    yield AnswerDelta(delta)
+                    if session.cancel.is_set():
+                        break
+            except LLMError as exc:
+                if not records:
+                    yield Failed(str(exc))
+                    return
+                extra = fallback_answer(records, str(exc))
+                answer += ("\n\n" if answer else "") + extra
+                yield AnswerDelta(extra)
+        timings["respond"] = round(time.perf_counter() - t3, 3)
+        timings["total"] = round(time.perf_counter() - t0, 3)
+        generated = [Path(v).name for r in records for k, v in (r.get("outputs") or {}).items() if k != "text"]
+        session.remember(request, attached, answer, generated)
+        session.touch()
+        result = {"request": request, "files": attached, "tasks": records, "plan_repairs": plan.repairs,
+                  "answer": answer, "usage": usage.as_dict(), "timings": timings}
+        yield Done(result)
+
+
+def _media_check(cfg: Config):
+    try:
+        from .mediacheck import check_media
+    except ImportError:
+        return None
+    limit = cfg.files.max_image_megapixels
+    return lambda path, rtype: check_media(path, rtype, max_megapixels=limit)

@@ -1,0 +1,222 @@
+"""Local execution: runners on this machine, with a process-wide cache of loaded models.
+
+Models are not user data, so one cache serves every session: a model is loaded once, reused
+across requests, and the least recently used one is evicted when the cache passes its memory
+budget. Calls to one loaded model are serialized (its lock); different models run in parallel.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..tasks import get_runner
+from ..tasks.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(preference: str = "auto") -> Device:
+    """CUDA if present, else Apple MPS, else CPU; half precision only on a GPU."""
+    if preference == "cpu":
+        return Device("cpu", False)
+    import torch
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return Device("cuda", True)
+    mps = getattr(torch.backends, "mps", None)
+    if preference in ("auto", "mps") and mps is not None and mps.is_available():
+        return Device("mps", True)
+    return Device("cpu", False)
+
+
+def estimate_bytes(obj: Any, _seen: set | None = None) -> int:
+    """Bytes of the torch parameters and buffers reachable from a loaded object."""
+    seen = _seen if _seen is not None else set()
+    if id(obj) in seen or obj is None:
+        return 0
+    seen.add(id(obj))
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return 0
+    if isinstance(obj, torch.nn.Module):
+        tensors = list(obj.parameters()) + list(obj.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+    if isinstance(obj, dict):
+        return sum(estimate_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(estimate_bytes(v, seen) for v in obj)
+    components = getattr(obj, "components", None)  # diffusers pipelines
+    if isinstance(components, dict):
+        return estimate_bytes(components, seen)
+    model = getattr(obj, "model", None)  # transformers pipelines
+    if model is not None:
+        return estimate_bytes(model, seen)
+    return 0
+
+
+@dataclass
+class _Entry:
+    key: tuple[str, str]
+    loaded: Any = None
+    nbytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)   # serializes calls to the model
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+@dataclass
+class CacheStats:
+    loads: int = 0
+    load_seconds: float = 0.0
+    evictions: int = 0
+    hits: int = 0
+
+
+class ModelCache:
+    """LRU of loaded models under a memory budget (bytes)."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = int(budget_bytes)
+        self._entries: "OrderedDict[tuple[str, str], _Entry]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def __contains__(self, key) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            return bool(entry and entry.ready.is_set() and entry.error is None)
+
+    def keys(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._entries)
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    def get(self, key: tuple[str, str], loader: Callable[[], Any]) -> _Entry:
+        """The loaded entry for key, loading it once even when many threads ask at the same time."""
+        with self._lock:
+            entry = self._entries.get(key)
+            owner = entry is None
+            if owner:
+                entry = _Entry(key)
+                self._entries[key] = entry
+            else:
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+        if not owner:
+            entry.ready.wait()
+            if entry.error is not None:
+                raise entry.error
+            return entry
+        start = time.perf_counter()
+        try:
+            entry.loaded = loader()
+            entry.nbytes = estimate_bytes(entry.loaded)
+        except BaseException as exc:
+            entry.error = exc
+            with self._lock:
+                self._entries.pop(key, None)
+            entry.ready.set()
+            raise
+        with self._lock:
+            self.stats.loads += 1
+            self.stats.load_seconds += time.perf_counter() - start
+        entry.ready.set()
+        self._evict(keep=key)
+        return entry
+
+    def _evict(self, keep: tuple[str, str]) -> None:
+        """Drop least recently used models (not in use) until the cache fits its budget."""
+        dropped = []
+        with self._lock:
+            total = sum(e.nbytes for e in self._entries.values())
+            for key in list(self._entries):
+                if total <= self.budget:
+                    break
+                entry = self._entries[key]
+                if key == keep or not entry.ready.is_set() or not entry.lock.acquire(blocking=False):
+                    continue
+                try:
+                    del self._entries[key]
+                    total -= entry.nbytes
+                    entry.loaded = None
+                    self.stats.evictions += 1
+                    dropped.append(key)
+                finally:
+                    entry.lock.release()
+        if dropped:
+            log.info("evicted %s to stay under the memory budget", ", ".join(m for _, m in dropped))
+            gc.collect()
+            try:
+                import torch
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:  # pragma: no cover
+                pass
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+        gc.collect()
+
+
+class LocalExecutor:
+    """Runs a task on a local model through its runner; shared by every session."""
+    name = "local"
+
+    def __init__(self, device: str = "auto", memory_budget_gb: float = 8.0, options: dict | None = None):
+        self._device_pref = device
+        self._device: Device | None = None
+        self.cache = ModelCache(int(memory_budget_gb * 1024 ** 3))
+        self.options = dict(options or {})
+
+    @property
+    def device(self) -> Device:
+        if self._device is None:
+            self._device = pick_device(self._device_pref)
+        return self._device
+
+    def is_loaded(self, task: str, model_id: str) -> bool:
+        return (self._cache_key(task, model_id)) in self.cache
+
+    @staticmethod
+    def _cache_key(task: str, model_id: str) -> tuple[str, str]:
+        try:
+            family = getattr(get_runner(task), "family", task)
+        except TaskError:
+            family = task
+        return (family, model_id)
+
+    def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        runner = get_runner(task)
+        key = (getattr(runner, "family", task), model_id)
+        device = self.device
+        if key not in self.cache:
+            ctx.progress(f"loading {model_id} on {device.name}")
+
+        def load():
+            try:
+                return runner.load(model_id, device)
+            except TaskError:
+                raise
+            except OSError as exc:
+                raise TaskError(
+                    f"could not load {model_id}: {str(exc).splitlines()[0][:300]} "
+                    "(is it downloaded, or is the network reachable?)") from exc
+            except MemoryError as exc:
+                raise TaskError(f"not enough memory to load {model_id}; lower local.memory_budget_gb "
+                                "or use remote mode") from exc
+        entry = self.cache.get(key, load)
+        with entry.lock:
+            if entry.loaded is None:  # evicted between get and lock: load again
+                entry = self.cache.get(key, load)
+            ctx.device = device
+            ctx.options = {**self.options, **ctx.options}
+            return runner.run(entry.loaded, inputs, ctx)

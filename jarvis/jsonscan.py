@@ -1,0 +1,109 @@
+"""Tolerant extraction of JSON from LLM output: code fences, prose around it, single quotes,
+trailing commas, Python literals, stray or missing braces, truncation.
+
+`loads_lenient` parses one JSON text with repairs; `find_objects` finds every balanced {...} that
+parses, in one pass over the text, so a broken list still yields its complete objects.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+MAX_CHARS = 200_000
+_FENCE = re.compile(r"```(?:json|JSON|javascript|python)?\s*(.*?)```", re.S)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_SMART = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+
+
+def strip_fences(text: str) -> str:
+    blocks = _FENCE.findall(text)
+    if blocks:
+        return max(blocks, key=len)
+    if text.lstrip().startswith("```"):  # an unclosed fence: drop the opening line
+        return text.lstrip().split("\n", 1)[-1]
+    return text
+
+
+def loads_lenient(text: str):
+    """Parse text as JSON, trying a few repairs; raises ValueError when none works."""
+    text = text.strip().translate(_SMART)
+    attempts = [text, _TRAILING_COMMA.sub(r"\1", text)]
+    for candidate in attempts:
+        try:
+            return json.loads(candidate)
+        except (json.JSONDecodeError, RecursionError):
+            pass
+    pythonish = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", attempts[1])))
+    if len(pythonish) <= 50_000:  # ast is slow on huge inputs
+        try:
+            return ast.literal_eval(pythonish)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            pass
+    raise ValueError("not valid JSON")
+
+
+def balanced_spans(text: str, opener: str = "{", closer: str = "}") -> list[tuple[int, int]]:
+    """(start, end) of every balanced opener..closer span, aware of double-quoted strings."""
+    spans, stack = [], []
+    in_string = escape = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch == opener:
+            stack.append(i)
+        elif ch == closer and stack:
+            spans.append((stack.pop(), i + 1))
+    return spans
+
+
+def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict], bool]:
+    """Outermost dicts in text that parse (leniently) and hold one of `must_have` keys.
+
+    Returns (objects in order, truncated) where truncated says an object was opened but never closed.
+    """
+    spans = sorted(balanced_spans(text), key=lambda s: (s[0], -s[1]))
+    found: list[tuple[int, dict]] = []
+    covered_until = -1
+    for start, end in spans:
+        if start < covered_until:
+            continue
+        try:
+            obj = loads_lenient(text[start:end])
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and (not must_have or any(k in obj for k in must_have)):
+            found.append((start, obj))
+            covered_until = end
+    last_close = max((e for _, e in spans), default=0)
+    truncated = "{" in text[last_close:] and text.rstrip()[-1:] not in ("}", "]")
+    return [o for _, o in found], truncated
+
+
+def extract_json(text: str):
+    """The JSON value an LLM meant, or raise ValueError. Tries the whole text, then the first
+    bracketed value inside it."""
+    text = strip_fences(text[:MAX_CHARS])
+    try:
+        return loads_lenient(text)
+    except ValueError:
+        pass
+    for opener, closer in (("[", "]"), ("{", "}")):
+        start = text.find(opener)
+        if start < 0:
+            continue
+        end = text.rfind(closer)
+        if end > start:
+            try:
+                return loads_lenient(text[start:end + 1])
+            except ValueError:
+                continue
+    raise ValueError("no JSON found")

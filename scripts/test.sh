@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh machine, then runs the whole suite.
+# Browser tests use Debian's chromium (installed here with apt-get when we can).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; browser tests will be skipped" >&2
+  fi
+fi
+python -m pip install -q -r requirements-dev.txt
+export HF_HUB_OFFLINE=1
+python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,48 @@
+"""Test session setup: offline Hugging Face cache of tiny models, scripted LLM server.
+
+The environment is set before anything imports huggingface_hub or transformers, which read
+HF_HUB_CACHE and HF_HUB_OFFLINE at import time.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_ROOT = Path(tempfile.mkdtemp(prefix="jarvis-tests-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_ROOT / "hf-home")
+os.environ["HF_HUB_CACHE"] = str(_ROOT / "hub")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.pop("OPENAI_API_KEY", None)
+os.environ.pop("OPENAI_BASE_URL", None)
+os.environ.pop("HF_TOKEN", None)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def hub_cache() -> Path:
+    return Path(os.environ["HF_HUB_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def tiny_models(hub_cache) -> dict[str, float]:
+    """Every tiny model, built once per test session into the offline HF cache."""
+    from tests.tiny import build_all
+    return build_all(hub_cache)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside the checkout")
+    return SHARED_DATA
