@@ -285,11 +285,13 @@ _URL = re.compile(r"<?https?://\S+>?")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)(\S(?:.*?\S)?)\1")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _PLACEHOLDER = re.compile(r"\[?more information needed\]?", re.I)
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff]")
+_LABEL = re.compile(r"^(model (description|summary|details)|description|summary|overview)\s*:\s*", re.I)
 
 
 def summarize_card(body: str, limit: int = DESCRIPTION_CHARS) -> str:
     """A model card's markdown body reduced to its first prose paragraph, plain text, <= limit chars."""
-    text = _FRONT_MATTER.sub("", body or "")
+    text = _FRONT_MATTER.sub("", _INVISIBLE.sub("", body or ""))
     for pattern in (_CODE_BLOCK, _HTML_COMMENT, _DROP_ELEMENTS, _IMAGE, _REF_DEF):
         text = pattern.sub("\n", text)
     text = _LINK.sub(lambda m: m.group(1) or m.group(2) or "", text)
@@ -304,7 +306,7 @@ def summarize_card(body: str, limit: int = DESCRIPTION_CHARS) -> str:
         is_list = all(_LIST_MARK.match(ln) for ln in lines)
         words = " ".join(_LIST_MARK.sub("", ln.lstrip("> ").strip()) for ln in lines)
         words = _PLACEHOLDER.sub("", _EMPHASIS.sub(r"\2", words))
-        words = " ".join(words.split()).strip(" -:")
+        words = _LABEL.sub("", " ".join(words.split()).strip(" -:"))
         if len(words.split()) < 4 or not re.search(r"[A-Za-z\u00c0-\uffff]{2}", words):
             continue
         (listed if is_list else prose).append(words)

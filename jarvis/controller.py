@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from . import prompts
-from .catalog import Catalog
+from .catalog import Catalog, describe
 from .config import Config
 from .events import AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady
 from .executors.dispatch import Dispatcher
@@ -120,7 +120,7 @@ class Controller:
             # 2. select
             t1 = time.perf_counter()
             candidates = self._candidates(plan, cfg)
-            choices = select_models(plan, request_for_llm, candidates, llm, usage, describe=self.catalog.describe)
+            choices = select_models(plan, request_for_llm, candidates, llm, usage, describe=describe)
             for tid, choice in sorted(choices.items()):
                 task = plan.get(tid)
                 yield ModelChosen(tid, task.task, choice.model, choice.reason, choice.candidates)

@@ -24,9 +24,10 @@ _VIDEO_OK = {".mp4", ".mov", ".webm", ".mkv", ".ogg", ".avi"}
 _AV_FORMATS = {".mp4": "mov", ".mov": "mov", ".m4a": "mov", ".webm": "matroska",
                ".mkv": "matroska", ".avi": "avi", ".ogg": "ogg", ".mp3": "mp3"}
 # Image decoders allowed (no EPS/PostScript, which would run Ghostscript).
-_PIL_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "WEBP", "BMP", "TIFF")
+_PIL_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 _MAX_PACKETS = 300
 _SNIFF_BYTES = 512
+_DIB_SIZES = (12, 40, 52, 56, 64, 108, 124)  # BMP info-header sizes
 
 
 def sniff_bytes(head: bytes) -> str | None:
@@ -39,7 +40,7 @@ def sniff_bytes(head: bytes) -> str | None:
         return ".gif"
     if head[:4] in (b"RIFF", b"RF64", b"BW64") and len(head) >= 12:
         return {b"WEBP": ".webp", b"WAVE": ".wav", b"AVI ": ".avi"}.get(head[8:12])
-    if head.startswith(b"BM") and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124):
+    if head.startswith(b"BM") and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _DIB_SIZES:
         return ".bmp"
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return ".tiff"

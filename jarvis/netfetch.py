@@ -73,10 +73,10 @@ def address_refusal(ip: IPAddress, allow_loopback: bool = False) -> str | None:
         return "a multicast address"
     if ip in _CGNAT:
         return "a carrier-grade NAT (shared) address"
-    if ip.is_private:
-        return "a private address"
     if ip.is_reserved:
         return "a reserved address"
+    if ip.is_private:
+        return "a private address"
     if not ip.is_global:
         return "not a public internet address"
     return None
@@ -263,16 +263,17 @@ class PinnedTransport(httpx.BaseTransport):
 
 # -- the fetch -------------------------------------------------------------
 def fetch_to_store(url: str, store: ResourceStore, *, max_bytes: int = 25 * 2**20,
-                   timeout: float = 20.0, allow_private: bool = False) -> Path:
+                   timeout: float = 20.0, allow_private: bool = False,
+                   max_megapixels: float = 40.0) -> Path:
     """Download the image/audio/video at a public http(s) URL into `store`; returns its path.
 
     `allow_private` is for tests only: it lets loopback addresses (a local test server) through;
     every other non-public range stays refused.
     """
+    current = _parse(url)
     deadline = time.monotonic() + timeout
     backend = PinnedBackend(deadline)
     transport = PinnedTransport(backend)
-    current = _parse(url)
     try:
         for hop in range(MAX_REDIRECTS + 1):
             try:
@@ -296,7 +297,7 @@ def fetch_to_store(url: str, store: ResourceStore, *, max_bytes: int = 25 * 2**2
                         f"the server answered {response.status_code} {response.reason_phrase} "
                         f"for {_short(str(current))}"
                     )
-                return _save(response, httpx.URL(url), store, max_bytes)
+                return _save(response, httpx.URL(url), store, max_bytes, max_megapixels)
             finally:
                 response.close()
         raise ResourceError(f"too many redirects (more than {MAX_REDIRECTS}) fetching {_short(url)}")
@@ -310,7 +311,8 @@ def fetch_to_store(url: str, store: ResourceStore, *, max_bytes: int = 25 * 2**2
         transport.close()
 
 
-def _save(response: httpx.Response, original: httpx.URL, store: ResourceStore, max_bytes: int) -> Path:
+def _save(response: httpx.Response, original: httpx.URL, store: ResourceStore, max_bytes: int,
+          max_megapixels: float) -> Path:
     """Check type and size, stream the body to a store file, check the media; returns its path."""
     from .mediacheck import check_media, sniff_bytes
 
@@ -320,7 +322,8 @@ def _save(response: httpx.Response, original: httpx.URL, store: ResourceStore, m
     rtype = media_type("x" + declared)
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise ResourceError(f"the server sent the file compressed ({encoding}); media files are fetched uncompressed only")
+        raise ResourceError(
+            f"the server sent the file compressed ({encoding}); media files are fetched uncompressed only")
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise ResourceError(f"the file is larger than {_size(max_bytes)} ({_size(int(length))} declared)")
@@ -346,7 +349,7 @@ def _save(response: httpx.Response, original: httpx.URL, store: ResourceStore, m
         if os.path.exists(part):
             os.unlink(part)
     try:
-        check_media(dest, rtype)
+        check_media(dest, rtype, max_megapixels=max_megapixels)
     except ResourceError:
         dest.unlink(missing_ok=True)
         raise

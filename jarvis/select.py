@@ -24,9 +24,7 @@ class Choice:
 
 def _describe(task: Task, candidates, describe) -> str:
     args = "; ".join(f"{k}: {', '.join(str(v)[:80] for v in vs)}" for k, vs in task.args.items())
-    lines = [f"Task {task.id}: {task.task} ({args})"]
-    lines += [f"- {describe(c)}" for c in candidates]
-    return "\n".join(lines)
+    return f"Task {task.id}: {task.task} ({args})\n{describe(candidates)}"
 
 
 def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
@@ -59,7 +57,7 @@ def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
 
 
 def select_models(plan: Plan, request: str, candidates: dict[int, list], llm: LLM | None,
-                  usage: Usage, describe=lambda c: c.id) -> dict[int, Choice]:
+                  usage: Usage, describe=lambda cs: "\n".join(f"- {c.id}" for c in cs)) -> dict[int, Choice]:
     """Choose a model per task. `candidates` maps task id -> ranked candidates (objects with .id)."""
     choices: dict[int, Choice] = {}
     needs_llm = []

@@ -145,3 +145,30 @@ def test_videoio_round_trip(tmp_path):
     info = video_info(path)
     assert info["codec"] == "h264" and info["frames"] == 5 and (info["width"], info["height"]) == (20, 32)
     assert read_first_frame(path).size == (20, 32)
+
+
+def test_image_to_image_first_then_text_to_image(hub_cache, store):
+    build_all(hub_cache, only={tiny.SD_ID})
+    fresh = LocalExecutor(device="cpu", memory_budget_gb=1, options=OPTIONS)
+    out = fresh.run("image-to-image", tiny.SD_ID, TaskInputs(image=[_picture(store)], text=["snow"]), _ctx(store))
+    _assert_png(out.image, store)
+    out = fresh.run("text-to-image", tiny.SD_ID, TaskInputs(text=["a lighthouse"]), _ctx(store))
+    _assert_png(out.image, store)
+    assert fresh.cache.stats.loads == 1
+
+
+def test_safety_checker_kept_when_the_repo_has_one(tmp_path):
+    import json
+    from jarvis.tasks.generation_common import safety_kwargs
+    with_checker = tmp_path / "with"
+    with_checker.mkdir()
+    (with_checker / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionPipeline",
+         "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]}))
+    without = tmp_path / "without"
+    without.mkdir()
+    (without / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionPipeline", "safety_checker": [None, None]}))
+    assert safety_kwargs(str(with_checker)) == {}
+    assert safety_kwargs(str(without))["safety_checker"] is None
+    assert safety_kwargs(str(without))["requires_safety_checker"] is False

@@ -19,6 +19,10 @@ from ..tasks.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
 
 log = logging.getLogger(__name__)
 
+# Loads run one at a time: transformers' lazy module imports are not safe when two threads
+# touch a submodule for the first time together, and on a small machine parallel loads gain little.
+_LOAD_LOCK = threading.Lock()
+
 
 def pick_device(preference: str = "auto") -> Device:
     """CUDA if present, else Apple MPS, else CPU; half precision only on a GPU."""
@@ -203,7 +207,8 @@ class LocalExecutor:
 
         def load():
             try:
-                return runner.load(model_id, device)
+                with _LOAD_LOCK:
+                    return runner.load(model_id, device)
             except TaskError:
                 raise
             except OSError as exc:

@@ -220,9 +220,12 @@ class RemoteExecutor:
 
     def classify(self, exc: BaseException, task: str, model_id: str) -> RemoteError:
         """Turn any failure of a call into a RemoteError with a message a user can act on."""
-        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
+        from huggingface_hub.errors import (HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled,
+                                            TextGenerationError)
         import httpx2
         timeout = self.config.timeout
+        if isinstance(exc, TextGenerationError) and isinstance(exc.__cause__, HfHubHTTPError):
+            exc = exc.__cause__  # TGI's typed error: the HTTP status says more
         if isinstance(exc, (InferenceTimeoutError, httpx2.TimeoutException, TimeoutError)):
             return RemoteError(f"{model_id} did not answer within {timeout:g}s (remote.timeout); "
                                "try again later or pick another model", "timeout")

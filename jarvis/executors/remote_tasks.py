@@ -169,7 +169,8 @@ def call(client, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext, 
         try:
             text = client.text_generation(prompt, model=m, max_new_tokens=int(opts.get("max_new_tokens", 256)))
         except ValueError as exc:  # the provider serves this model as a chat model only
-            if "conversational" not in str(exc):
+            from huggingface_hub.errors import HfHubHTTPError
+            if isinstance(exc, HfHubHTTPError) or "Supported task: conversational" not in str(exc):
                 raise
             return _chat(client, model_id, [{"role": "user", "content": prompt}], opts)
         return TaskOutputs(text=str(text))

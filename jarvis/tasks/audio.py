@@ -65,7 +65,11 @@ class SpeechRecognitionRunner:
         else:
             raise TaskError(f"{model_id} ({config.model_type}) is not a speech recognizer this app can run "
                             "locally; pick a Whisper or wav2vec2-style CTC model")
-        model = auto.from_pretrained(model_id, dtype=_dtype(device)).to(device.name).eval()
+        try:
+            model = auto.from_pretrained(model_id, dtype=_dtype(device)).to(device.name).eval()
+        except ValueError as exc:  # an architecture the Auto class does not map to speech recognition
+            raise TaskError(f"{model_id} cannot be loaded as a speech recognizer: "
+                            f"{str(exc).splitlines()[0][:200]}") from exc
         processor = AutoProcessor.from_pretrained(model_id)
         extractor = getattr(processor, "feature_extractor", processor)
         return _ASR(model, processor, kind, _sampling_rate(extractor), model_id)
@@ -96,7 +100,7 @@ class SpeechRecognitionRunner:
         mask = features.get("attention_mask")
         logits = loaded.model(values, attention_mask=None if mask is None else mask.to(loaded.model.device)).logits
         ids = torch.argmax(logits, dim=-1)
-        return loaded.processor.batch_decode(ids)[0]
+        return loaded.processor.batch_decode(ids, skip_special_tokens=True)[0]
 
     @staticmethod
     def _generate(loaded: _ASR, pieces: list[np.ndarray], ctx: RunContext) -> list[str]:
@@ -107,10 +111,11 @@ class SpeechRecognitionRunner:
         kwargs: dict[str, Any] = {name: features[name].to(model.device, model.dtype)}
         if loaded.kind != "whisper" and features.get("attention_mask") is not None:
             kwargs["attention_mask"] = features["attention_mask"].to(model.device)
+        gen = model.generation_config
         limit = int(getattr(model.config, "max_target_positions", 0) or 0)
-        kwargs["max_new_tokens"] = max(8, limit - 8) if limit else int(ctx.options.get("asr_max_new_tokens", 256))
+        if not (loaded.kind == "whisper" and limit and 0 < int(getattr(gen, "max_length", 0) or 0) <= limit):
+            kwargs["max_new_tokens"] = max(8, limit - 8) if limit else int(ctx.options.get("asr_max_new_tokens", 256))
         if loaded.kind == "whisper":
-            gen = model.generation_config
             if getattr(gen, "is_multilingual", False) or hasattr(gen, "task_to_id"):
                 kwargs["task"] = "transcribe"  # never translate: the user asked for what was said
                 if ctx.options.get("language"):

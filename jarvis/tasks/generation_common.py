@@ -135,7 +135,7 @@ def call_pipe(pipe: Any, model_id: str, **kwargs: Any) -> Any:
     try:
         with torch.inference_mode():
             return pipe(**kwargs)
-    except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
+    except torch.OutOfMemoryError as exc:
         raise TaskError(f"{model_id} ran out of GPU memory; lower local.diffusion_steps or use remote mode") from exc
     except (ValueError, RuntimeError) as exc:
         raise TaskError(f"{model_id} could not generate: {str(exc).splitlines()[0][:300]}") from exc

@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from . import generation_common as gc
+from . import generation_common as common
 from .base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
 
 CONTROLNET_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -31,7 +31,7 @@ def _auto_class(task: str):
 
 
 def _load_bundle(task: str, model_id: str, device: Device) -> DiffusionBundle:
-    pipe = gc.load_pretrained(_auto_class(task), model_id, device, **gc.safety_kwargs(model_id))
+    pipe = common.load_pretrained(_auto_class(task), model_id, device, **common.safety_kwargs(model_id))
     return DiffusionBundle(model_id, **{task: pipe})
 
 
@@ -75,15 +75,15 @@ class TextToImageRunner:
     def run_batch(self, loaded: DiffusionBundle, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
         if not batch:
             return []
-        prompts = [gc.prompt_of(inputs) for inputs in batch]
+        prompts = [common.prompt_of(inputs) for inputs in batch]
         if not all(prompts):
             raise TaskError("text-to-image needs a description of the image to draw")
         pipe = _pipe_for(loaded, self.task)
-        n = gc.steps(ctx)
+        n = common.steps(ctx)
         ctx.progress(f"drawing {len(prompts)} image(s) with {loaded.model_id}, {n} steps")
-        result = gc.call_pipe(pipe, loaded.model_id, prompt=prompts, num_inference_steps=n,
-                              generator=gc.generator(ctx))
-        return gc.save_images(result.images, _nsfw(result), ctx, "image", loaded.model_id, prompts)
+        result = common.call_pipe(pipe, loaded.model_id, prompt=prompts, num_inference_steps=n,
+                                  generator=common.generator(ctx))
+        return common.save_images(result.images, _nsfw(result), ctx, "image", loaded.model_id, prompts)
 
 
 class _ImageConditionedRunner:
@@ -97,19 +97,20 @@ class _ImageConditionedRunner:
     def run_batch(self, loaded: Any, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
         if not batch:
             return []
+        prompts = [self.prompt(inputs) for inputs in batch]  # validate before any loading
+        sources = [common.load_rgb(inputs.first("image")) for inputs in batch]
         pipe = self.pipeline(loaded, ctx)
         model_id = self.model_label(loaded, ctx)
-        images = [gc.fit_image(gc.load_rgb(inputs.first("image")), pipe) for inputs in batch]
-        prompts = [self.prompt(inputs) for inputs in batch]
-        n = gc.steps(ctx)
+        images = [common.fit_image(img, pipe) for img in sources]
+        n = common.steps(ctx)
         outs: list[TaskOutputs | None] = [None] * len(batch)
         for (w, h), idx in _group_by_size(images).items():
             ctx.progress(f"{self.task}: {len(idx)} image(s) {w}x{h} with {model_id}, {n} steps")
             kwargs = self.call_kwargs([prompts[i] for i in idx], [images[i] for i in idx], w, h, ctx)
             kwargs.setdefault("num_inference_steps", n)
-            result = gc.call_pipe(pipe, model_id, generator=gc.generator(ctx), **kwargs)
-            saved = gc.save_images(result.images, _nsfw(result), ctx, self.stem, model_id,
-                                   [prompts[i] for i in idx])
+            result = common.call_pipe(pipe, model_id, generator=common.generator(ctx), **kwargs)
+            saved = common.save_images(result.images, _nsfw(result), ctx, self.stem, model_id,
+                                       [prompts[i] for i in idx])
             for i, out in zip(idx, saved):
                 outs[i] = out
         return [o for o in outs if o is not None]
@@ -122,7 +123,7 @@ class _ImageConditionedRunner:
         return loaded.model_id
 
     def prompt(self, inputs: TaskInputs) -> str:
-        return gc.prompt_of(inputs)
+        return common.prompt_of(inputs)
 
     def call_kwargs(self, prompts: list[str], images: list, width: int, height: int, ctx: RunContext) -> dict:
         raise NotImplementedError
@@ -140,12 +141,12 @@ class ImageToImageRunner(_ImageConditionedRunner):
         return _pipe_for(loaded, self.task)
 
     def prompt(self, inputs: TaskInputs) -> str:
-        return gc.prompt_of(inputs, "a high quality, detailed picture")
+        return common.prompt_of(inputs, "a high quality, detailed picture")
 
     def call_kwargs(self, prompts, images, width, height, ctx) -> dict:
         strength = min(1.0, max(0.05, float(ctx.options.get("img2img_strength", IMG2IMG_STRENGTH))))
         # img2img runs steps * strength denoising steps: keep at least one
-        steps = max(gc.steps(ctx), math.ceil(1 / strength))
+        steps = max(common.steps(ctx), math.ceil(1 / strength))
         return {"prompt": prompts, "image": images, "strength": strength, "num_inference_steps": steps}
 
 
@@ -157,15 +158,15 @@ class ImageEditingRunner(_ImageConditionedRunner):
     def load(self, model_id: str, device: Device) -> DiffusionBundle:
         from diffusers import StableDiffusionInstructPix2PixPipeline
 
-        pipe = gc.load_pretrained(StableDiffusionInstructPix2PixPipeline, model_id, device,
-                                  **gc.safety_kwargs(model_id))
+        pipe = common.load_pretrained(StableDiffusionInstructPix2PixPipeline, model_id, device,
+                                      **common.safety_kwargs(model_id))
         return DiffusionBundle(model_id, **{self.task: pipe})
 
     def pipeline(self, loaded: DiffusionBundle, ctx: RunContext) -> Any:
         return loaded[self.task]
 
     def prompt(self, inputs: TaskInputs) -> str:
-        instruction = gc.prompt_of(inputs)
+        instruction = common.prompt_of(inputs)
         if not instruction:
             raise TaskError("image-editing needs an instruction saying what to change, e.g. 'make it snowy'")
         return instruction
@@ -188,7 +189,7 @@ class ControlNetRunner(_ImageConditionedRunner):
     def load(self, model_id: str, device: Device) -> dict:
         from diffusers import ControlNetModel
 
-        controlnet = gc.load_pretrained(ControlNetModel, model_id, device)
+        controlnet = common.load_pretrained(ControlNetModel, model_id, device)
         return {"controlnet": controlnet, "model_id": model_id, "device": device, "pipes": {}}
 
     def pipeline(self, loaded: dict, ctx: RunContext) -> Any:
@@ -199,8 +200,8 @@ class ControlNetRunner(_ImageConditionedRunner):
         if base not in pipes:
             ctx.progress(f"loading ControlNet base model {base}")
             try:
-                pipes[base] = gc.load_pretrained(StableDiffusionControlNetPipeline, base, loaded["device"],
-                                                 controlnet=loaded["controlnet"], **gc.safety_kwargs(base))
+                pipes[base] = common.load_pretrained(StableDiffusionControlNetPipeline, base, loaded["device"],
+                                                     controlnet=loaded["controlnet"], **common.safety_kwargs(base))
             except OSError as exc:
                 raise TaskError(f"could not load the ControlNet base model {base}: "
                                 f"{str(exc).splitlines()[0][:200]} (is it downloaded, or is the network "
@@ -211,7 +212,7 @@ class ControlNetRunner(_ImageConditionedRunner):
         return loaded["model_id"]
 
     def prompt(self, inputs: TaskInputs) -> str:
-        text = gc.prompt_of(inputs)
+        text = common.prompt_of(inputs)
         if not text:
             raise TaskError(f"{self.task} needs a description of the image to draw")
         return text

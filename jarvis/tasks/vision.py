@@ -115,7 +115,7 @@ class DepthEstimationRunner(PipelineRunner):
         img, depth = self.depth_image(loaded, inputs)
         path = save_png(img, ctx.new_file("depth", ".png"))
         detail = {"width": img.width, "height": img.height,
-                  "raw_min": _as_float(np.nanmin(depth)), "raw_max": _as_float(np.nanmax(depth))}
+                  "raw_min": float(f"{np.nanmin(depth):.4g}"), "raw_max": float(f"{np.nanmax(depth):.4g}")}
         return TaskOutputs(image=path, detail=detail)
 
 

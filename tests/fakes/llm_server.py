@@ -115,7 +115,7 @@ class ScriptedLLM:
                 except json.JSONDecodeError:
                     body = {}
                 with outer.lock:
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "json": body})
+                    outer.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
                     fault = outer.faults.pop(0) if outer.faults else None
                 if fault:
                     if fault.delay:

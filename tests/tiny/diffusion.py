@@ -25,7 +25,7 @@ LATENT = 16  # latent side; the VAE doubles it: 32 px images
 
 def _byte_chars() -> list[str]:
     """The 256 printable stand-ins byte-level BPE uses for bytes (printable ASCII and Latin-1 kept)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(range(ord("®"), 256))
     chars, extra = {}, 0
     for b in range(256):
         if b in keep:

@@ -238,7 +238,6 @@ def marian(snap: Path) -> None:
                           decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=pad, eos_token_id=0,
                           decoder_start_token_id=pad, forced_eos_token_id=0, bad_words_ids=[[pad]])
     model = MarianMTModel(config)
-    model.generation_config.num_beams = 2
     model.save_pretrained(snap)
 
 

@@ -22,6 +22,12 @@ VQA_ANSWERS = {0: "yes", 1: "no", 2: "2", 3: "red", 4: "cat"}
 DOCVQA_TOKENS = ["<s_docvqa>", "<s_question>", "</s_question>", "<s_answer>", "</s_answer>"]
 
 
+def _seed() -> None:
+    """Fixed weights, so what the tiny models output is the same on every run."""
+    import torch
+    torch.manual_seed(0)
+
+
 def _tiny_vit(**extra):
     from transformers import ViTConfig
     return ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -54,6 +60,7 @@ def _gpt2_tokenizer():
 
 @builder("google/vit-base-patch16-224")
 def vit_classifier(snap: Path) -> None:
+    _seed()
     from transformers import ViTForImageClassification, ViTImageProcessor
     ViTForImageClassification(_tiny_vit(id2label=LABELS, label2id={v: k for k, v in LABELS.items()})).save_pretrained(snap)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(snap)
@@ -61,6 +68,7 @@ def vit_classifier(snap: Path) -> None:
 
 @builder("hustvl/yolos-tiny")
 def yolos(snap: Path) -> None:
+    _seed()
     from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
     config = YolosConfig(image_size=[32, 32], patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64, num_detection_tokens=5, id2label=LABELS,
@@ -71,6 +79,7 @@ def yolos(snap: Path) -> None:
 
 @builder("facebook/detr-resnet-50")
 def detr(snap: Path) -> None:
+    _seed()
     from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
     backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
                             out_features=["stage2"])
@@ -83,6 +92,7 @@ def detr(snap: Path) -> None:
 
 @builder("nvidia/segformer-b0-finetuned-ade-512-512")
 def segformer(snap: Path) -> None:
+    _seed()
     from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
     labels = {0: "wall", 1: "sky", 2: "floor", 3: "tree"}
     config = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
@@ -94,6 +104,7 @@ def segformer(snap: Path) -> None:
 
 @builder("depth-anything/Depth-Anything-V2-Small-hf")
 def depth_anything(snap: Path) -> None:
+    _seed()
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
     backbone = Dinov2Config(image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
                             mlp_ratio=2, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
@@ -106,6 +117,7 @@ def depth_anything(snap: Path) -> None:
 
 @builder("Intel/dpt-large")
 def dpt(snap: Path) -> None:
+    _seed()
     from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
     config = DPTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                        intermediate_size=64, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
@@ -116,12 +128,14 @@ def dpt(snap: Path) -> None:
 
 @builder("nlpconnect/vit-gpt2-image-captioning")
 def vit_gpt2(snap: Path) -> None:
+    _seed()
     from transformers import (GPT2Config, ViTImageProcessor, VisionEncoderDecoderConfig,
                               VisionEncoderDecoderModel)
     tokenizer = _gpt2_tokenizer()
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     decoder = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
-                         bos_token_id=eos, eos_token_id=eos, add_cross_attention=True, is_decoder=True)
+                         bos_token_id=eos, eos_token_id=eos, add_cross_attention=True, is_decoder=True,
+                         tie_word_embeddings=False)  # tied, a random decoder repeats its start token = eos
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(_tiny_vit(), decoder)
     config.decoder_start_token_id = eos
     config.pad_token_id = eos
@@ -158,6 +172,7 @@ def _save_blip(model, processor, snap: Path, dec: int, sep: int) -> None:
 
 @builder("Salesforce/blip-image-captioning-base")
 def blip_caption(snap: Path) -> None:
+    _seed()
     from transformers import BlipForConditionalGeneration
     config, processor, dec, sep = _blip_parts()
     _save_blip(BlipForConditionalGeneration(config), processor, snap, dec, sep)
@@ -165,6 +180,7 @@ def blip_caption(snap: Path) -> None:
 
 @builder("Salesforce/blip-vqa-base")
 def blip_vqa(snap: Path) -> None:
+    _seed()
     from transformers import BlipForQuestionAnswering
     config, processor, dec, sep = _blip_parts()
     _save_blip(BlipForQuestionAnswering(config), processor, snap, dec, sep)
@@ -172,6 +188,7 @@ def blip_vqa(snap: Path) -> None:
 
 @builder("dandelin/vilt-b32-finetuned-vqa")
 def vilt(snap: Path) -> None:
+    _seed()
     from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
     tokenizer = _bert_tokenizer()
     config = ViltConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -183,6 +200,7 @@ def vilt(snap: Path) -> None:
 
 @builder("naver-clova-ix/donut-base-finetuned-docvqa")
 def donut(snap: Path) -> None:
+    _seed()
     from transformers import (DonutImageProcessor, DonutProcessor, DonutSwinConfig, MBartConfig,
                               VisionEncoderDecoderConfig, VisionEncoderDecoderModel, XLMRobertaTokenizer)
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]

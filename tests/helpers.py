@@ -1,0 +1,31 @@
+"""Shared test helpers: configs pointing at a scripted LLM, running a request to its Done event."""
+from __future__ import annotations
+
+import json
+
+from jarvis.config import load_config
+from jarvis.events import Done, Failed
+
+
+def config_for(llm_url: str, key: str = "sk-test", **sections):
+    cfg = load_config(env={"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": key})
+    sections.setdefault("llm", {}).setdefault("max_retries", 0)
+    return cfg.with_overrides(**sections)
+
+
+def plan_json(*tasks) -> str:
+    """plan_json(("summarization", {"text": "..."}), ("translation", {"text": "<GENERATED>-0"}, [0]))"""
+    items = []
+    for i, t in enumerate(tasks):
+        name, args = t[0], t[1]
+        dep = t[2] if len(t) > 2 else [-1]
+        items.append({"task": name, "id": i, "dep": dep, "args": args})
+    return json.dumps(items)
+
+
+def run_to_end(controller, session, request, files=()):
+    """(events, result or None, failure message or None)."""
+    events = list(controller.run(session, request, files))
+    done = next((e for e in events if isinstance(e, Done)), None)
+    failed = next((e for e in events if isinstance(e, Failed)), None)
+    return events, (done.result if done else None), (failed.message if failed else None)

@@ -1,0 +1,151 @@
+"""The text runners on tiny real models, through LocalExecutor, offline.
+
+Each runner: output types and detail shape, a 5000-word input still runs (truncation), and a
+second call reuses the cached load."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jarvis.executors.local import LocalExecutor
+from jarvis.resources import ResourceStore
+from jarvis.tasks import get_runner
+from jarvis.tasks.base import Device, RunContext, TaskError, TaskInputs
+
+LONG = " ".join(["Clara lives in Berkeley and Hugging Face is based in Paris."] * 460)  # ~5000 words
+QUESTION = "Where does Clara live?"
+CONTEXT = "My name is Clara and I live in Berkeley, California. Hugging Face is based in Paris."
+CSV = "fixed_acidity,volatile_acidity,alcohol\n7.4,0.7,9.4\n7.8,0.88,9.8\n10.3,0.32,12.1\n"
+
+CASES = {  # task: (model id, texts for a normal call)
+    "token-classification": ("dslim/bert-base-NER", [CONTEXT]),
+    "text-classification": ("distilbert/distilbert-base-uncased-finetuned-sst-2-english", ["I loved this movie."]),
+    "summarization": ("facebook/bart-large-cnn", [CONTEXT]),
+    "translation": ("Helsinki-NLP/opus-mt-en-fr", ["The house is wonderful."]),
+    "question-answering": ("distilbert/distilbert-base-cased-distilled-squad", [QUESTION, CONTEXT]),
+    "conversational": ("Qwen/Qwen2.5-0.5B-Instruct", ["Hello, how are you?"]),
+    "text-generation": ("openai-community/gpt2", ["The quick brown fox"]),
+    "text2text-generation": ("google/flan-t5-base", ["Translate English to German: the house is wonderful."]),
+    "sentence-similarity": ("sentence-transformers/all-MiniLM-L6-v2", ["The cat sat.", "A cat was sitting."]),
+    "tabular-classification": ("scikit-learn/tabular-playground", [CSV]),
+}
+
+
+def _long_texts(task: str) -> list[str]:
+    if task == "question-answering":
+        return [QUESTION, LONG + " " + CONTEXT]
+    if task == "sentence-similarity":
+        return [LONG, "Clara lives in Berkeley."]
+    if task == "tabular-classification":
+        return [CSV.splitlines()[0] + "\n" + "\n".join(["7.4,0.7,9.4"] * 5000)]
+    return [LONG]
+
+
+@pytest.fixture(scope="module")
+def executor(hub_cache) -> LocalExecutor:
+    from tests.tiny import BUILDERS, build_all, load_modules
+    load_modules()
+    build_all(hub_cache, only={rid for rid, fn in BUILDERS.items() if fn.__module__ == "tests.tiny.text"})
+    return LocalExecutor(device="cpu", memory_budget_gb=1.0, options={"max_new_tokens": 8})
+
+
+@pytest.fixture()
+def store(tmp_path) -> ResourceStore:
+    return ResourceStore(tmp_path / "session")
+
+
+def _ctx(store: ResourceStore, **options) -> RunContext:
+    return RunContext(device=Device(), new_file=store.new_path, options=options)
+
+
+def _run(executor, store, task, texts, **options):
+    model = options.pop("model", None) or CASES[task][0]
+    return executor.run(task, model, TaskInputs(text=list(texts)), _ctx(store, **options))
+
+
+def test_every_text_task_has_a_runner():
+    for task in CASES:
+        assert get_runner(task).task == task
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_runner_output_and_cache(executor, store, task):
+    model, texts = CASES[task]
+    out = _run(executor, store, task, texts)
+    assert isinstance(out.text, str) and out.text.strip()
+    assert out.image is None and out.audio is None and out.video is None
+    json.dumps(out.detail)  # structured results stay JSON-serialisable
+    assert executor.is_loaded(task, model)
+    loads = executor.cache.stats.loads
+    again = _run(executor, store, task, texts)
+    assert isinstance(again.text, str)
+    assert executor.cache.stats.loads == loads  # second call reused the cached load
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_very_long_input_is_truncated(executor, store, task):
+    out = _run(executor, store, task, _long_texts(task))
+    assert isinstance(out.text, str) and out.text.strip()
+    assert out.detail["truncated"] is (task != "tabular-classification")
+
+
+def test_detail_shapes(executor, store):
+    ner = _run(executor, store, "token-classification", [CONTEXT]).detail
+    for entity in ner["entities"]:
+        assert set(entity) >= {"entity", "word", "score", "start", "end"}
+        assert CONTEXT[entity["start"]:entity["end"]] == entity["word"]
+    labels = _run(executor, store, "text-classification", ["great"]).detail["labels"]
+    assert {label["label"] for label in labels} == {"POSITIVE", "NEGATIVE"}
+    assert abs(sum(label["score"] for label in labels) - 1.0) < 1e-3
+    qa = _run(executor, store, "question-answering", [QUESTION, CONTEXT])
+    if qa.detail["answer"]:
+        assert CONTEXT[qa.detail["start"]:qa.detail["end"]].strip() == qa.detail["answer"] == qa.text
+        assert 0.0 < qa.detail["score"] <= 1.0
+    sim = _run(executor, store, "sentence-similarity", ["same words", "same words"])
+    assert sim.text == "similarity: 1.00" and sim.detail["pooling"] == "mean"
+    table = _run(executor, store, "tabular-classification", [CSV]).detail["predictions"]
+    assert [row["row"] for row in table] == [1, 2, 3]
+    assert all(row["label"] in (5, 6, 7) and 0 < row["score"] <= 1 for row in table)
+
+
+def test_generation_length_follows_options(executor, store):
+    out = _run(executor, store, "text-generation", ["The quick brown fox"], max_new_tokens=5)
+    assert out.detail["new_tokens"] <= 5 and out.text.startswith("The quick brown fox")
+    assert out.detail["prompt_included"] is True
+
+
+@pytest.mark.parametrize("model", ["Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-mul-en"])
+def test_translation_other_marian_pairs(executor, store, model):
+    out = _run(executor, store, "translation", ["Translate to German: the dog sleeps."], model=model)
+    assert isinstance(out.text, str) and out.detail["target_language"] == "German"
+
+
+def test_translation_with_t5_uses_a_prefix(executor, store):
+    out = _run(executor, store, "translation", ["the house"], model="google/flan-t5-base",
+               target_language="de")
+    assert out.detail["target_language"] == "German"
+    # the seq2seq task types share one load of a model
+    assert executor.is_loaded("text2text-generation", "google/flan-t5-base")
+
+
+def test_table_from_a_session_csv_file(executor, store):
+    (store.root / "wine.csv").write_text(CSV)
+    out = _run(executor, store, "tabular-classification", ["wine.csv"])
+    assert out.text.count("row ") == 3
+
+
+def test_headerless_table_gets_model_columns(executor, store):
+    out = _run(executor, store, "tabular-classification", ["7.4,0.7,9.4\n7.8,0.88,9.8\n"])
+    assert len(out.detail["predictions"]) == 2
+
+
+def test_clear_errors(executor, store):
+    with pytest.raises(TaskError, match="arbitrary code"):
+        _run(executor, store, "tabular-classification", [CSV], model="julien-c/wine-quality")
+    with pytest.raises(TaskError, match="columns"):
+        _run(executor, store, "tabular-classification", ["a,b\n1,2\n"])
+    with pytest.raises(TaskError, match="two texts"):
+        _run(executor, store, "question-answering", [QUESTION])
+    with pytest.raises(TaskError, match="not a file of this session"):
+        _run(executor, store, "tabular-classification", ["/etc/missing.csv"])
