@@ -234,9 +234,8 @@ _FAMILIES = {
 }
 # Libraries whose models the transformers runners cannot load.
 _FOREIGN = {"flair", "spacy", "speechbrain", "espnet", "nemo", "pyannote", "keras", "tf-keras", "fastai",
-            "paddlenlp", "paddlepaddle", "asteroid", "fairseq", "sklearn", "timm", "open_clip", "onnx",
-            "ultralyticsplus", "yolov5", "yolov8", "stable-baselines3", "adapter-transformers", "gguf",
-            "mlx", "coreml", "tflite", "jax-only"}
+            "paddlenlp", "paddlepaddle", "asteroid", "fairseq", "sklearn", "timm", "open_clip",
+            "ultralyticsplus", "yolov5", "yolov8", "stable-baselines3", "adapter-transformers"}
 
 
 def is_local_family(task: str, *, tags: Iterable[str] = (), model_id: str = "", library: str | None = None,
@@ -258,7 +257,7 @@ def is_local_family(task: str, *, tags: Iterable[str] = (), model_id: str = "", 
             return hinted and not any(x in name or x in tags for x in _NOT_SD15)
         return bool(tagged & classes) if tagged else hinted
     if task == "tabular-classification":
-        return library == "sklearn" or "sklearn" in tags
+        return "skops" in tags  # the runner loads only skops files (pickles can run code on load)
     if library is not None and library not in ("transformers", "sentence-transformers"):
         return False
     if library is None and tags & _FOREIGN:

@@ -202,7 +202,7 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                 gr.Markdown("### 📁 Files of this session")
                 resources = gr.Markdown(_resources_markdown(None), elem_id="jarvis-resources")
         keys = [openai_key, hf_token, base_url, model, mode]
-        demo.load(show_status, keys, status, api_name=False)
+        demo.load(show_status, keys, status, api_name="status")
         for comp in keys:
             comp.change(show_status, keys, status, api_name=False, show_progress="hidden")
         box.submit(respond, [box, *keys], [chatbot, box, resources], api_name="chat",

@@ -30,6 +30,7 @@ FIRST = {
     "text-generation": "openai-community/gpt2",
     "text2text-generation": "google/flan-t5-base",
     "sentence-similarity": "sentence-transformers/all-MiniLM-L6-v2",
+    "tabular-classification": "scikit-learn/tabular-playground",
     "image-classification": "google/vit-base-patch16-224",
     "object-detection": "hustvl/yolos-tiny",
     "image-segmentation": "nvidia/segformer-b0-finetuned-ade-512-512",
@@ -120,6 +121,7 @@ def test_hugginggpt_p0_file_loads(shared_data):
     assert not catalog.get("speechbrain/metricgan-plus-voicebank").local
     assert catalog.get("microsoft/speecht5_vc").local
     assert catalog.get("nlpconnect/vit-gpt2-image-captioning").local
+    assert catalog.get("scikit-learn/tabular-playground").local and not catalog.get("julien-c/wine-quality").local
     prompt = describe(catalog.candidates("summarization", k=5, mode="local"))
     assert len(prompt.splitlines()) == 5 and len(prompt) < 5 * 190
 

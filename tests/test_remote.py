@@ -153,6 +153,7 @@ def test_vlm_fallback_when_no_service_serves_the_classic_task(srv, ctx, media, t
     # through the dispatcher, the record names the model that produced the result
     result = Dispatcher("remote", None, executor(srv)).execute(task, model, [], _inputs(inputs, media), ctx)
     assert result.model == VLM and result.attempts[-1] == {**result.attempts[-1], "ok": True, "model": VLM}
+    assert result.attempts[0]["model"] == model and "HTTP 404" in result.attempts[0]["error"]
 
 
 def test_vlm_directly_when_the_hub_says_unserved(srv, ctx, media):

@@ -44,8 +44,10 @@ def _long_texts(task: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def executor(hub_cache) -> LocalExecutor:
-    from tests.tiny import BUILDERS, build_all, load_modules
-    load_modules()
+    import importlib
+
+    from tests.tiny import BUILDERS, build_all
+    importlib.import_module("tests.tiny.text")  # only the text builders: the other modalities are not needed
     build_all(hub_cache, only={rid for rid, fn in BUILDERS.items() if fn.__module__ == "tests.tiny.text"})
     return LocalExecutor(device="cpu", memory_budget_gb=1.0, options={"max_new_tokens": 8})
 
@@ -104,6 +106,8 @@ def test_detail_shapes(executor, store):
         assert 0.0 < qa.detail["score"] <= 1.0
     sim = _run(executor, store, "sentence-similarity", ["same words", "same words"])
     assert sim.text == "similarity: 1.00" and sim.detail["pooling"] == "mean"
+    fox = " ".join(["The quick brown fox jumps over the lazy dog."] * 4)  # ~46 tokens: over max_seq_length 32
+    assert _run(executor, store, "sentence-similarity", [fox, "a fox"]).detail["truncated"] is True
     table = _run(executor, store, "tabular-classification", [CSV]).detail["predictions"]
     assert [row["row"] for row in table] == [1, 2, 3]
     assert all(row["label"] in (5, 6, 7) and 0 < row["score"] <= 1 for row in table)
@@ -115,16 +119,28 @@ def test_generation_length_follows_options(executor, store):
     assert out.detail["prompt_included"] is True
 
 
-@pytest.mark.parametrize("model", ["Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-mul-en"])
-def test_translation_other_marian_pairs(executor, store, model):
-    out = _run(executor, store, "translation", ["Translate to German: the dog sleeps."], model=model)
-    assert isinstance(out.text, str) and out.detail["target_language"] == "German"
+@pytest.mark.parametrize("model,target", [("Helsinki-NLP/opus-mt-en-de", "German"),
+                                          ("Helsinki-NLP/opus-mt-mul-en", "English")])
+def test_translation_other_marian_pairs(executor, store, model, target):
+    out = _run(executor, store, "translation", ["the dog sleeps."], model=model)
+    assert isinstance(out.text, str) and out.detail["target_language"] == target
+
+
+def test_translation_instruction_names_the_target(executor, store):
+    out = _run(executor, store, "translation", ["Translate to German: the dog sleeps."],
+               model="Helsinki-NLP/opus-mt-en-de")
+    assert out.detail["target_language"] == "German"
+    with pytest.raises(TaskError, match="translates into French"):
+        _run(executor, store, "translation", ["Translate to German: the dog sleeps."])
 
 
 def test_translation_with_t5_uses_a_prefix(executor, store):
     out = _run(executor, store, "translation", ["the house"], model="google/flan-t5-base",
                target_language="de")
     assert out.detail["target_language"] == "German"
+    out = _run(executor, store, "translation", ["Translate English to Spanish: the house"],
+               model="google/flan-t5-base")
+    assert out.detail["target_language"] == "Spanish"
     # the seq2seq task types share one load of a model
     assert executor.is_loaded("text2text-generation", "google/flan-t5-base")
 

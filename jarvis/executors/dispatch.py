@@ -105,8 +105,8 @@ class Dispatcher:
             start = time.perf_counter()
             try:
                 if side == "remote":
-                    def on_retry(message: str, seconds: float, _m: str = model_id) -> None:
-                        attempts.append({"executor": "remote", "model": _m, "ok": False,
+                    def on_retry(message: str, seconds: float, model: str | None = None, _m: str = model_id) -> None:
+                        attempts.append({"executor": "remote", "model": model or _m, "ok": False,
                                          "error": message, "seconds": round(seconds, 3)})
                     outputs = executor.run(task, model_id, inputs, ctx, on_retry=on_retry)
                 else:

@@ -135,8 +135,10 @@ class RemoteExecutor:
 
     # -- running -------------------------------------------------------------------------
     def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext,
-            on_retry: Callable[[str, float], None] | None = None) -> TaskOutputs:
-        """Run one task on model_id remotely; 429/503 retried with backoff (on_retry is told of each)."""
+            on_retry: Callable[[str, float, str], None] | None = None) -> TaskOutputs:
+        """Run one task on model_id remotely; 429/503 retried with backoff.
+
+        on_retry(message, seconds, model) is told of each failed call that did not end the run."""
         from . import remote_tasks
         if task not in remote_tasks.REMOTE_TASKS:
             raise RemoteError(f"'{task}' cannot run remotely: Inference Providers have no service for it; "
@@ -151,9 +153,19 @@ class RemoteExecutor:
             return self._with_retries(task, model_id, ctx, on_retry, lambda: remote_tasks.call(
                 self.client(target, provider), task, model_id, inputs, ctx, is_url=provider is None))
         except RemoteError as exc:
-            if vlm_task and exc.kind in ("not_served", "unsupported"):
+            if vlm_task and exc.kind in ("not_served", "unsupported") and self.config.vlm_model:
+                if on_retry is not None:
+                    on_retry(f"{exc}; asking the vision-language model {self.config.vlm_model} instead", 0.0,
+                             model_id)
                 return self._run_vlm(task, model_id, inputs, ctx, on_retry, reason=str(exc))
             raise
+
+    def close(self) -> None:
+        """Close the HTTP connections (the executor can still be used: they reopen on demand)."""
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
 
     def _run_vlm(self, task, model_id, inputs, ctx, on_retry, reason: str) -> TaskOutputs:
         from . import remote_tasks
@@ -182,7 +194,7 @@ class RemoteExecutor:
         return self.availability.serves(model_id, task, timeout=min(5.0, self.config.timeout)) is False
 
     def _with_retries(self, task: str, model_id: str, ctx: RunContext,
-                      on_retry: Callable[[str, float], None] | None, fn: Callable[[], TaskOutputs]) -> TaskOutputs:
+                      on_retry: Callable[[str, float, str], None] | None, fn: Callable[[], TaskOutputs]) -> TaskOutputs:
         retries = max(0, int(self.config.max_retries))
         deadline = time.monotonic() + self.config.timeout * (retries + 1) + MAX_WAIT
         for attempt in range(retries + 1):
@@ -201,7 +213,7 @@ class RemoteExecutor:
                 log.info("%s: %s; retrying in %.1fs", model_id, err.kind, wait)
                 ctx.progress(f"{model_id}: {err} - retrying in {wait:.1f}s")
                 if on_retry is not None:
-                    on_retry(f"{err} (retried after {wait:.1f}s)", time.monotonic() - started)
+                    on_retry(f"{err} (retried after {wait:.1f}s)", time.monotonic() - started, model_id)
                 time.sleep(wait)
         raise RemoteError(f"{model_id} failed after {retries} retries", "unavailable")  # pragma: no cover
 
@@ -241,6 +253,9 @@ class RemoteExecutor:
             return RemoteError(f"{model_id} is not served for {task} by provider {self.config.provider}: "
                                f"{self._scrub(str(exc))[:200]}", "not_served")
         if isinstance(exc, ValueError) and "no provider mapping" in str(exc).lower():
+            return RemoteError(f"no Inference Provider serves {model_id}; pick another model or run it locally",
+                               "not_served")
+        if isinstance(exc, StopIteration):  # the library's "auto" pick over an empty provider mapping
             return RemoteError(f"no Inference Provider serves {model_id}; pick another model or run it locally",
                                "not_served")
         if isinstance(exc, TaskError):

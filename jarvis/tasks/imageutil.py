@@ -109,7 +109,8 @@ def overlay_masks(img: Image.Image, masks: Iterable[np.ndarray], alpha: float = 
     for mask, colour in zip(masks, palette(len(masks))):
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != base.shape[:2]:
-            mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(img.size, Image.Resampling.NEAREST)) > 127
+            resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(img.size, Image.Resampling.NEAREST)
+            mask = np.asarray(resized) > 127
         out[mask] = base[mask] * (1 - alpha) + np.array(colour, dtype=np.float32) * alpha
     return Image.fromarray(out.clip(0, 255).astype(np.uint8), "RGB")
 

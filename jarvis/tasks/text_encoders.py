@@ -82,7 +82,9 @@ class SentenceSimilarityRunner:
     def load(self, model_id: str, device: Device) -> TextModel:
         from transformers import AutoModel
         loaded = load_parts(model_id, self.task, AutoModel.from_pretrained, device)
-        loaded.extra["pooling"] = _pooling_mode(model_id)
+        loaded.extra["pooling"], max_seq = _sentence_settings(model_id)
+        if max_seq:
+            loaded.max_tokens = min(loaded.max_tokens, max_seq)
         return loaded
 
     def run(self, loaded: TextModel, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
@@ -111,12 +113,21 @@ class SentenceSimilarityRunner:
                                               "pooling": loaded.extra["pooling"], "truncated": truncated})
 
 
-def _pooling_mode(model_id: str) -> str:
-    """'cls' or 'mean', from the sentence-transformers pooling config when the repo has one."""
+def _repo_json(model_id: str, filename: str) -> dict:
+    """A JSON file of the repo, or {} when it has none (or it cannot be fetched)."""
     from huggingface_hub import hf_hub_download
     try:
-        with open(hf_hub_download(model_id, "1_Pooling/config.json")) as fh:
-            config = json.load(fh)
-    except Exception:  # noqa: BLE001 - no pooling config: plain transformers model, mean pooling
-        return "mean"
-    return "cls" if config.get("pooling_mode_cls_token") and not config.get("pooling_mode_mean_tokens") else "mean"
+        with open(hf_hub_download(model_id, filename)) as fh:
+            data = json.load(fh)
+    except Exception:  # noqa: BLE001 - optional file: its absence means defaults
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _sentence_settings(model_id: str) -> tuple[str, int | None]:
+    """Pooling ('cls' or 'mean') and max_seq_length from a sentence-transformers repo; mean
+    pooling and the model's own window for a plain transformers model."""
+    pooling = _repo_json(model_id, "1_Pooling/config.json")
+    mode = "cls" if pooling.get("pooling_mode_cls_token") and not pooling.get("pooling_mode_mean_tokens") else "mean"
+    max_seq = _repo_json(model_id, "sentence_bert_config.json").get("max_seq_length")
+    return mode, (int(max_seq) if isinstance(max_seq, int) and max_seq > 0 else None)

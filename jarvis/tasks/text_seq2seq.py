@@ -21,8 +21,9 @@ LANGUAGES = {
     "russian": ("ru", "rus"), "arabic": ("ar", "ara"), "dutch": ("nl", "nld"), "romanian": ("ro", "ron"),
     "korean": ("ko", "kor"), "hindi": ("hi", "hin"), "turkish": ("tr", "tur"), "polish": ("pl", "pol"),
 }
-_INSTRUCTION = re.compile(r"^\s*translate\b(?:\s+from\s+(?P<src>[a-z]+))?(?:\s+(?:in)?to\s+(?P<tgt>[a-z]+))?[^:\n]{0,40}:\s*",
-                          re.IGNORECASE)
+_INSTRUCTION = re.compile(r"^\s*translate\b[^:\n]{0,60}:\s*", re.IGNORECASE)
+_TARGET = re.compile(r"\b(?:in)?to\s+([a-z]+)", re.IGNORECASE)
+_SOURCE = re.compile(r"\bfrom\s+([a-z]+)|^\s*translate\s+([a-z]+)\s+(?:in)?to\b", re.IGNORECASE)
 
 
 class _Seq2SeqRunner:
@@ -32,7 +33,9 @@ class _Seq2SeqRunner:
 
     def load(self, model_id: str, device: Device) -> TextModel:
         from transformers import AutoModelForSeq2SeqLM
-        return load_parts(model_id, self.task, AutoModelForSeq2SeqLM.from_pretrained, device)
+        loaded = load_parts(model_id, self.task, AutoModelForSeq2SeqLM.from_pretrained, device)
+        loaded.extra["model_id"] = model_id
+        return loaded
 
     def generate(self, loaded: TextModel, text: str, ctx: RunContext, params_key: str = "",
                  new_tokens: int | None = None) -> tuple[str, dict]:
@@ -93,6 +96,15 @@ def _language(name: str | None) -> tuple[str, tuple[str, str] | None]:
     return str(name).strip().capitalize(), None
 
 
+def _named_languages(instruction: str) -> tuple[str | None, str | None]:
+    """(source, target) languages an instruction like "Translate English to German:" names;
+    only known language names count, so "Translate this to German" has no source."""
+    def known(found: re.Match | None) -> str | None:
+        name = next((g for g in found.groups() if g), None) if found else None
+        return name if name and _language(name)[1] else None
+    return known(_SOURCE.search(instruction)), known(_TARGET.search(instruction))
+
+
 class TranslationRunner(_Seq2SeqRunner):
     """Translation: Marian pair models as they are, T5/flan models with a task prefix.
 
@@ -103,8 +115,7 @@ class TranslationRunner(_Seq2SeqRunner):
     def run(self, loaded: TextModel, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         text = text_input(inputs)
         match = _INSTRUCTION.match(text)
-        named_source = match.group("src") if match else None
-        named_target = match.group("tgt") if match else None
+        named_source, named_target = _named_languages(match.group(0) if match else "")
         body = text[match.end():].strip() if match else text
         if not body:
             raise TaskError("there is no text to translate after the instruction")
@@ -113,6 +124,13 @@ class TranslationRunner(_Seq2SeqRunner):
         codes = list(getattr(loaded.tokenizer, "supported_language_codes", None) or [])
         if model_type == "marian":
             source = body
+            pair = re.search(r"opus-mt-[A-Za-z]+-([A-Za-z]+)$", loaded.extra.get("model_id", ""))
+            if pair and not codes:  # a one-pair model: its name says the target
+                fixed, fixed_codes = _language(pair.group(1))
+                if target_codes and fixed_codes and target_codes != fixed_codes:
+                    raise TaskError(f"{loaded.extra['model_id']} translates into {fixed}, not {target}; pick a "
+                                    f"model for that pair (e.g. Helsinki-NLP/opus-mt-en-{target_codes[0]})")
+                target = fixed
             if codes:  # one model, many target languages: it needs a >>code<< token
                 wanted = [f">>{c}<<" for c in (target_codes or ())]
                 found = next((c for c in wanted if c in codes), None)

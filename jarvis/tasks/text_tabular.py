@@ -25,8 +25,7 @@ class TabularClassificationRunner:
     task = "tabular-classification"
 
     def load(self, model_id: str, device: Device) -> dict:
-        from huggingface_hub import hf_hub_download
-        with open(hf_hub_download(model_id, "config.json")) as fh:
+        with open(_download(model_id, "config.json")) as fh:
             config = json.load(fh)
         sk = config.get("sklearn") if isinstance(config, dict) else None
         if not isinstance(sk, dict) or not (sk.get("model") or {}).get("file"):
@@ -42,7 +41,7 @@ class TabularClassificationRunner:
             import skops.io
         except ImportError as exc:
             raise TaskError("tabular models need the skops package: pip install skops scikit-learn") from exc
-        path = hf_hub_download(model_id, filename)
+        path = _download(model_id, filename)
         untrusted = skops.io.get_untrusted_types(file=path)
         if untrusted:
             raise TaskError(f"{model_id} contains types skops does not trust ({', '.join(untrusted[:5])}); "
@@ -83,6 +82,16 @@ class TabularClassificationRunner:
             lines.append(f"... and {len(rows) - SHOWN_ROWS} more rows")
         return TaskOutputs(text="\n".join(lines), detail={"predictions": rows, "columns": columns,
                                                           "truncated": truncated})
+
+
+def _download(model_id: str, filename: str) -> str:
+    """A file of the model repo (from the HF cache or the Hub), with a TaskError saying what failed."""
+    from huggingface_hub import hf_hub_download
+    try:
+        return hf_hub_download(model_id, filename)
+    except Exception as exc:  # noqa: BLE001 - missing repo or file, offline, network error
+        raise TaskError(f"could not get {filename} of {model_id}: {first_line(exc)} "
+                        "(is the model downloaded, or is the network reachable?)") from exc
 
 
 def _plain(value: Any) -> Any:

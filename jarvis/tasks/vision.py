@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from .base import Device, RunContext, TaskInputs, TaskOutputs
 from .imageutil import canny, depth_to_image, draw_boxes, load_rgb, overlay_masks, save_png
 from .vision_text import DocumentQARunner, ImageToTextRunner, VisualQARunner, load_error, torch_dtype
 
@@ -22,6 +22,13 @@ def make_pipeline(task: str, model_id: str, device: Device):
         raise  # the executor explains missing files / no network
     except (ValueError, KeyError, ImportError, RuntimeError, TypeError, AttributeError) as exc:
         raise load_error(model_id, task, exc) from exc
+
+
+TEXT_ITEMS = 30  # the text lists this many boxes or segments; detail keeps them all
+
+
+def _more(count: int) -> str:
+    return f"; and {count - TEXT_ITEMS} more" if count > TEXT_ITEMS else ""
 
 
 def _as_float(value: Any) -> float | None:
@@ -71,7 +78,8 @@ class ObjectDetectionRunner(PipelineRunner):
         if not detail:
             text = f"0 objects found with confidence above {threshold:.2f}"
         else:
-            listed = "; ".join(f"{d['label']} {d['score']:.2f} at [{','.join(map(str, d['box']))}]" for d in detail)
+            listed = "; ".join(f"{d['label']} {d['score']:.2f} at [{','.join(map(str, d['box']))}]"
+                               for d in detail[:TEXT_ITEMS]) + _more(len(detail))
             text = f"{len(detail)} object{'s' if len(detail) != 1 else ''}: {listed}"
         return TaskOutputs(text=text, image=path, detail=detail)
 
@@ -94,7 +102,7 @@ class ImageSegmentationRunner(PipelineRunner):
         detail = [d for _, d in segments]
         if not detail:
             return TaskOutputs(text="0 segments found", image=path, detail=[])
-        listed = ", ".join(f"{d['label']} {d['area'] * 100:.0f}%" for d in detail)
+        listed = ", ".join(f"{d['label']} {d['area'] * 100:.0f}%" for d in detail[:TEXT_ITEMS]) + _more(len(detail))
         text = f"{len(detail)} segment{'s' if len(detail) != 1 else ''} (share of the image): {listed}"
         return TaskOutputs(text=text, image=path, detail=detail)
 

@@ -11,6 +11,8 @@ from typing import Any
 from .base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
 from .imageutil import load_rgb
 
+# packages some models of these tasks need that Jarvis does not install (DETR: timm; LayoutLM: pytesseract)
+OPTIONAL_PACKAGES = ("timm", "pytesseract", "sentencepiece", "protobuf")
 DONUT_PROMPT = "<s_docvqa><s_question>{question}</s_question><s_answer>"
 
 
@@ -20,11 +22,13 @@ def torch_dtype(device: Device):
 
 
 def load_error(model_id: str, task: str, exc: Exception) -> TaskError:
-    """A load failure turned into a message a user can act on."""
-    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-    if isinstance(exc, ImportError) or "timm" in text.lower() or "pytesseract" in text.lower():
-        missing = next((p for p in ("timm", "pytesseract") if p in text.lower()), None) \
-            or getattr(exc, "name", None) or "a missing package"
+    """A load failure turned into a message a user can act on (naming a missing package if one is)."""
+    text = str(exc).splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    everything = str(exc).replace(model_id, "")
+    missing = next((p for p in OPTIONAL_PACKAGES if re.search(rf"\b{p}\b", everything)), None)
+    if missing is None and isinstance(exc, ImportError):
+        missing = getattr(exc, "name", None)
+    if missing:
         return TaskError(f"{model_id} needs the Python package {missing} to run locally: "
                          f"`pip install {missing}`, or pick another model ({text})")
     return TaskError(f"{model_id} cannot run {task} locally ({text}); pick another model or use remote mode")
@@ -33,7 +37,7 @@ def load_error(model_id: str, task: str, exc: Exception) -> TaskError:
 @dataclass
 class Loaded:
     """A model with what prepares its inputs and decodes its outputs."""
-    kind: str                   # which code path runs it ("vit-gpt2", "blip", "vilt", "donut", ...)
+    kind: str                   # code path: "encoder-decoder", "blip", "generic", "vilt", "donut", "pipeline"
     model: Any
     processor: Any = None       # image processor, or a combined processor
     tokenizer: Any = None
@@ -106,9 +110,15 @@ class ImageToTextRunner:
     def run(self, loaded: Loaded, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
         image = load_rgb(inputs.first("image"))
-        batch = _pixels(loaded.processor, image, loaded)
-        with torch.inference_mode():
-            ids = loaded.model.generate(**batch, max_new_tokens=_max_new_tokens(ctx))
+        try:
+            batch = _pixels(loaded.processor, image, loaded)
+            with torch.inference_mode():
+                ids = loaded.model.generate(**batch, max_new_tokens=_max_new_tokens(ctx))
+        except (ValueError, TypeError, RuntimeError) as exc:
+            if loaded.kind != "generic":
+                raise
+            raise TaskError(f"this model cannot caption an image without a prompt ({str(exc)[:200]}); pick a "
+                            "captioning model such as nlpconnect/vit-gpt2-image-captioning") from exc
         decoder = loaded.tokenizer or loaded.processor
         caption = decoder.batch_decode(ids, skip_special_tokens=True)[0].strip()
         caption = re.sub(r"\s+", " ", caption)

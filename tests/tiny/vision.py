@@ -62,7 +62,8 @@ def _gpt2_tokenizer():
 def vit_classifier(snap: Path) -> None:
     _seed()
     from transformers import ViTForImageClassification, ViTImageProcessor
-    ViTForImageClassification(_tiny_vit(id2label=LABELS, label2id={v: k for k, v in LABELS.items()})).save_pretrained(snap)
+    config = _tiny_vit(id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    ViTForImageClassification(config).save_pretrained(snap)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(snap)
 
 

@@ -1,0 +1,36 @@
+"""An executor whose tasks take a fixed time and return placeholder outputs of the right types,
+so benchmarks measure Jarvis's own overhead (prompts, calls, scheduling), not model speed."""
+from __future__ import annotations
+
+import time
+
+from PIL import Image
+
+from jarvis.tasks.base import TaskOutputs
+from jarvis.tasktypes import TASK_TYPES
+
+
+class FixedExecutor:
+    name = "local"
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds
+
+    def is_loaded(self, task: str, model_id: str) -> bool:
+        return True
+
+    def run(self, task, model_id, inputs, ctx) -> TaskOutputs:
+        time.sleep(self.seconds)
+        out = TaskOutputs(detail={"fixed": True})
+        for rtype in TASK_TYPES[task].outputs:
+            if rtype == "text":
+                out.text = f"{task} result"
+            elif rtype == "image":
+                path = ctx.new_file("image", ".png")
+                Image.new("RGB", (8, 8)).save(path)
+                out.image = path
+            else:
+                path = ctx.new_file(rtype, ".wav" if rtype == "audio" else ".mp4")
+                path.write_bytes(b"placeholder")
+                setattr(out, rtype, path)
+        return out
