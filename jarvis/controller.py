@@ -3,6 +3,7 @@ The web UI, the CLI and the HTTP API only consume this stream."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -44,7 +45,8 @@ class Controller:
         self.local = local or LocalExecutor(config.local.device, config.local.memory_budget_gb,
                                             options={"max_new_tokens": config.local.max_new_tokens,
                                                      "diffusion_steps": config.local.diffusion_steps})
-        self._availability = None
+        self._availability: dict[str, object] = {}
+        self._availability_lock = threading.Lock()
 
     # -- pieces -----------------------------------------------------------
     def _dispatcher(self, cfg: Config) -> Dispatcher:
@@ -52,8 +54,18 @@ class Controller:
         remote = None
         if mode in ("remote", "hybrid"):
             from .executors.remote import RemoteExecutor
-            remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token)
+            remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token, availability=self._shared_availability(cfg))
         return Dispatcher(mode, self.local, remote)
+
+    def _shared_availability(self, cfg: Config):
+        """One provider-availability cache per remote setup, shared by all sessions. Look-ups read
+        public model metadata, so they carry no user's token."""
+        from .executors.availability import Availability
+        key = repr((cfg.remote.base_url, cfg.remote.provider, sorted(cfg.remote.endpoints.items())))
+        with self._availability_lock:
+            if key not in self._availability:
+                self._availability[key] = Availability(cfg.remote)
+            return self._availability[key]
 
     def _candidates(self, plan: Plan, cfg: Config) -> dict[int, list]:
         out = {}

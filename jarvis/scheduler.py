@@ -113,7 +113,7 @@ class Scheduler:
             rec["started"] = now()
             model = choice.model if choice else "builtin"
             inputs = resolve_inputs(task, results, self.store, self.check)
-            executor_name = "remote" if self.dispatcher.mode == "remote" else "local"
+            executor_name = self.dispatcher.mode
             events.put(TaskStarted(task.id, task.task, model, executor_name, rec["started"]))
             ctx = RunContext(device=Device(), new_file=lambda stem, suffix: self.store.new_path(stem, suffix),
                              progress=lambda msg: events.put(TaskProgress(task.id, msg)),

@@ -190,11 +190,14 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                     hf_token = gr.Textbox(label="Hugging Face token", type="password", placeholder="hf_…",
                                           info=field_hint(env.hf_token, "Hugging Face token", "HF_TOKEN"))
                 with gr.Accordion("⚙️ Advanced settings", open=False):
-                    base_url = gr.Textbox(label="LLM base URL", value=config.llm.base_url,
-                                          placeholder="empty: OpenAI, or the HF router with only an HF token",
-                                          info="Any OpenAI-compatible server (vLLM, TGI, Ollama, llama.cpp).")
-                    model = gr.Textbox(label="LLM model", value=config.llm.model,
-                                       placeholder="empty: gpt-4o-mini, or an open model on the HF router")
+                    base_url = gr.Textbox(label="LLM base URL", placeholder=config.llm.base_url or
+                                          "empty: OpenAI, or the HF router with only an HF token",
+                                          info="Empty keeps the server's setting. Any OpenAI-compatible server "
+                                               "(vLLM, TGI, Ollama, llama.cpp); the server's key is not sent "
+                                               "to a URL typed here.")
+                    model = gr.Textbox(label="LLM model", placeholder=config.llm.model or
+                                       "empty: gpt-4o-mini, or an open model on the HF router",
+                                       info="Empty keeps the server's setting.")
                     mode = gr.Radio(["local", "remote", "hybrid"], value=config.inference.mode,
                                     label="Where models run",
                                     info="local: on this machine · remote: HF Inference Providers · "

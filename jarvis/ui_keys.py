@@ -27,11 +27,12 @@ def field_hint(env_value: str, name: str, secret: str) -> str:
 
 def resolve(config: Config, openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
             oauth_token: str | None) -> Choice:
-    """The Config for one session. A server-side OpenAI key is not sent to a base URL the person
+    """The Config for one session; empty fields keep the server's settings. A server-side OpenAI key is not sent to a base URL the person
     typed in (it would hand the Space owner's secret to any server)."""
-    base_url, model = (base_url or "").strip(), (model or "").strip()
+    typed_url, model = (base_url or "").strip(), (model or "").strip() or config.llm.model
     env = config.credentials
-    custom_url = base_url.rstrip("/") != config.llm.base_url.strip().rstrip("/")
+    custom_url = bool(typed_url) and typed_url.rstrip("/") != config.llm.base_url.strip().rstrip("/")
+    base_url = typed_url or config.llm.base_url
     openai_key, hf_token = (openai_key or "").strip(), (hf_token or "").strip()
     if openai_key:
         openai_from = "typed"

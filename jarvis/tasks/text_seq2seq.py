@@ -124,7 +124,8 @@ class TranslationRunner(_Seq2SeqRunner):
         codes = list(getattr(loaded.tokenizer, "supported_language_codes", None) or [])
         if model_type == "marian":
             source = body
-            pair = re.search(r"opus-mt-[A-Za-z]+-([A-Za-z]+)$", loaded.extra.get("model_id", ""))
+            model_id = loaded.extra.get("model_id", "")
+            pair = re.search(r"-([a-z]{2,3})$", model_id) if "opus-mt" in model_id else None
             if pair and not codes:  # a one-pair model: its name says the target
                 fixed, fixed_codes = _language(pair.group(1))
                 if target_codes and fixed_codes and target_codes != fixed_codes:
