@@ -126,7 +126,7 @@ def test_errors_become_chat_messages_and_the_app_keeps_serving(catalog, models):
         last = chat[-1]["content"][0]["text"]
         assert "Could not answer" in last and "rejected the API key" in last and "Keys" in last
         chat, _, _ = ask(c, "hi", key="sk-a", base_url="http://127.0.0.1:9/v1")
-        assert "cannot reach the LLM endpoint 127.0.0.1:9" in chat[-1]["content"][0]["text"]
+        assert "Cannot reach the LLM endpoint 127.0.0.1:9" in chat[-1]["content"][0]["text"]
         llm.script["plan"] = missing
         llm.script["answer"] = "I could not read that file."
         chat, _, _ = ask(c, "caption nothere.png", key="sk-a")

@@ -214,11 +214,17 @@ class DocumentQARunner:
     def _run_donut(self, loaded: Loaded, image: Any, question: str, ctx: RunContext) -> TaskOutputs:
         import torch
         tokenizer = loaded.tokenizer
-        prompt = DONUT_PROMPT.format(question=question[:500])
-        prompt_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(loaded.device.name)
-        batch = _pixels(loaded.processor.image_processor, image, loaded)
         limit = int(getattr(loaded.model.config.decoder, "max_position_embeddings", 512))
-        new_tokens = min(_max_new_tokens(ctx), max(1, limit - prompt_ids.shape[1]))
+        # the prompt plus room for the answer must fit the decoder's positions (MBart offsets them by 2)
+        frame_len = len(tokenizer(DONUT_PROMPT.format(question=""), add_special_tokens=False).input_ids)
+        room = max(1, limit - 2 - frame_len - min(_max_new_tokens(ctx), max(8, limit // 4)))
+        question_ids = tokenizer(question[:2000], add_special_tokens=False).input_ids[:room]
+        question = tokenizer.decode(question_ids, skip_special_tokens=True) if len(question_ids) == room else question
+        prompt = DONUT_PROMPT.format(question=question)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(loaded.device.name)
+        prompt_ids = prompt_ids[:, : max(1, limit - 3)]
+        batch = _pixels(loaded.processor.image_processor, image, loaded)
+        new_tokens = min(_max_new_tokens(ctx), max(1, limit - 2 - prompt_ids.shape[1]))
         kwargs = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
         if tokenizer.unk_token_id is not None:
             kwargs["bad_words_ids"] = [[tokenizer.unk_token_id]]

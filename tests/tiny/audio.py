@@ -35,6 +35,10 @@ def whisper(snap: Path) -> None:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
     assert ids["<|notimestamps|>"] == len(vocab) - 1, ids
     eot, sot = ids["<|endoftext|>"], ids["<|startoftranscript|>"]
+    # random weights would emit arbitrary bytes; keep transcripts to letters and spaces so they
+    # can feed the next task (text-to-speech needs speakable characters)
+    speakable = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"\u0120"}
+    suppress = [i for tok, i in _byte_vocab().items() if tok not in speakable]
     torch.manual_seed(0)
     config = WhisperConfig(
         vocab_size=len(vocab), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
@@ -44,7 +48,7 @@ def whisper(snap: Path) -> None:
     model = WhisperForConditionalGeneration(config).eval()
     gen = GenerationConfig(
         decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-        max_length=48, suppress_tokens=[], begin_suppress_tokens=[eot], is_multilingual=True,
+        max_length=48, suppress_tokens=suppress, begin_suppress_tokens=[eot], is_multilingual=True,
         lang_to_id={f"<|{c}|>": ids[f"<|{c}|>"] for c in WHISPER_LANGUAGES},
         task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]},
         no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
