@@ -97,7 +97,7 @@ class Scheduler:
         results: dict[int, TaskOutputs] = {}
         failed: dict[int, str] = {}
         events: "queue.Queue[Event]" = queue.Queue()
-        running: dict[Future, tuple[int, float]] = {}
+        running: dict[Future, tuple[list[int], float]] = {}
         pending = list(tasks)
 
         def fail(tid: int, message: str, attempts=None) -> Event:
@@ -108,22 +108,48 @@ class Scheduler:
             failed[tid] = message
             return TaskFailed(tid, rec["task"], message, rec["started"], rec["finished"], rec["attempts"])
 
-        def work(task: Task, choice: Choice | None):
+        def context(tid: int) -> RunContext:
+            return RunContext(device=Device(), new_file=lambda stem, suffix: self.store.new_path(stem, suffix),
+                              progress=lambda msg: events.put(TaskProgress(tid, msg)), options=dict(self.options))
+
+        def start(task: Task, choice: Choice | None) -> tuple[str, TaskInputs]:
             rec = self.records[task.id]
             rec["started"] = now()
             model = choice.model if choice else "builtin"
             inputs = resolve_inputs(task, results, self.store, self.check)
-            executor_name = self.dispatcher.mode
-            events.put(TaskStarted(task.id, task.task, model, executor_name, rec["started"]))
-            ctx = RunContext(device=Device(), new_file=lambda stem, suffix: self.store.new_path(stem, suffix),
-                             progress=lambda msg: events.put(TaskProgress(task.id, msg)),
-                             options=dict(self.options))
-            return self.dispatcher.execute(task.task, model, choice.candidates if choice else [model], inputs, ctx)
+            events.put(TaskStarted(task.id, task.task, model, self.dispatcher.mode, rec["started"]))
+            return model, inputs
+
+        def work(group: list[Task]) -> list[tuple[int, object]]:
+            """Run one task, or several on one model as one batch; returns (task id, Execution or error)."""
+            out: list[tuple[int, object]] = []
+            prepared = []
+            for task in group:
+                try:
+                    prepared.append((task, *start(task, choices.get(task.id))))
+                except Exception as exc:  # noqa: BLE001
+                    out.append((task.id, exc))
+            if len(prepared) > 1:
+                task0, model, _ = prepared[0]
+                try:
+                    runs = self.dispatcher.execute_batch(task0.task, model, [p[2] for p in prepared], context(task0.id))
+                    return out + [(p[0].id, r) for p, r in zip(prepared, runs)]
+                except Exception:  # noqa: BLE001 - the batch failed: run each alone, so one bad input fails alone
+                    pass
+            for task, model, inputs in prepared:
+                choice = choices.get(task.id)
+                try:
+                    out.append((task.id, self.dispatcher.execute(
+                        task.task, model, choice.candidates if choice else [model], inputs, context(task.id))))
+                except Exception as exc:  # noqa: BLE001
+                    out.append((task.id, exc))
+            return out
 
         pool = ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="jarvis-task")
         try:
             while pending or running:
                 # skip what can no longer run; start what is ready
+                ready: list[Task] = []
                 for tid in list(pending):
                     task = tasks[tid]
                     if self.cancel.is_set():
@@ -144,51 +170,63 @@ class Scheduler:
                         yield TaskSkipped(tid, task.task, reason)
                         continue
                     if all(d in results for d in task.dep):
-                        choice = choices.get(tid)
-                        if choice is None and not getattr(_runner_or_none(task.task), "builtin", False):
-                            pending.remove(tid)
+                        pending.remove(tid)
+                        if choices.get(tid) is None and not getattr(_runner_or_none(task.task), "builtin", False):
                             yield fail(tid, f"no model available for {task.task} in this inference mode")
                             continue
-                        pending.remove(tid)
-                        running[pool.submit(work, task, choice)] = (tid, time.perf_counter())
+                        ready.append(task)
+                for group in self._groups(ready, choices):
+                    running[pool.submit(work, group)] = ([t.id for t in group], time.perf_counter())
                 if not running:
                     continue
                 done, _ = wait(list(running), timeout=0.05, return_when=FIRST_COMPLETED)
                 while not events.empty():
                     yield events.get()
                 for fut in done:
-                    tid, _started = running.pop(fut)
-                    rec = self.records[tid]
-                    try:
-                        execution = fut.result()
-                    except ExecutionError as exc:
-                        yield fail(tid, str(exc), exc.attempts)
-                        continue
-                    except (TaskError, ResourceError) as exc:
-                        yield fail(tid, str(exc))
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - a runner bug must not stop the others
-                        yield fail(tid, f"{type(exc).__name__}: {str(exc)[:300]}")
-                        continue
-                    out = execution.outputs
-                    for value in (out.image, out.audio, out.video):
-                        if value is not None:
-                            self.store.register_generated(Path(value))
-                    results[tid] = out
-                    rec.update(status="done", outputs=out.as_dict(), detail=out.detail, finished=now(),
-                               executor=execution.executor, model=execution.model, attempts=execution.attempts)
-                    yield TaskFinished(tid, rec["task"], rec["outputs"], out.detail, rec["started"],
-                                       rec["finished"], execution.attempts)
+                    running.pop(fut)
+                    for tid, outcome in fut.result():
+                        yield self._settle(tid, outcome, results, fail, now)
                 # time limits: a task past its deadline is failed; its thread's late result is ignored
-                for fut, (tid, started) in list(running.items()):
-                    if time.perf_counter() - started > self.task_timeout:
+                for fut, (tids, started) in list(running.items()):
+                    if time.perf_counter() - started > self.task_timeout * len(tids):
                         running.pop(fut)
                         fut.cancel()
-                        yield fail(tid, f"timed out after {self.task_timeout:.0f} s (inference.task_timeout)")
+                        for tid in tids:
+                            yield fail(tid, f"timed out after {self.task_timeout:.0f} s (inference.task_timeout)")
             while not events.empty():
                 yield events.get()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _groups(self, ready: list[Task], choices: dict[int, Choice]) -> list[list[Task]]:
+        """Ready tasks of one type on one model go together when the runner can batch them locally."""
+        groups: dict[tuple, list[Task]] = {}
+        for task in ready:
+            choice = choices.get(task.id)
+            key: tuple = (task.id,)
+            if choice is not None and self.dispatcher.can_batch(task.task, choice.model):
+                key = (task.task, choice.model)
+            groups.setdefault(key, []).append(task)
+        return list(groups.values())
+
+    def _settle(self, tid: int, outcome, results: dict[int, TaskOutputs], fail, now) -> Event:
+        """Record one task's outcome and return its event."""
+        rec = self.records[tid]
+        if isinstance(outcome, ExecutionError):
+            return fail(tid, str(outcome), outcome.attempts)
+        if isinstance(outcome, (TaskError, ResourceError)):
+            return fail(tid, str(outcome))
+        if isinstance(outcome, BaseException):  # a runner bug must not stop the others
+            return fail(tid, f"{type(outcome).__name__}: {str(outcome)[:300]}")
+        out = outcome.outputs
+        for value in (out.image, out.audio, out.video):
+            if value is not None:
+                self.store.register_generated(Path(value))
+        results[tid] = out
+        rec.update(status="done", outputs=out.as_dict(), detail=out.detail, finished=now(),
+                   executor=outcome.executor, model=outcome.model, attempts=outcome.attempts)
+        return TaskFinished(tid, rec["task"], rec["outputs"], out.detail, rec["started"], rec["finished"],
+                            outcome.attempts)
 
 
 def _runner_or_none(task: str):

@@ -52,7 +52,7 @@ def _resources_markdown(session) -> str:
     items = session.store.list() if session else []
     if not items:
         return "_No files yet. Attach some, or ask for something to be generated._"
-    rows = ["| name (use it in requests) | type | from |", "|---|---|---|"]
+    rows = ["Refer to these names in your requests.", "", "| name | type | from |", "|---|---|---|"]
     rows += [f"| `{r.name}` | {r.type} | {r.origin} |" for r in items]
     return "\n".join(rows)
 
@@ -181,7 +181,7 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                 if examples:
                     gr.Examples(examples=[[v] for _, v in examples], example_labels=[lbl for lbl, _ in examples],
                                 inputs=[box], label="Examples")
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=1, min_width=340):
                 with gr.Accordion("🔑 Keys", open=not (env.openai_api_key or env.hf_token)):
                     if on_space:
                         gr.LoginButton("Sign in with Hugging Face")

@@ -153,3 +153,17 @@ def test_cli_errors_are_one_line(tmp_path):
     assert proc.returncode != 0 and "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(["run", "x", "--file", str(tmp_path / "nope.png")], {})
     assert proc.returncode == 2 and "file not found" in proc.stderr
+
+
+def test_two_prompts_on_one_model_run_as_one_batch(tmp_path, tiny_models):
+    plan = plan_json(("text-to-image", {"text": "a red fox"}), ("text-to-image", {"text": "a blue bird"}),
+                     ("image-classification", {"image": "<GENERATED>-1"}, [1]))
+    with ScriptedLLM(plan=plan, select=pick_top, answer="Two pictures.") as server:
+        cfg = config_for(server.url, local={"diffusion_steps": 2})
+        controller = Controller(cfg)
+        _, result, failed = run_to_end(controller, Session.create(cfg, root=tmp_path / "s"), "two pictures")
+    tasks = result["tasks"]
+    assert all(t["status"] == "done" for t in tasks), [t["error"] for t in tasks]
+    assert tasks[0]["attempts"][0].get("batch") == 2 and tasks[1]["attempts"][0].get("batch") == 2
+    assert tasks[0]["outputs"]["image"] != tasks[1]["outputs"]["image"]
+    assert controller.local.cache.stats.loads == 2  # the diffusion model once, the classifier once

@@ -64,6 +64,8 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
                 page.locator("#jarvis-resources").get_by_text("canny-").first.wait_for()
                 page.screenshot(path=str(SHOTS / "ui-2-generated-image.png"), full_page=True)
                 # caption then speak: the audio answer is a playable <audio>
+                page.wait_for_function("() => !document.querySelector('#jarvis-input textarea').disabled",
+                                       timeout=30_000)
                 box.locator("input[type=file]").set_input_files(str(STREET))
                 box.locator("textarea").fill("Caption this photo and read the caption aloud")
                 box.locator("img").first.wait_for(timeout=20_000)
@@ -76,5 +78,8 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
                     timeout=30_000)
                 chat.get_by_text("Task 1: text-to-speech").first.click()  # collapse/expand a step
                 page.screenshot(path=str(SHOTS / "ui-3-audio-answer.png"), full_page=True)
+            except Exception:
+                page.screenshot(path=str(SHOTS / "ui-failed.png"), full_page=True)
+                raise
             finally:
                 browser.close()

@@ -87,6 +87,26 @@ class Dispatcher:
             other.append(("local", models[0]))
         return first + other
 
+    # -- batches ---------------------------------------------------------------------------
+    def can_batch(self, task: str, model: str) -> bool:
+        """Several tasks on this model can run as one batch: local mode and a runner that batches."""
+        if self.mode != "local" or self.local is None or not hasattr(self.local, "run_batch"):
+            return False
+        from ..tasks import get_runner
+        try:
+            return hasattr(get_runner(task), "run_batch")
+        except TaskError:
+            return False
+
+    def execute_batch(self, task: str, model: str, batch: list[TaskInputs], ctx: RunContext) -> list[Execution]:
+        """One call for several inputs on one local model; raises when the batch as a whole fails."""
+        start = time.perf_counter()
+        outputs = self.local.run_batch(task, model, batch, ctx)
+        seconds = round(time.perf_counter() - start, 3)
+        return [Execution(out, model, self.local.name,
+                          [{"executor": self.local.name, "model": model, "ok": True, "seconds": seconds,
+                            "batch": len(batch)}]) for out in outputs]
+
     # -- running ---------------------------------------------------------------------------
     def execute(self, task: str, model: str, candidates: list[str], inputs: TaskInputs,
                 ctx: RunContext) -> Execution:

@@ -198,7 +198,7 @@ class LocalExecutor:
             family = task
         return (family, model_id)
 
-    def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+    def _entry(self, task: str, model_id: str, ctx: RunContext):
         runner = get_runner(task)
         key = (getattr(runner, "family", task), model_id)
         device = self.device
@@ -218,10 +218,24 @@ class LocalExecutor:
             except MemoryError as exc:
                 raise TaskError(f"not enough memory to load {model_id}; lower local.memory_budget_gb "
                                 "or use remote mode") from exc
+        ctx.device = device
+        ctx.options = {**self.options, **ctx.options}
+        return runner, key, load
+
+    def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        runner, key, load = self._entry(task, model_id, ctx)
         entry = self.cache.get(key, load)
         with entry.lock:
-            if entry.loaded is None:  # evicted between get and lock: load again
-                entry = self.cache.get(key, load)
-            ctx.device = device
-            ctx.options = {**self.options, **ctx.options}
-            return runner.run(entry.loaded, inputs, ctx)
+            loaded = entry.loaded if entry.loaded is not None else self.cache.get(key, load).loaded
+            return runner.run(loaded, inputs, ctx)
+
+    def run_batch(self, task: str, model_id: str, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
+        """Several inputs through one model call, for runners that batch (e.g. text-to-image prompts)."""
+        runner, key, load = self._entry(task, model_id, ctx)
+        entry = self.cache.get(key, load)
+        with entry.lock:
+            loaded = entry.loaded if entry.loaded is not None else self.cache.get(key, load).loaded
+            outputs = runner.run_batch(loaded, batch, ctx)
+        if len(outputs) != len(batch):
+            raise TaskError(f"{model_id} returned {len(outputs)} results for {len(batch)} inputs")
+        return outputs
