@@ -300,7 +300,8 @@ def create_app(config: Config, controller=None, *, request_timeout: float | None
         registry.close()
 
     app = FastAPI(title="Jarvis API", version="1", lifespan=lifespan, docs_url="/v1/docs",
-                  redoc_url=None, openapi_url="/v1/openapi.json")
+                  redoc_url=None, openapi_url="/v1/openapi.json",
+                  swagger_ui_oauth2_redirect_url="/v1/docs/oauth2-redirect")
     app.state.jarvis = api
 
     def error_response(request: Request, status: int, message: str, code: str, headers=None) -> JSONResponse:

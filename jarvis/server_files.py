@@ -174,7 +174,7 @@ def decode_base64(text: str) -> bytes:
         data = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError):
         try:
-            data = base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
+            data = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise InputError("the media data is not valid base64") from None
     if not data:
@@ -209,7 +209,7 @@ def stage_media(parts: list[MediaPart], cfg: Config) -> tuple[Path, list[Path]]:
             sniffed = sniff_bytes(part.data[:512])
             suffix = sniffed if sniffed and media_type("x" + sniffed) == part.kind else part.suffix
             counts[part.kind] = counts.get(part.kind, 0) + 1
-            path = store.new_path(f"{part.kind}-{counts[part.kind]}", suffix)
+            path = staging / f"{part.kind}-{counts[part.kind]}{suffix}"   # a fresh directory: unique
             path.write_bytes(part.data)
             try:
                 check_media(path, part.kind, max_megapixels=cfg.files.max_image_megapixels)

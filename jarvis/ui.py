@@ -67,12 +67,24 @@ def _files_of(message) -> tuple[str, list[str]]:
     return str(message.get("text") or ""), [f for f in files if f]
 
 
+def _oauth_ready() -> bool:
+    """Sign-in shows on a Space with `hf_oauth: true` (which sets OAUTH_CLIENT_ID) and gradio[oauth] installed."""
+    if not (os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID")):
+        return False
+    try:
+        import authlib  # noqa: F401 - what gradio's OAuth routes need
+    except ImportError:
+        log.warning("hf_oauth is on but authlib is missing: install gradio[oauth] to show the sign-in button")
+        return False
+    return True
+
+
 def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL_SLOTS) -> gr.Blocks:
     """The Blocks of the app. Everything per user lives in this app's session registry."""
     registry = SessionRegistry(config.session.ttl_minutes * 60)
     registry.start_sweeper(interval=min(60.0, max(1.0, config.session.ttl_minutes * 60 / 4)))
     gate = LocalGate(local_slots)
-    on_space = bool(os.environ.get("SPACE_ID"))
+    sign_in = _oauth_ready()
     env = config.credentials
 
     def settings(openai_key, hf_token, base_url, model, mode, oauth_token):
@@ -183,7 +195,7 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                                 inputs=[box], label="Examples")
             with gr.Column(scale=1, min_width=340):
                 with gr.Accordion("🔑 Keys", open=not (env.openai_api_key or env.hf_token)):
-                    if on_space:
+                    if sign_in:
                         gr.LoginButton("Sign in with Hugging Face")
                     openai_key = gr.Textbox(label="OpenAI API key", type="password", placeholder="sk-…",
                                             info=field_hint(env.openai_api_key, "OpenAI API key", "OPENAI_API_KEY"))
@@ -241,7 +253,8 @@ def launch(config: Config) -> int:
         from .server import create_app
     except ImportError:
         create_app = None
-    print(f"Jarvis web app on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}", flush=True)
+    shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    print(f"Jarvis web app on {shown}" + (" (and the HTTP API on the same port)" if create_app else ""), flush=True)
     try:
         if create_app is None:
             demo.launch(server_name=host, server_port=port, allowed_paths=allowed, ssr_mode=False,

@@ -28,7 +28,7 @@ def _plan(messages) -> str:
     """Edges of the attached photo for the first request; caption then speech for the second."""
     request = str(messages[-1]["content"])
     if "aloud" in request:
-        return json.dumps([{"task": "image-to-text", "id": 0, "dep": [-1], "args": {"image": "street.png"}},
+        return json.dumps([{"task": "image-to-text", "id": 0, "dep": [-1], "args": {"image": "photo.png"}},
                            {"task": "text-to-speech", "id": 1, "dep": [0], "args": {"text": "<GENERATED>-0"}}])
     return json.dumps([{"task": "canny-control", "id": 0, "dep": [-1], "args": {"image": "street.png"}}])
 
@@ -38,6 +38,8 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
     ensure_models(hub_cache, UI_MODELS)
     SHOTS.mkdir(exist_ok=True)
     catalog = write_catalog(tmp_path / "catalog.jsonl")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(STREET.read_bytes())
     with ScriptedLLM(plan=_plan, answer="Here is the result, with the files below.") as llm:
         config = Config().with_overrides(llm={"base_url": llm.url, "model": "scripted"},
                                          catalog={"path": str(catalog)}, local={"device": "cpu"})
@@ -66,17 +68,21 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
                 # caption then speak: the audio answer is a playable <audio>
                 page.wait_for_function("() => !document.querySelector('#jarvis-input textarea').disabled",
                                        timeout=30_000)
-                box.locator("input[type=file]").set_input_files(str(STREET))
+                box.locator("input[type=file]").set_input_files(str(photo))
                 box.locator("textarea").fill("Caption this photo and read the caption aloud")
                 box.locator("img").first.wait_for(timeout=20_000)
                 box.locator("textarea").press("Enter")
                 chat.get_by_text("Plan: 2 tasks").wait_for(timeout=60_000)
                 audio = chat.locator("audio")
                 audio.first.wait_for(state="attached", timeout=60_000)
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('#jarvis-chat audio')].some(a => a.readyState >= 1)",
-                    timeout=30_000)
-                chat.get_by_text("Task 1: text-to-speech").first.click()  # collapse/expand a step
+                for _ in range(60):   # the player has loaded the WAV: it knows its duration
+                    if audio.evaluate_all("els => els.some(a => a.readyState >= 1 && a.duration > 0)"):
+                        break
+                    page.wait_for_timeout(500)
+                else:
+                    pytest.fail("the audio answer never became playable")
+                chat.get_by_text("Task 1: text-to-speech").first.click()  # open a collapsed step
+                chat.get_by_text("Produced audio").first.wait_for(timeout=10_000)
                 page.screenshot(path=str(SHOTS / "ui-3-audio-answer.png"), full_page=True)
             except Exception:
                 page.screenshot(path=str(SHOTS / "ui-failed.png"), full_page=True)

@@ -7,11 +7,13 @@ budget. Calls to one loaded model are serialized (its lock); different models ru
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
 import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from ..tasks import get_runner
@@ -88,6 +90,7 @@ class ModelCache:
         self.budget = int(budget_bytes)
         self._entries: "OrderedDict[tuple[str, str], _Entry]" = OrderedDict()
         self._lock = threading.Lock()
+        self._admit = threading.Lock()
         self.stats = CacheStats()
 
     def __contains__(self, key) -> bool:
@@ -103,8 +106,9 @@ class ModelCache:
         with self._lock:
             return sum(e.nbytes for e in self._entries.values())
 
-    def get(self, key: tuple[str, str], loader: Callable[[], Any]) -> _Entry:
-        """The loaded entry for key, loading it once even when many threads ask at the same time."""
+    def get(self, key: tuple[str, str], loader: Callable[[], Any], expected_bytes: int = 0) -> _Entry:
+        """The loaded entry for key, loading it once even when many threads ask at the same time.
+        `expected_bytes` (the weights' size on disk) makes room before the load, not after."""
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None
@@ -119,6 +123,15 @@ class ModelCache:
             if entry.error is not None:
                 raise entry.error
             return entry
+        if expected_bytes:
+            # make room first, one admission at a time; while models in use hold the memory, wait for
+            # them rather than overshoot the budget. The reservation stands until the real size is known.
+            with self._admit:
+                deadline = time.monotonic() + 600
+                while self._evict(keep=key, need=expected_bytes) > self.budget and self._in_use(key) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                entry.nbytes = expected_bytes
         start = time.perf_counter()
         try:
             entry.loaded = loader()
@@ -136,11 +149,32 @@ class ModelCache:
         self._evict(keep=key)
         return entry
 
-    def _evict(self, keep: tuple[str, str]) -> None:
-        """Drop least recently used models (not in use) until the cache fits its budget."""
+    @contextmanager
+    def using(self, key: tuple[str, str], loader: Callable[[], Any], expected_bytes: int = 0):
+        """The loaded model, held (pinned against eviction, calls serialized) for the with-block."""
+        while True:
+            entry = self.get(key, loader, expected_bytes)
+            entry.lock.acquire()
+            with self._lock:
+                alive = self._entries.get(key) is entry and entry.loaded is not None
+            if alive:
+                break
+            entry.lock.release()   # evicted between load and use: load again
+        try:
+            yield entry.loaded
+        finally:
+            entry.lock.release()
+
+    def _in_use(self, keep: tuple[str, str]) -> bool:
+        with self._lock:
+            return any(e.lock.locked() or (not e.ready.is_set() and e.nbytes)
+                       for k, e in self._entries.items() if k != keep)
+
+    def _evict(self, keep: tuple[str, str], need: int = 0) -> int:
+        """Drop least recently used models (not in use) until the cache, plus `need`, fits its budget."""
         dropped = []
         with self._lock:
-            total = sum(e.nbytes for e in self._entries.values())
+            total = sum(e.nbytes for k, e in self._entries.items() if k != keep) + need
             for key in list(self._entries):
                 if total <= self.budget:
                     break
@@ -157,6 +191,12 @@ class ModelCache:
                     entry.lock.release()
         if dropped:
             log.info("evicted %s to stay under the memory budget", ", ".join(m for _, m in dropped))
+        self._collect(dropped)
+        return total
+
+    @staticmethod
+    def _collect(dropped: list) -> None:
+        if dropped:
             gc.collect()
             try:
                 import torch
@@ -169,6 +209,35 @@ class ModelCache:
         with self._lock:
             self._entries.clear()
         gc.collect()
+
+
+def _weights_bytes(model_id: str) -> int:
+    """Size of a cached model's weight files (safetensors preferred), 0 when unknown."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        for name in ("config.json", "model_index.json"):
+            found = try_to_load_from_cache(model_id, name)
+            if isinstance(found, str):
+                root = Path(found).parent
+                files = list(root.rglob("*.safetensors")) or list(root.rglob("*.bin"))
+                return sum(f.stat().st_size for f in files)
+    except Exception:  # noqa: BLE001 - only a hint for eviction
+        pass
+    return 0
+
+
+def _is_downloaded(model_id: str) -> bool:
+    """Whether the model's repo is already in the Hugging Face cache (no download needed)."""
+    if not model_id or model_id == "builtin":
+        return True
+    try:
+        from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+        for name in ("config.json", "model_index.json", "preprocessor_config.json"):
+            if isinstance(try_to_load_from_cache(model_id, name), str):
+                return True
+        return any(repo.repo_id == model_id for repo in scan_cache_dir().repos)
+    except Exception:  # noqa: BLE001 - only a hint for the progress message
+        return False
 
 
 class LocalExecutor:
@@ -203,12 +272,16 @@ class LocalExecutor:
         key = (getattr(runner, "family", task), model_id)
         device = self.device
         if key not in self.cache:
-            ctx.progress(f"loading {model_id} on {device.name}")
+            where = "from the local cache" if _is_downloaded(model_id) else "downloading it first (one time)"
+            ctx.progress(f"loading {model_id} on {device.name}, {where}")
 
         def load():
             try:
                 with _LOAD_LOCK:
-                    return runner.load(model_id, device)
+                    started = time.perf_counter()
+                    loaded = runner.load(model_id, device)
+                ctx.progress(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")
+                return loaded
             except TaskError:
                 raise
             except OSError as exc:
@@ -222,19 +295,19 @@ class LocalExecutor:
         ctx.options = {**self.options, **ctx.options}
         return runner, key, load
 
+    def _use(self, key, load, model_id: str):
+        expected = 0 if key in self.cache else _weights_bytes(model_id)
+        return self.cache.using(key, load, expected)
+
     def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         runner, key, load = self._entry(task, model_id, ctx)
-        entry = self.cache.get(key, load)
-        with entry.lock:
-            loaded = entry.loaded if entry.loaded is not None else self.cache.get(key, load).loaded
+        with self._use(key, load, model_id) as loaded:
             return runner.run(loaded, inputs, ctx)
 
     def run_batch(self, task: str, model_id: str, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
         """Several inputs through one model call, for runners that batch (e.g. text-to-image prompts)."""
         runner, key, load = self._entry(task, model_id, ctx)
-        entry = self.cache.get(key, load)
-        with entry.lock:
-            loaded = entry.loaded if entry.loaded is not None else self.cache.get(key, load).loaded
+        with self._use(key, load, model_id) as loaded:
             outputs = runner.run_batch(loaded, batch, ctx)
         if len(outputs) != len(batch):
             raise TaskError(f"{model_id} returned {len(outputs)} results for {len(batch)} inputs")

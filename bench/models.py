@@ -1,0 +1,89 @@
+"""Model cache benchmark (issue 3), on tiny real models built into a temporary offline HF cache.
+
+1. Cold vs warm: the same 3-task request twice through the controller; model loads (count and
+   seconds) on each run. Target: no reload on the second.
+2. Peak memory of a 5-model plan under a cache budget smaller than all five models together:
+   the cache's own high-water mark (bytes of loaded weights) and the process's peak RSS.
+
+Run: python bench/models.py
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(tempfile.mkdtemp(prefix="jarvis-bench-hub-"))
+os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(CACHE), TRANSFORMERS_VERBOSITY="error")
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from jarvis.config import load_config  # noqa: E402
+from jarvis.controller import Controller  # noqa: E402
+from jarvis.events import Done  # noqa: E402
+from jarvis.executors.local import LocalExecutor  # noqa: E402
+from jarvis.session import Session  # noqa: E402
+from tests.fakes.llm_server import ScriptedLLM  # noqa: E402
+from tests.helpers import plan_json  # noqa: E402
+from tests.test_controller import pick_top  # noqa: E402
+from tests.tiny import build_all  # noqa: E402
+
+THREE = plan_json(("text-classification", {"text": "I like it"}), ("token-classification", {"text": "Ann in Rome"}),
+                  ("summarization", {"text": "A long story about a cat and a dog who became friends."}))
+FIVE = plan_json(("text-classification", {"text": "I like it"}), ("token-classification", {"text": "Ann in Rome"}),
+                 ("summarization", {"text": "A story."}), ("text-generation", {"text": "Once"}),
+                 ("question-answering", {"text": ["Who?", "Ann went home."]}))
+FIVE_MODELS = {"distilbert/distilbert-base-uncased-finetuned-sst-2-english", "dslim/bert-base-NER",
+               "facebook/bart-large-cnn", "openai-community/gpt2", "distilbert/distilbert-base-cased-distilled-squad"}
+
+
+def run(controller, cfg, plan_text):
+    session = Session.create(cfg)
+    try:
+        events = list(controller.run(session, "bench"))
+    finally:
+        session.close()
+    return next(e.result for e in events if isinstance(e, Done))
+
+
+def main() -> None:
+    build_all(CACHE, only=FIVE_MODELS)
+    with ScriptedLLM(plan=THREE, select=pick_top, answer="ok") as llm:
+        cfg = load_config(env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-bench"})
+        controller = Controller(cfg)
+        stats = controller.local.cache.stats
+        for label in ("cold", "warm"):
+            loads, secs = stats.loads, stats.load_seconds
+            start = time.perf_counter()
+            result = run(controller, cfg, THREE)
+            assert all(t["status"] == "done" for t in result["tasks"]), result["tasks"]
+            print(f"{label}: {stats.loads - loads} model loads, {stats.load_seconds - secs:.2f} s loading, "
+                  f"{time.perf_counter() - start:.2f} s for the request")
+
+        # sizes of the five models when loaded, then a budget smaller than their sum
+        probe = LocalExecutor("cpu", 64)
+        llm.script["plan"] = FIVE
+        run(Controller(cfg, local=probe), cfg, FIVE)
+        sizes = {m: probe.cache._entries[k].nbytes for k in probe.cache.keys() for m in [k[1]]}
+        total = sum(sizes.values())
+        budget = int(total * 0.6)
+        limited = LocalExecutor("cpu", budget / 1024 ** 3)
+        peak = 0
+        controller5 = Controller(cfg, local=limited)
+        session = Session.create(cfg)
+        for event in controller5.run(session, "five models"):
+            peak = max(peak, limited.cache.used_bytes())
+        session.close()
+        print(f"5-model plan: models total {total / 1e6:.2f} MB; budget {budget / 1e6:.2f} MB; "
+              f"cache peak {peak / 1e6:.2f} MB ({peak / budget:.2f} of budget); "
+              f"evictions {limited.cache.stats.evictions}; loads {limited.cache.stats.loads}")
+        print(f"process peak RSS: {psutil.Process().memory_info().rss / 1e6:.0f} MB (current), "
+              f"max RSS {__import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
