@@ -146,7 +146,7 @@ class ModelCache:
             self.stats.loads += 1
             self.stats.load_seconds += time.perf_counter() - start
         entry.ready.set()
-        self._evict(keep=key)
+        self._evict(keep=key, need=entry.nbytes)
         return entry
 
     @contextmanager
