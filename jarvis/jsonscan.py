@@ -10,7 +10,8 @@ import ast
 import json
 import re
 
-MAX_CHARS = 200_000
+MAX_CHARS = 200_000      # longest LLM answer read; a planner answer is a few KB (max_tokens caps it)
+MAX_SCAN_DEPTH = 4       # braces deeper than this are never parsed on their own (bounds the scan)
 _FENCE = re.compile(r"```(?:json|JSON|javascript|python)?\s*(.*?)```", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _SMART = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
@@ -43,8 +44,13 @@ def loads_lenient(text: str):
     raise ValueError("not valid JSON")
 
 
-def balanced_spans(text: str, opener: str = "{", closer: str = "}") -> list[tuple[int, int]]:
-    """(start, end) of every balanced opener..closer span, aware of double-quoted strings."""
+def balanced_spans(text: str, opener: str = "{", closer: str = "}",
+                   max_depth: int | None = None) -> list[tuple[int, int]]:
+    """(start, end) of every balanced opener..closer span, aware of double-quoted strings.
+
+    With max_depth, only spans nested at most that deep are returned: parsing every span of a
+    deeply nested text would take time quadratic in its length.
+    """
     spans, stack = [], []
     in_string = escape = False
     for i, ch in enumerate(text):
@@ -61,7 +67,9 @@ def balanced_spans(text: str, opener: str = "{", closer: str = "}") -> list[tupl
         elif ch == opener:
             stack.append(i)
         elif ch == closer and stack:
-            spans.append((stack.pop(), i + 1))
+            start = stack.pop()
+            if max_depth is None or len(stack) <= max_depth:
+                spans.append((start, i + 1))
     return spans
 
 
@@ -70,7 +78,7 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict]
 
     Returns (objects in order, truncated) where truncated says an object was opened but never closed.
     """
-    spans = sorted(balanced_spans(text), key=lambda s: (s[0], -s[1]))
+    spans = sorted(balanced_spans(text, max_depth=MAX_SCAN_DEPTH), key=lambda s: (s[0], -s[1]))
     found: list[tuple[int, dict]] = []
     covered_until = -1
     for start, end in spans:

@@ -11,11 +11,14 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .jsonscan import extract_json, find_objects, strip_fences
+from .jsonscan import MAX_CHARS, extract_json, find_objects, strip_fences
 from .tasktypes import RESOURCE_TYPES, TASK_TYPES, UNSUPPORTED_TASKS, canonical_task
 
-REF = re.compile(r"<\s*GENERATED\s*>?\s*[-_:]?\s*(\d+)\s*>?", re.I)
-_FULL_REF = re.compile(r"^\s*<\s*GENERATED\s*>?\s*[-_:]?\s*(\d+)\s*>?\s*$", re.I)
+# Possessive quantifiers: with plain \s* a long run of spaces after "<GENERATED" backtracks for
+# minutes. At most 9 digits, so a 5000-digit "id" is text, never an int too long to convert.
+REF = re.compile(r"<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)(?!\d)\s*+>?", re.I)
+_FULL_REF = re.compile(r"^\s*+<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)\s*+>?\s*+$", re.I)
+_MAX_NESTING = 12   # argument values nested deeper than this are refused, not recursed into
 
 _TASK_KEYS = ("task", "type", "task_type", "name", "tool")
 _ID_KEYS = ("id", "task_id", "tid")
@@ -143,22 +146,24 @@ def _as_int(value) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(?:<GENERATED>-)?(-?\d+)\s*", value)
+        m = re.fullmatch(r"\s*+(?:<GENERATED>-)?(-?\d{1,18}+)\s*+", value)
         if m:
             return int(m.group(1))
     return None
 
 
-def _flatten(value) -> list:
+def _flatten(value, depth: int = 0) -> list:
+    if depth > _MAX_NESTING:
+        raise RecursionError("nested too deeply")
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
         out = []
         for v in value:
-            out.extend(_flatten(v))
+            out.extend(_flatten(v, depth + 1))
         return out
     if isinstance(value, dict):
-        return [json.dumps(value, ensure_ascii=False)]
+        return [json.dumps(value, ensure_ascii=False, default=str)]
     if isinstance(value, (int, float, bool)):
         return [str(value)]
     return [str(value)]
@@ -224,7 +229,19 @@ def _to_refs(values: list) -> list:
 
 def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None) -> Plan:
     """Parse and validate the planner's answer. Raises PlanError only when nothing usable is there."""
-    items, repairs = _raw_tasks(text)
+    text = "" if text is None else str(text)
+    cut = len(text) > MAX_CHARS
+    if cut:
+        text = text[:MAX_CHARS]
+    try:
+        items, repairs = _raw_tasks(text)
+    except PlanError as exc:
+        if cut:
+            raise PlanError(f"{exc}; the answer was longer than {MAX_CHARS} characters and only its "
+                            "start was read") from None
+        raise
+    if cut:
+        repairs.insert(0, f"the planner's answer was longer than {MAX_CHARS} characters; read only its start")
     plan = Plan(repairs=repairs, raw=text)
     if len(items) > max_tasks:
         repairs.append(f"the plan had {len(items)} tasks; kept the first {max_tasks} (inference.max_tasks)")
@@ -235,35 +252,45 @@ def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None
         if not isinstance(item, dict):
             repairs.append(f"ignored plan item {index}: not an object")
             continue
-        name = _first(item, _TASK_KEYS)
-        raw_id = _as_int(_first(item, _ID_KEYS))
-        tid = raw_id if raw_id is not None and raw_id >= 0 and raw_id not in used_ids else None
-        if tid is None:
-            tid = max(used_ids, default=-1) + 1
-            while tid in used_ids:
-                tid += 1
-            repairs.append(f"task {index} had {'a duplicate' if raw_id in used_ids else 'no valid'} id; numbered it {tid}")
-        elif raw_id is not None:
-            id_map.setdefault(raw_id, tid)
-        used_ids.add(tid)
-        error = None
-        canonical = canonical_task(str(name)) if name is not None else None
-        if name is None or not str(name).strip():
-            error, canonical = "the plan gave this task no type", "unknown"
-        elif canonical is None:
-            key = str(name).strip().lower()
-            error = UNSUPPORTED_TASKS.get(key) or (f"unknown task type {str(name)[:60]!r} "
-                                                   "(known types are listed in the planning prompt)")
-            canonical = key[:60]
-        elif canonical != name:
-            repairs.append(f"task {tid}: read task type {str(name)[:40]!r} as {canonical!r}")
-        args = _normalise_args(_first(item, _ARGS_KEYS), canonical, repairs, tid)
-        args = {k: _to_refs(v) for k, v in args.items()}
-        dep_raw = _flatten(_first(item, _DEP_KEYS))
-        dep = sorted({d for d in (_as_int(x) for x in dep_raw) if d is not None and d >= 0})
-        plan.tasks.append(Task(tid, canonical, dep, args, error))
+        try:
+            task = _read_task(item, index, used_ids, id_map, repairs)
+        except RecursionError:
+            repairs.append(f"ignored plan item {index}: its values are nested too deeply to read")
+            continue
+        plan.tasks.append(task)
     _validate(plan, files or [])
     return plan
+
+
+def _read_task(item: dict, index: int, used_ids: set[int], id_map: dict[int, int], repairs: list[str]) -> Task:
+    """One task from one plan item; numbers it and records what was repaired."""
+    name = _first(item, _TASK_KEYS)
+    raw_id = _as_int(_first(item, _ID_KEYS))
+    tid = raw_id if raw_id is not None and 0 <= raw_id < 10**9 and raw_id not in used_ids else None
+    if tid is None:
+        tid = max(used_ids, default=-1) + 1
+        while tid in used_ids:
+            tid += 1
+        repairs.append(f"task {index} had {'a duplicate' if raw_id in used_ids else 'no valid'} id; numbered it {tid}")
+    elif raw_id is not None:
+        id_map.setdefault(raw_id, tid)
+    used_ids.add(tid)
+    error = None
+    canonical = canonical_task(str(name)) if name is not None else None
+    if name is None or not str(name).strip():
+        error, canonical = "the plan gave this task no type", "unknown"
+    elif canonical is None:
+        key = str(name).strip().lower()
+        error = UNSUPPORTED_TASKS.get(key) or (f"unknown task type {str(name)[:60]!r} "
+                                               "(known types are listed in the planning prompt)")
+        canonical = key[:60]
+    elif canonical != name:
+        repairs.append(f"task {tid}: read task type {str(name)[:40]!r} as {canonical!r}")
+    args = _normalise_args(_first(item, _ARGS_KEYS), canonical, repairs, tid)
+    args = {k: _to_refs(v) for k, v in args.items()}
+    dep_raw = _flatten(_first(item, _DEP_KEYS))
+    dep = sorted({d for d in (_as_int(x) for x in dep_raw) if d is not None and d >= 0})
+    return Task(tid, canonical, dep, args, error)
 
 
 # -- validation -----------------------------------------------------------

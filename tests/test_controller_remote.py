@@ -19,9 +19,9 @@ def service():
         yield srv
 
 
-def run_mode(mode, service, tmp_path, select=pick_top):
+def run_mode(mode, service, tmp_path, select=pick_top, catalog=""):
     with ScriptedLLM(plan=PLAN, select=select, answer="All done.") as llm:
-        cfg = config_for(llm.url, inference={"mode": mode},
+        cfg = config_for(llm.url, inference={"mode": mode}, catalog={"path": catalog},
                          remote={"base_url": service.url, "timeout": 10, "max_retries": 1},
                          credentials={"hf_token": "hf_remote_test"})
         controller = Controller(cfg)
@@ -43,11 +43,20 @@ def test_three_task_types_in_remote_mode(service, tmp_path):
 
 
 def test_hybrid_with_a_failing_remote_model_uses_the_next_candidate(service, tmp_path):
-    first = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    service.models["CompVis/stable-diffusion-v1-4"] = "text-to-image"   # the next candidate is served
+    """Painters that are not cached here run remotely; the first answers 503 until retries run out."""
+    import json
+    from jarvis.catalog import Catalog
+    first, second = "example-org/painter-a", "example-org/painter-b"
+    entries = [m.to_json() for m in Catalog.load() if m.task != "text-to-image"]
+    entries += [{"id": first, "task": "text-to-image", "downloads": 20, "description": "paints"},
+                {"id": second, "task": "text-to-image", "downloads": 10, "description": "paints too"}]
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("\n".join(json.dumps(e) for e in entries))
+    service.models.update({first: "text-to-image", second: "text-to-image"})
     service.fault(first, "503", estimated_time=0.01)
-    result, _ = run_mode("hybrid", service, tmp_path)
+    result, _ = run_mode("hybrid", service, tmp_path, catalog=str(catalog))
     image_task = result["tasks"][0]
-    assert image_task["status"] == "done" and image_task["model"] == "CompVis/stable-diffusion-v1-4"
+    assert image_task["status"] == "done" and image_task["model"] == second
     assert image_task["attempts"][0]["model"] == first and not image_task["attempts"][0]["ok"]
+    assert image_task["executor"] == "remote"
     assert all(t["status"] == "done" for t in result["tasks"])

@@ -74,3 +74,14 @@ def test_malformed_body(body):
         server.faults = [Fault(200, body=body)]
         with pytest.raises(LLMError):
             llm_for(server.url, retries=0).complete(MSG, Usage())
+
+
+def test_azure_openai_uses_the_deployment_route():
+    with ScriptedLLM(chat="from azure", usage=(3, 2)) as server:
+        root = server.url[: -len("/v1")]
+        cfg = load_config(env={"OPENAI_API_KEY": "azure-key"}).with_overrides(
+            llm={"api_type": "azure", "base_url": root, "model": "my-deployment", "max_retries": 0})
+        assert LLM(cfg).complete(MSG, Usage()) == "from azure"
+        request = server.requests[0]
+        assert request["path"].startswith("/openai/deployments/my-deployment/chat/completions")
+        assert "api-version=" in request["path"] and request["headers"].get("api-key") == "azure-key"

@@ -232,8 +232,8 @@ def test_hugginggpt_chat_and_body_credentials(controller):
 def test_two_clients_at_once_each_with_its_own_key(controller):
     plan = plan_json(("text-classification", {"text": "good"}))
     with ScriptedLLM(answer="unused") as server_llm, \
-            ScriptedLLM(plan=plan, answer="A's answer", delay=0.3) as llm_a, \
-            ScriptedLLM(plan=plan, answer="B's answer", delay=0.3) as llm_b, \
+            ScriptedLLM(plan=plan, answer="A's answer", delay=0.5) as llm_a, \
+            ScriptedLLM(plan=plan, answer="B's answer", delay=0.5) as llm_b, \
             api_for(controller, server_llm) as live:
         answers = {}
 
@@ -254,7 +254,7 @@ def test_two_clients_at_once_each_with_its_own_key(controller):
         assert {r["headers"]["authorization"] for r in llm_a.requests} == {"Bearer sk-aaa"}
         assert {r["headers"]["authorization"] for r in llm_b.requests} == {"Bearer sk-bbb"}
         assert server_llm.requests == []
-        assert elapsed < 0.3 * (len(llm_a.requests) + len(llm_b.requests)), "the two requests did not overlap"
+        assert elapsed < 0.5 * (len(llm_a.requests) + len(llm_b.requests)), "the two requests did not overlap"
         # a request's own key without an endpoint goes to the server's endpoint, never with the server key
         client(live, default_headers={"X-OpenAI-Api-Key": "sk-ccc"}).chat.completions.create(
             model="jarvis", messages=[{"role": "user", "content": "third"}])
@@ -397,3 +397,16 @@ def test_serve_command(tiny_models):
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
     assert f"http://127.0.0.1:{port}/v1" in out and "Traceback" not in out
+
+
+def test_cors_only_when_asked_and_only_for_api_paths(controller):
+    with ScriptedLLM() as llm:
+        cfg = config_for(llm.url, server={"access_token": TOKENS})
+        preflight = {"Origin": "http://client.example", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"}
+        with Live(create_app(cfg, controller)) as live:
+            r = httpx.options(f"{live.url}/hugginggpt", headers=preflight)
+            assert "access-control-allow-origin" not in r.headers
+        with Live(create_app(cfg, controller, cors_origins=["http://client.example"])) as live:
+            r = httpx.options(f"{live.url}/hugginggpt", headers=preflight)
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://client.example"

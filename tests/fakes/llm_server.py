@@ -125,7 +125,7 @@ class ScriptedLLM:
                     except (BrokenPipeError, ConnectionResetError):
                         pass
                     return
-                if not self.path.endswith("/chat/completions"):
+                if not self.path.split("?")[0].endswith("/chat/completions"):
                     self._send(404, b'{"error": {"message": "unknown route"}}')
                     return
                 if outer.delay:
