@@ -86,6 +86,8 @@ class ServerConfig:
     max_body_mb: float = 30.0
     max_files: int = 8
     file_ttl: float = 3600.0
+    request_timeout: float = 0.0
+    cors_origins: str = ""
 
 
 @dataclass

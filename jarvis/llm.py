@@ -32,12 +32,32 @@ class Usage:
     def add(self, prompt: int, completion: int) -> None:
         with self._lock:
             self.llm_calls += 1
-            self.prompt_tokens += int(prompt or 0)
-            self.completion_tokens += int(completion or 0)
+            self.prompt_tokens += _count(prompt)
+            self.completion_tokens += _count(completion)
 
     def as_dict(self) -> dict:
         return {"llm_calls": self.llm_calls, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens}
+
+
+def _count(value) -> int:
+    """A token count from a server's usage block; anything malformed counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return 0
+    return max(0, min(int(value), 10**12)) if abs(value) != float("inf") else 0
+
+
+def _text_of(content) -> str | None:
+    """The assistant's text: a string, or a list of content parts; None when malformed."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p if isinstance(p, str) else p.get("text") if isinstance(p, dict) else getattr(p, "text", None)
+                 for p in content]
+        return "".join(p for p in parts if isinstance(p, str))
+    return None
 
 
 def _host(url: str) -> str:
@@ -117,14 +137,21 @@ class LLM:
             raise self._explain(exc) from None
         except Exception as exc:  # noqa: BLE001 - malformed bodies surface as anything
             raise self._explain(exc) from None
+        # a malformed body is parsed without validation: check every level before using it
         choices = getattr(resp, "choices", None)
-        if not choices or getattr(choices[0], "message", None) is None:
+        message = choices[0] if isinstance(choices, list) and choices else None
+        message = getattr(message, "message", None)
+        if message is None or isinstance(message, (str, dict, list)):
             raise LLMError(f"the LLM endpoint {_host(self.base_url)} sent a response without choices: "
                            "is base_url an OpenAI-compatible chat-completions server?")
+        text = _text_of(getattr(message, "content", None))
+        if text is None:
+            raise LLMError(f"the LLM endpoint {_host(self.base_url)} sent a malformed message "
+                           "(its content is not text): is base_url an OpenAI-compatible server?")
         u = getattr(resp, "usage", None)
-        usage.add(getattr(u, "prompt_tokens", 0) if u else 0, getattr(u, "completion_tokens", 0) if u else 0)
+        usage.add(getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0))
         log.debug("llm call %.2fs", time.perf_counter() - start)
-        return choices[0].message.content or ""
+        return text
 
     def stream(self, messages: list[dict], usage: Usage, *, max_tokens: int | None = None) -> Iterator[str]:
         """A streamed chat completion: yields text deltas; counts usage from the final chunk."""
@@ -140,11 +167,12 @@ class LLM:
             for chunk in chunks:
                 u = getattr(chunk, "usage", None)
                 if u:
-                    prompt, completion = u.prompt_tokens or 0, u.completion_tokens or 0
-                for choice in getattr(chunk, "choices", None) or []:
+                    prompt, completion = getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0)
+                choices = getattr(chunk, "choices", None)
+                for choice in choices if isinstance(choices, list) else []:
                     delta = getattr(choice, "delta", None)
                     text = getattr(delta, "content", None) if delta else None
-                    if text:
+                    if text and isinstance(text, str):
                         yield text
         except self._openai.OpenAIError as exc:
             raise self._explain(exc) from None

@@ -200,9 +200,9 @@ def _normalise_args(raw, task_type: str, notes: list[str], tid: int) -> dict[str
                 rtype = spec.inputs[0]
             if rtype:
                 loose.setdefault(rtype, []).extend(values)
-                notes.append(f"task {tid}: read argument {key!r} as {rtype}")
+                notes.append(f"task {tid}: read argument {str(key)[:40]!r} as {rtype}")
             else:
-                notes.append(f"task {tid}: ignored unknown argument {key!r}")
+                notes.append(f"task {tid}: ignored unknown argument {str(key)[:40]!r}")
     args: dict[str, list] = {}
     for rtype in set(slots) | set(loose):
         fixed = slots.get(rtype, {})

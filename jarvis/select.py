@@ -4,6 +4,7 @@ falls back to the top-ranked one, and the reason says so."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from . import prompts
@@ -27,32 +28,49 @@ def _describe(task: Task, candidates, describe) -> str:
     return f"Task {task.id}: {task.task} ({args})\n{describe(candidates)}"
 
 
+UNASSIGNED = -1   # a bare {"id": MODEL, "reason": ...} (HuggingGPT's per-task format) names no task
+_TASK_KEY = re.compile(r"\s*+(?:task\s*+(?:id)?\s*+[#:_-]?\s*+)?(\d{1,9}+)\s*+", re.I)
+
+
+def _task_key(key) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    if isinstance(key, float) and key.is_integer():
+        return int(key)
+    m = _TASK_KEY.fullmatch(key) if isinstance(key, str) and len(key) < 40 else None
+    return int(m.group(1)) if m else None
+
+
 def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
     """{task id: (model id, reason)} from the selector's answer, tolerating the usual variants."""
     try:
-        data = extract_json(text)
-    except ValueError:
+        data = extract_json("" if text is None else str(text))
+    except (ValueError, RecursionError):
         return {}
     out: dict[int, tuple[str, str]] = {}
     items = []
     if isinstance(data, dict):
         if "id" in data and isinstance(data.get("id"), str) and ("task_id" in data or "task" in data):
             items = [(data.get("task_id", data.get("task")), data)]
+        elif isinstance(data.get("id") or data.get("model") or data.get("model_id"), str):
+            items = [(UNASSIGNED, data)]
         else:
             items = list(data.items())
     elif isinstance(data, list):
         items = [(d.get("task_id", d.get("task")), d) for d in data if isinstance(d, dict)]
     for key, value in items:
-        try:
-            tid = int(str(key).strip().lstrip("Task").strip() if not isinstance(key, int) else key)
-        except ValueError:
+        tid = _task_key(key)
+        if tid is None:
             continue
         if isinstance(value, str):
             out[tid] = (value.strip(), "")
         elif isinstance(value, dict):
             model = value.get("id") or value.get("model") or value.get("model_id")
             if isinstance(model, str):
-                out[tid] = (model.strip(), str(value.get("reason", ""))[:500])
+                reason = value.get("reason")
+                out[tid] = (model.strip(), reason.strip()[:500] if isinstance(reason, str) else "")
     return out
 
 
@@ -85,6 +103,8 @@ def select_models(plan: Plan, request: str, candidates: dict[int, list], llm: LL
         except LLMError as exc:
             failure = f"model selection failed ({exc})"
             log.warning("model selection failed: %s", exc)
+    if UNASSIGNED in answer and len(needs_llm) == 1:
+        answer.setdefault(needs_llm[0].id, answer[UNASSIGNED])
     for task in needs_llm:
         ids = [c.id for c in candidates[task.id]]
         picked = answer.get(task.id)

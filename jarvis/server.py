@@ -291,7 +291,10 @@ def create_app(config: Config, controller=None, *, request_timeout: float | None
         from .controller import Controller
         controller = Controller(config)
     registry = FileRegistry(config.server.file_ttl)
-    timeout = request_timeout or (config.inference.task_timeout + 4 * config.llm.timeout + 30)
+    timeout = (request_timeout or config.server.request_timeout
+               or (config.inference.task_timeout + 4 * config.llm.timeout + 30))
+    if cors_origins is None:
+        cors_origins = [o.strip() for o in config.server.cors_origins.split(",") if o.strip()]
     api = Api(config, controller, registry, timeout, allow_private_endpoints)
 
     @asynccontextmanager
