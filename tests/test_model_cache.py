@@ -59,3 +59,12 @@ def test_failed_load_is_not_cached():
         except OSError:
             pass
     assert ("t", "x") not in cache and cache.stats.loads == 0
+
+
+def test_a_model_that_loads_as_none_is_usable():
+    """Built-in runners (canny-control) load nothing: their entry is still valid."""
+    cache = ModelCache(1000)
+    for _ in range(2):
+        with cache.using(("canny-control", "builtin"), lambda: None) as loaded:
+            assert loaded is None
+    assert cache.stats.loads == 1

@@ -73,6 +73,7 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)   # serializes calls to the model
     ready: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    evicted: bool = False
 
 
 @dataclass
@@ -156,7 +157,7 @@ class ModelCache:
             entry = self.get(key, loader, expected_bytes)
             entry.lock.acquire()
             with self._lock:
-                alive = self._entries.get(key) is entry and entry.loaded is not None
+                alive = self._entries.get(key) is entry and not entry.evicted
             if alive:
                 break
             entry.lock.release()   # evicted between load and use: load again
@@ -185,6 +186,7 @@ class ModelCache:
                     del self._entries[key]
                     total -= entry.nbytes
                     entry.loaded = None
+                    entry.evicted = True
                     self.stats.evictions += 1
                     dropped.append(key)
                 finally:
