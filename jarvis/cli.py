@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jarvis", description="Jarvis: LLM-controlled Hugging Face models.")
     p.add_argument("--config", help="config file (default: $JARVIS_CONFIG or ./config.yaml)")
     p.add_argument("--mode", choices=["local", "remote", "hybrid"], help="override inference.mode")
-    p.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log details to stderr (-vv: debug)")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="answer one request")
     run.add_argument("request")
@@ -88,7 +88,8 @@ def _answer(controller, session, request, files, *, as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "catalog" and args.action == "refresh":
         from .catalog_refresh import main as refresh_main

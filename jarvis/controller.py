@@ -87,7 +87,16 @@ class Controller:
 
     # -- the four stages ----------------------------------------------------
     def run(self, session: Session, request: str, files: Iterable[str | Path] = ()) -> Iterator[Event]:
-        """Answer one request; yields events and ends with Done (or Failed when no answer is possible)."""
+        """Answer one request; yields events and ends with Done (or Failed when no answer is possible).
+        An unexpected error ends the run with Failed, never an exception into the UI, CLI or API."""
+        try:
+            yield from self._run(session, request, files)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for every consumer
+            log.exception("request failed unexpectedly")
+            yield Failed(f"Jarvis hit an internal error ({type(exc).__name__}); the request was not completed. "
+                         "Please try again; if it keeps happening, report it with the steps to reproduce.")
+
+    def _run(self, session: Session, request: str, files: Iterable[str | Path]) -> Iterator[Event]:
         cfg = session.config
         t0 = time.perf_counter()
         timings = {"plan": 0.0, "select": 0.0, "execute": 0.0, "respond": 0.0, "total": 0.0}

@@ -163,6 +163,7 @@ class LLM:
         except self._openai.OpenAIError as exc:
             raise self._explain(exc) from None
         prompt = completion = 0
+        readable = False
         try:
             for chunk in chunks:
                 u = getattr(chunk, "usage", None)
@@ -171,6 +172,7 @@ class LLM:
                 choices = getattr(chunk, "choices", None)
                 for choice in choices if isinstance(choices, list) else []:
                     delta = getattr(choice, "delta", None)
+                    readable = readable or delta is not None and not isinstance(delta, (str, dict, list))
                     text = getattr(delta, "content", None) if delta else None
                     if text and isinstance(text, str):
                         yield text
@@ -180,3 +182,6 @@ class LLM:
             raise self._explain(exc) from None
         finally:
             usage.add(prompt, completion)
+        if not readable:
+            raise LLMError(f"the LLM endpoint {_host(self.base_url)} sent no readable answer stream: "
+                           "is base_url an OpenAI-compatible chat-completions server?")

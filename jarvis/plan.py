@@ -258,6 +258,8 @@ def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None
             repairs.append(f"ignored plan item {index}: its values are nested too deeply to read")
             continue
         plan.tasks.append(task)
+    if items and not plan.tasks:
+        raise PlanError(f"none of the plan's {len(items)} item(s) could be read: " + "; ".join(repairs[-3:])[:400])
     _validate(plan, files or [])
     return plan
 
@@ -323,12 +325,9 @@ def _validate(plan: Plan, files: list[str]) -> None:
             t.args[rtype] = [v for v in values if v is not None]
         t.args = {k: v for k, v in t.args.items() if v}
         refs = sorted(r for r in t.refs() if r in by_id and r != t.id)
-        listed = [d for d in t.dep if d != t.id]
         if refs != sorted(t.dep):
-            if t.dep or refs:
-                notes.append(f"task {t.id}: dep {t.dep or [-1]} rebuilt from its references as {refs or [-1]}")
+            notes.append(f"task {t.id}: dep {t.dep or [-1]} rebuilt from its references as {refs or [-1]}")
         t.dep = refs
-        del listed
         if spec and not t.error:
             _check_inputs(t, spec, files, notes)
     _break_cycles(plan)

@@ -47,12 +47,19 @@ def _safe_name(name: str) -> str:
 
 
 class ResourceStore:
-    def __init__(self, root: Path | None = None):
+    """The files one session may use. URL fetches take their caps (config.files) from here."""
+
+    def __init__(self, root: Path | None = None, *, max_download_mb: float = 25.0,
+                 fetch_timeout: float = 20.0, max_image_megapixels: float = 40.0):
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="jarvis-session-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.root = self.root.resolve()
         self._lock = threading.Lock()
         self._items: dict[str, Resource] = {}
+        self._fetched: dict[str, Path] = {}      # URL -> file it was fetched into (one download per URL)
+        self.max_download_bytes = int(max_download_mb * 2**20)
+        self.fetch_timeout = float(fetch_timeout)
+        self.max_image_megapixels = float(max_image_megapixels)
 
     # -- adding ---------------------------------------------------------
     def _unique(self, name: str) -> Path:
@@ -83,6 +90,23 @@ class ResourceStore:
     def register_generated(self, path: Path) -> Resource:
         return self._register(Path(path), "generated")
 
+    def register_fetched(self, path: Path, url: str) -> Resource:
+        """Record a file downloaded from `url`, so a second use of the URL reuses it."""
+        res = self._register(Path(path), "url")
+        with self._lock:
+            self._fetched[url] = res.path
+        return res
+
+    def _fetch(self, url: str) -> Path:
+        with self._lock:
+            cached = self._fetched.get(url)
+        if cached is not None and cached.is_file():
+            return cached
+        from .netfetch import fetch_to_store
+        path = fetch_to_store(url, self, max_bytes=self.max_download_bytes, timeout=self.fetch_timeout,
+                              max_megapixels=self.max_image_megapixels)
+        return self.register_fetched(path, url).path
+
     def _register(self, path: Path, origin: str) -> Resource:
         res = Resource(path.name, path, media_type(path.name) or "text", origin)
         with self._lock:
@@ -99,15 +123,16 @@ class ResourceStore:
         value = str(value).strip()
         low = value.lower()
         if low.startswith(("http://", "https://")):
-            from .netfetch import fetch_to_store
-            return fetch_to_store(value, self)
+            return self._fetch(value)
+        if "\x00" in value:
+            raise ResourceError("a file name with a NUL character cannot be used")
         if "://" in value or low.startswith(("file:", "data:")):
             raise ResourceError(f"only http(s) URLs and this session's files can be used, not {value[:60]!r}")
         candidate = Path(value)
         if candidate.is_absolute():
             try:
                 resolved = candidate.resolve()
-            except OSError:
+            except (OSError, ValueError, RuntimeError):
                 resolved = None
             if resolved and resolved.is_relative_to(self.root) and resolved.is_file():
                 return resolved
@@ -126,3 +151,4 @@ class ResourceStore:
         shutil.rmtree(self.root, ignore_errors=True)
         with self._lock:
             self._items.clear()
+            self._fetched.clear()

@@ -15,6 +15,12 @@ HISTORY_MESSAGES = 8      # messages of earlier turns sent to the planner and th
 HISTORY_CHARS = 600       # each trimmed to this many characters
 
 
+def _store(config: Config, root: str | Path | None) -> ResourceStore:
+    files = config.files
+    return ResourceStore(root, max_download_mb=files.max_download_mb, fetch_timeout=files.fetch_timeout,
+                         max_image_megapixels=files.max_image_megapixels)
+
+
 @dataclass
 class Session:
     config: Config
@@ -27,7 +33,7 @@ class Session:
 
     @classmethod
     def create(cls, config: Config, root: str | Path | None = None) -> "Session":
-        return cls(config=config, store=ResourceStore(root))
+        return cls(config=config, store=_store(config, root))
 
     def touch(self) -> None:
         self.last_active = time.time()
@@ -51,7 +57,7 @@ class Session:
         self.history.clear()
         root = self.store.root
         self.store.cleanup()
-        self.store = ResourceStore(root)
+        self.store = _store(self.config, root)
 
     def close(self) -> None:
         self.cancel.set()

@@ -69,6 +69,10 @@ class SessionRegistry:
             self.close(key)
         return len(stale)
 
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)

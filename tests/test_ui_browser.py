@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,18 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
                 chat.get_by_text("Task 1: text-to-speech").first.click()  # open a collapsed step
                 chat.get_by_text("Produced audio").first.wait_for(timeout=10_000)
                 page.screenshot(path=str(SHOTS / "ui-3-audio-answer.png"), full_page=True)
+                # closing the tab ends the session: its files are deleted
+                registry = demo.jarvis_registry
+                (item,) = [registry.peek(k) for k in registry.keys()]
+                root = item.session.store.root
+                assert root.is_dir()
+                page.close()
+                for _ in range(40):
+                    if len(registry) == 0 and not root.exists():
+                        break
+                    time.sleep(0.25)
+                else:
+                    pytest.fail("closing the tab did not end the session")
             except Exception:
                 page.screenshot(path=str(SHOTS / "ui-failed.png"), full_page=True)
                 raise

@@ -133,6 +133,9 @@ class Dispatcher:
                     outputs = executor.run(task, model_id, inputs, ctx)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
                 message = str(exc) or type(exc).__name__
+                if isinstance(exc, MemoryError):
+                    message = (f"not enough memory to run {model_id} on this machine: lower "
+                               "local.memory_budget_gb, use a smaller model, or use remote mode")
                 attempts.append({"executor": executor.name, "model": model_id, "ok": False,
                                  "error": message, "seconds": round(time.perf_counter() - start, 3)})
                 log.info("%s on %s (%s) failed: %s", task, model_id, side, message)
