@@ -195,6 +195,17 @@ class Api:
     def owner(self, request: Request) -> str:
         return authorize(request.headers.get("authorization", ""), self.tokens)
 
+    async def chat_request(self, request: Request) -> tuple[str, dict, str, list, list]:
+        """(owner, body, text, media parts, history) of a chat-style request, or a 400."""
+        from .server_files import InputError, parse_messages
+        owner = self.owner(request)
+        body = await self.body(request)
+        try:
+            text, parts, history = parse_messages(body.get("messages"))
+        except InputError as exc:
+            raise ApiError(400, str(exc)) from None
+        return owner, body, text, parts, history
+
     async def body(self, request: Request) -> dict:
         """The JSON object body, refused before reading past server.max_body_mb."""
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 
 from .events import Done, Event, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished, TaskSkipped
 from .server_auth import ApiError
-from .server_files import InputError, parse_messages
 
 if TYPE_CHECKING:
     from .server import Api, Run
@@ -62,12 +61,7 @@ def router(api: "Api") -> APIRouter:
     r = APIRouter()
 
     async def start(request: Request, until=None) -> "Run":
-        owner = api.owner(request)
-        body = await api.body(request)
-        try:
-            text, parts, history = parse_messages(body.get("messages"))
-        except InputError as exc:
-            raise ApiError(400, str(exc)) from None
+        owner, body, text, parts, history = await api.chat_request(request)
         api_type = str(body.get("api_type") or "openai").lower()
         if api_type not in ("openai", "local"):
             raise ApiError(400, f"api_type {api_type!r} is not supported here: Jarvis speaks to OpenAI-compatible "

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from .events import (AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished,
                      TaskProgress, TaskSkipped, TaskStarted)
 from .server_auth import ApiError
-from .server_files import InputError, parse_messages
 
 if TYPE_CHECKING:
     from .server import Api, Run
@@ -94,12 +93,7 @@ def router(api: "Api") -> APIRouter:
 
     @r.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        owner = api.owner(request)
-        body = await api.body(request)
-        try:
-            text, parts, history = parse_messages(body.get("messages"))
-        except InputError as exc:
-            raise ApiError(400, str(exc)) from None
+        owner, body, text, parts, history = await api.chat_request(request)
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(400, '"stream" must be true or false')

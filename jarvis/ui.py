@@ -16,7 +16,7 @@ from .config import Config, ConfigError
 from .controller import Controller
 from .events import AnswerDelta
 from .ui_keys import field_hint, resolve, status_markdown
-from .ui_render import TurnRenderer, explain, user_messages
+from .ui_render import TurnRenderer, user_messages
 from .ui_sessions import LocalGate, SessionRegistry
 
 log = logging.getLogger(__name__)
