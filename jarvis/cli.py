@@ -23,8 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("request")
     run.add_argument("--file", action="append", default=[], help="attach a file (repeatable)")
     run.add_argument("--json", action="store_true", help="print one JSON object with the whole record")
+    run.add_argument("--out", default="jarvis-output",
+                     help="folder that keeps this run's files (a new subfolder per run; default ./jarvis-output)")
     chat = sub.add_parser("chat", help="interactive chat that keeps the history")
     chat.add_argument("--file", action="append", default=[], help="attach a file to the first message")
+    chat.add_argument("--out", default="jarvis-output",
+                      help="folder that keeps this chat's files (a new subfolder per chat; default ./jarvis-output)")
     cat = sub.add_parser("catalog", help="model catalog commands")
     cat.add_argument("action", choices=["refresh", "show"])
     cat.add_argument("rest", nargs=argparse.REMAINDER)
@@ -121,17 +125,30 @@ def main(argv: list[str] | None = None) -> int:
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    session = Session.create(config)
+    if args.command == "run":
+        missing = [f for f in args.file if not Path(f).is_file()]
+        if missing:
+            print(f"error: file not found: {missing[0]}", file=sys.stderr)
+            return 2
+    import time
+    import uuid
+    out_dir = Path(args.out) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    try:
+        out_dir.mkdir(parents=True)
+    except OSError as exc:
+        print(f"error: cannot create the output folder {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    session = Session.create(config, root=out_dir)  # kept after the run: the files are the user's results
     try:
         if args.command == "run":
-            missing = [f for f in args.file if not Path(f).is_file()]
-            if missing:
-                print(f"error: file not found: {missing[0]}", file=sys.stderr)
-                return 2
             return _answer(controller, session, args.request, args.file, as_json=args.json)
         return _chat(controller, session, args.file)
     finally:
-        session.close()
+        session.cancel.set()
+        if not any(session.store.root.iterdir()):
+            session.store.root.rmdir()  # nothing produced: leave no empty folder behind
+        else:
+            print(f"files of this run: {session.store.root}", file=sys.stderr)
 
 
 def _chat(controller, session, files) -> int:

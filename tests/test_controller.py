@@ -123,8 +123,10 @@ def test_llm_down_is_one_clear_failure(controller, tmp_path):
     assert result is None and "cannot reach" in failed
 
 
-def cli(args, env_extra, timeout=240):
+def cli(args, env_extra, timeout=240, out=None):
     env = {**os.environ, **env_extra}
+    if out is not None:
+        args = [*args, "--out", str(out)]
     return subprocess.run([sys.executable, "-m", "jarvis", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -133,7 +135,8 @@ def test_cli_json_record(tiny_models, tmp_path):
     plan = plan_json(("text-classification", {"text": "what a lovely day"}),
                      ("token-classification", {"text": "Ann lives in Paris"}))
     with ScriptedLLM(plan=plan, select=pick_top, answer="Positive; Ann is a person.") as server:
-        proc = cli(["run", "classify these", "--json"], {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-cli"})
+        proc = cli(["run", "classify these", "--json"], {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-cli"},
+                   out=tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert set(record) >= {"request", "tasks", "answer", "usage", "timings"}
@@ -149,7 +152,8 @@ def test_cli_errors_are_one_line(tmp_path):
     bad.write_text("inference:\n  mode: cloud\n")
     proc = cli(["--config", str(bad), "run", "x"], {})
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "inference.mode" in proc.stderr
-    proc = cli(["run", "x"], {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-x"})
+    proc = cli(["run", "x"], {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-x"},
+               out=tmp_path / "out")
     assert proc.returncode != 0 and "cannot reach" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli(["run", "x", "--file", str(tmp_path / "nope.png")], {})
     assert proc.returncode == 2 and "file not found" in proc.stderr
@@ -167,3 +171,13 @@ def test_two_prompts_on_one_model_run_as_one_batch(tmp_path, tiny_models):
     assert tasks[0]["attempts"][0].get("batch") == 2 and tasks[1]["attempts"][0].get("batch") == 2
     assert tasks[0]["outputs"]["image"] != tasks[1]["outputs"]["image"]
     assert controller.local.cache.stats.loads == 2  # the diffusion model once, the classifier once
+
+
+def test_cli_keeps_generated_files(tiny_models, tmp_path):
+    plan = plan_json(("text-to-speech", {"text": "hello there"}))
+    with ScriptedLLM(plan=plan, select=pick_top, answer="Here is the audio.") as server:
+        proc = cli(["run", "say hello", "--json"], {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-cli"},
+                   out=tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    audio = Path(json.loads(proc.stdout)["tasks"][0]["outputs"]["audio"])
+    assert audio.is_file() and audio.is_relative_to(tmp_path / "out") and "files of this run" in proc.stderr

@@ -66,7 +66,9 @@ def test_canaries_never_leak(controller, tmp_path, name):
 def _cli(args, env_extra, tmp, timeout=120):
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "HF_TOKEN")}
     env.update(env_extra, TMPDIR=str(tmp), OPENAI_LOG="debug")
-    return subprocess.run([sys.executable, "-m", "jarvis", "-v", *args], cwd=ROOT, env=env,
+    if args and args[0] == "run":
+        args = [*args, "--out", str(tmp / "out")]   # the run's files land where the scan looks
+    return subprocess.run([sys.executable, "-m", "jarvis", "-vv", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
