@@ -13,7 +13,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"error: bad config: {exc}", file=sys.stderr)
         return 2
-    from jarvis.ui import launch
+    from jarvis.frontends.web.app import launch
     return launch(config)
 
 

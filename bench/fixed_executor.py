@@ -6,8 +6,8 @@ import time
 
 from PIL import Image
 
-from jarvis.tasks.base import TaskOutputs
-from jarvis.tasktypes import TASK_TYPES
+from jarvis.runners.base import TaskOutputs
+from jarvis.runners.registry import TASK_TYPES
 
 
 class FixedExecutor:

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from jarvis.config import load_config  # noqa: E402
-from jarvis.controller import Controller  # noqa: E402
+from jarvis.pipeline.controller import Controller  # noqa: E402
 from jarvis.events import Done  # noqa: E402
-from jarvis.executors.local import LocalExecutor  # noqa: E402
+from jarvis.execution.local import LocalExecutor  # noqa: E402
 from jarvis.session import Session  # noqa: E402
 from tests.fakes.llm_server import ScriptedLLM  # noqa: E402
 from tests.helpers import plan_json  # noqa: E402

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.fixed_executor import FixedExecutor  # noqa: E402
 from jarvis.config import load_config  # noqa: E402
-from jarvis.controller import Controller  # noqa: E402
+from jarvis.pipeline.controller import Controller  # noqa: E402
 from jarvis.events import Done  # noqa: E402
 from jarvis.session import Session  # noqa: E402
 from tests.fakes.llm_server import ScriptedLLM, kind_of  # noqa: E402

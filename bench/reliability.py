@@ -36,7 +36,7 @@ def _with_watchdog(fn, case, limit: float):
 
 
 def corpus_figures(seed: int, hang_after: float) -> dict:
-    from jarvis.llm import LLM
+    from jarvis.llm.client import LLM
     from tests.corpus.make_corpus import generate
     from tests.corpus.runner import run_plan_case, run_select_case
     from tests.fakes.llm_server import ScriptedLLM
@@ -73,7 +73,7 @@ def corpus_figures(seed: int, hang_after: float) -> dict:
 
 
 def leak_figures() -> dict:
-    from jarvis.controller import Controller
+    from jarvis.pipeline.controller import Controller
     from tests.corpus.leakscan import SCENARIOS, Canaries, leaks, misrouted, run_scenario
     from tests.helpers import config_for
 

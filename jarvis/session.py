@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config
-from .resources import ResourceStore
+from jarvis.config import Config
+from jarvis.files.store import ResourceStore
 
 HISTORY_MESSAGES = 8      # messages of earlier turns sent to the planner and the answerer
 HISTORY_CHARS = 600       # each trimmed to this many characters

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from jarvis import tasktypes
-from jarvis.catalog import Catalog, CatalogError, ModelInfo, describe, parse_entry, summarize_card
+from jarvis.runners import registry as tasktypes
+from jarvis.catalog.entries import Catalog, CatalogError, ModelInfo, describe, parse_entry, summarize_card
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_shipped_catalog_ranks_the_tiny_model_ids_first(shipped):
 
 
 def test_shipped_catalog_entries_are_well_formed(shipped):
-    raw = [json.loads(line) for line in (ROOT / "jarvis/data/catalog.jsonl").read_text().splitlines()]
+    raw = [json.loads(line) for line in (ROOT / "jarvis/catalog/data/catalog.jsonl").read_text().splitlines()]
     seen = set()
     per_task: dict[str, int] = {}
     for obj in raw:
@@ -228,7 +228,7 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path, caplog):
         "",
         {"id": "ok/two", "task": "summarization", "description": "fine too"},
     ])
-    with caplog.at_level(logging.WARNING, logger="jarvis.catalog"):
+    with caplog.at_level(logging.WARNING, logger="jarvis.catalog.entries"):
         catalog = Catalog.load(path)
     assert [m.id for m in catalog] == ["ok/one", "ok/two"] and catalog.skipped == 5
     assert "skipped 5 malformed line(s)" in caplog.text and "line 2" in caplog.text
@@ -363,13 +363,13 @@ def run_refresh(endpoint: str, home: Path, *args: str) -> subprocess.CompletedPr
            "PYTHONPATH": str(ROOT)}
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("TRANSFORMERS_OFFLINE", None)
-    return subprocess.run([sys.executable, "-m", "jarvis.catalog_refresh", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "jarvis.catalog.refresh", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
 def test_refresh_against_loopback_hub(fake_hub, tmp_path):
     output = tmp_path / "catalog.jsonl"
-    output.write_text((ROOT / "jarvis/data/catalog.jsonl").read_text())
+    output.write_text((ROOT / "jarvis/catalog/data/catalog.jsonl").read_text())
     FakeHub.requests.clear()
     result = run_refresh(fake_hub, tmp_path, "--output", str(output), "--per-task", "2",
                          "--task", "token-classification", "--task", "text-to-image")
@@ -424,7 +424,7 @@ def test_refresh_without_network_fails_fast_in_one_line(tmp_path):
 
 
 def test_refresh_refuses_in_offline_mode(tmp_path, capsys):
-    from jarvis.catalog_refresh import main, refresh
+    from jarvis.catalog.refresh import main, refresh
 
     with pytest.raises(CatalogError, match="HF_HUB_OFFLINE"):
         refresh(tmp_path / "c.jsonl")

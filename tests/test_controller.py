@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jarvis.controller import Controller
+from jarvis.pipeline.controller import Controller
 from jarvis.events import ModelChosen, PlanReady, TaskFailed, TaskSkipped
 from jarvis.session import Session
 from tests.fakes.llm_server import ScriptedLLM

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from jarvis.controller import Controller
+from jarvis.pipeline.controller import Controller
 from jarvis.events import ModelChosen, PlanReady, TaskFailed, TaskSkipped
-from jarvis.executors.dispatch import Dispatcher
-from jarvis.plan import parse_plan
-from jarvis.resources import ResourceStore
-from jarvis.scheduler import Scheduler
-from jarvis.select import Choice
+from jarvis.execution.dispatch import Dispatcher
+from jarvis.pipeline.plan import parse_plan
+from jarvis.files.store import ResourceStore
+from jarvis.pipeline.scheduler import Scheduler
+from jarvis.pipeline.selection import Choice
 from jarvis.session import Session
 from tests.corpus.leakscan import free_port
 from tests.fakes.inference_server import InferenceServer

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from jarvis.controller import Controller
+from jarvis.pipeline.controller import Controller
 from jarvis.events import Done, Failed
-from jarvis.ui_sessions import SessionRegistry
+from jarvis.frontends.web.sessions import SessionRegistry
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from jarvis.config import load_config
-from jarvis.llm import LLM, LLMError, Usage
+from jarvis.llm.client import LLM, LLMError, Usage
 from tests.fakes.llm_server import Fault, ScriptedLLM
 
 

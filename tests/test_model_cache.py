@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from jarvis.executors.local import ModelCache
+from jarvis.execution.local import ModelCache
 
 
 def model(nbytes: int):

@@ -22,8 +22,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from jarvis.netfetch import PinnedBackend, PinnedTransport, fetch_to_store
-from jarvis.resources import ResourceError, ResourceStore
+from jarvis.files.url_fetch import PinnedBackend, PinnedTransport, fetch_to_store
+from jarvis.files.store import ResourceError, ResourceStore
 
 _GUARD = {"on": False}
 _CONNECTS: list[tuple] = []

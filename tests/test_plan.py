@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from jarvis.plan import PlanError, Ref, parse_plan, topological_order
+from jarvis.pipeline.plan import PlanError, Ref, parse_plan, topological_order
 
 
 def plans_from(shared_data):

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from jarvis.config import RemoteConfig
-from jarvis.executors.availability import Availability, Route
-from jarvis.executors.dispatch import Dispatcher, ExecutionError
-from jarvis.executors.remote import RemoteError, RemoteExecutor
-from jarvis.tasks.base import Device, RunContext, TaskInputs
+from jarvis.execution.availability import Availability, Route
+from jarvis.execution.dispatch import Dispatcher, ExecutionError
+from jarvis.execution.remote import RemoteError, RemoteExecutor
+from jarvis.runners.base import Device, RunContext, TaskInputs
 from tests.fakes.inference_server import VLM_ANSWER, InferenceServer, flac_bytes, png_bytes
 
 pytestmark = pytest.mark.timeout(60)
@@ -108,7 +108,7 @@ def check_outputs(out, kinds: str) -> None:
         info = sf.info(str(out.audio))
         assert out.audio.suffix == ".wav" and info.format == "WAV" and info.subtype == "PCM_16"
     if "video" in kinds:
-        from jarvis.tasks.videoio import video_info
+        from jarvis.runners.media.video_files import video_info
         assert out.video.suffix == ".mp4" and out.video.read_bytes()[4:8] == b"ftyp"
         assert video_info(out.video)["frames"] >= 1
 
@@ -425,7 +425,7 @@ def test_mixed_request_runs_remotely(srv, ctx, media):
 
 def test_mixed_request_in_hybrid_mode_with_a_failing_remote_model(srv, ctx, media):
     """Models cached here may run locally; the detector pair is remote-only and the first one fails."""
-    from jarvis.executors.local import LocalExecutor
+    from jarvis.execution.local import LocalExecutor
     failing, backup = "jarvis-remote/detector-a", "jarvis-remote/detector-b"
     srv.models.update({failing: "object-detection", backup: "object-detection"})
     srv.fault(failing, "503", estimated_time=0.01)
@@ -442,8 +442,8 @@ def test_mixed_request_in_hybrid_mode_with_a_failing_remote_model(srv, ctx, medi
 
 def test_hybrid_tries_the_other_side_last(srv, ctx, media):
     """Every remote candidate fails: the chosen model is then tried locally, and each attempt is recorded."""
-    from jarvis.executors.local import LocalExecutor
-    from jarvis.tasks import has_local_runner
+    from jarvis.execution.local import LocalExecutor
+    from jarvis.runners.local import has_local_runner
     srv.fault(TC_MODEL, "404")
     srv.fault(TC_NEXT, "404")
     dispatcher = Dispatcher("hybrid", LocalExecutor(device="cpu", memory_budget_gb=1), executor(srv))
@@ -460,9 +460,9 @@ def test_hybrid_tries_the_other_side_last(srv, ctx, media):
 
 
 def test_hybrid_runs_a_cached_model_locally(srv, ctx, media, tiny_models):
-    from jarvis.executors.hybrid import cached_bytes, local_ready
-    from jarvis.executors.local import LocalExecutor
-    from jarvis.tasks import has_local_runner
+    from jarvis.execution.readiness import cached_bytes, local_ready
+    from jarvis.execution.local import LocalExecutor
+    from jarvis.runners.local import has_local_runner
     if TC_MODEL not in tiny_models:
         pytest.skip(f"no tiny {TC_MODEL} built yet (tests/tiny/text.py)")
     if not has_local_runner("text-classification"):
@@ -480,7 +480,7 @@ def test_hybrid_runs_a_cached_model_locally(srv, ctx, media, tiny_models):
 
 
 def test_cached_bytes_reads_the_hf_cache(hub_cache):
-    from jarvis.executors.hybrid import cached_bytes
+    from jarvis.execution.readiness import cached_bytes
     from tests.tiny import snapshot_dir
     snap = snapshot_dir(hub_cache, "jarvis-tests/cache-probe")
     (snap / "config.json").write_text("{}")

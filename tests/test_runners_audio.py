@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jarvis.executors.local import LocalExecutor
-from jarvis.resources import ResourceStore
-from jarvis.tasks.audioio import chunks, read_audio, write_wav
-from jarvis.tasks.base import Device, RunContext, TaskError, TaskInputs
+from jarvis.execution.local import LocalExecutor
+from jarvis.files.store import ResourceStore
+from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
+from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
 
 WHISPER = "openai/whisper-tiny"
 CTC = "facebook/wav2vec2-base-960h"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jarvis.executors.local import LocalExecutor
-from jarvis.resources import ResourceStore
-from jarvis.tasks.base import RunContext, TaskError, TaskInputs
+from jarvis.execution.local import LocalExecutor
+from jarvis.files.store import ResourceStore
+from jarvis.runners.base import RunContext, TaskError, TaskInputs
 from tests.tiny import build_all
 from tests.tiny import diffusion as tiny
 
@@ -31,7 +31,7 @@ def store(tmp_path) -> ResourceStore:
 
 
 def _ctx(store: ResourceStore, **options) -> RunContext:
-    from jarvis.tasks.base import Device
+    from jarvis.runners.base import Device
     messages: list[str] = []
     return RunContext(device=Device(), new_file=store.new_path, progress=messages.append, options=options)
 
@@ -61,7 +61,7 @@ def test_text_to_image(executor, store):
 
 
 def test_text_to_image_batch_gives_one_output_per_input(executor, store):
-    from jarvis.tasks import get_runner
+    from jarvis.runners.local import get_runner
     runner = get_runner("text-to-image")
     entry = executor.cache.get((runner.family, tiny.SD_ID), lambda: runner.load(tiny.SD_ID, executor.device))
     batch = [TaskInputs(text=[p]) for p in ("a cat", "a boat on a lake", "the moon")]
@@ -83,7 +83,7 @@ def test_image_to_image_shares_the_text_to_image_load(executor, store):
 
 
 def test_image_to_image_batch_mixed_sizes(executor, store):
-    from jarvis.tasks import get_runner
+    from jarvis.runners.local import get_runner
     runner = get_runner("image-to-image")
     entry = executor.cache.get((runner.family, tiny.SD_ID), lambda: runner.load(tiny.SD_ID, executor.device))
     batch = [TaskInputs(image=[_picture(store, (40, 24), "a.png")], text=["make it blue"]),
@@ -138,7 +138,7 @@ def test_missing_prompt_is_a_clear_error(executor, store):
 
 def test_videoio_round_trip(tmp_path):
     import numpy as np
-    from jarvis.tasks.videoio import h264_encoder, read_first_frame, video_info, write_mp4
+    from jarvis.runners.media.video_files import h264_encoder, read_first_frame, video_info, write_mp4
     assert h264_encoder() in ("libx264", "libopenh264")
     frames = [np.full((33, 21, 3), i * 40, dtype=np.uint8) for i in range(5)]  # odd sizes get cropped even
     path = write_mp4(frames, tmp_path / "v.mp4", fps=5)
@@ -159,7 +159,7 @@ def test_image_to_image_first_then_text_to_image(hub_cache, store):
 
 def test_safety_checker_kept_when_the_repo_has_one(tmp_path):
     import json
-    from jarvis.tasks.generation_common import safety_kwargs
+    from jarvis.runners.local.generation_support import safety_kwargs
     with_checker = tmp_path / "with"
     with_checker.mkdir()
     (with_checker / "model_index.json").write_text(json.dumps(

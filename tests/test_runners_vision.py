@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from jarvis.executors.local import LocalExecutor
-from jarvis.resources import ResourceStore
-from jarvis.tasks import get_runner
-from jarvis.tasks.base import Device, RunContext, TaskError, TaskInputs
-from jarvis.tasks.imageutil import MAX_SIDE, canny, draw_boxes, load_rgb, overlay_masks
-from jarvis.tasks.vision_text import parse_donut_answer
+from jarvis.execution.local import LocalExecutor
+from jarvis.files.store import ResourceStore
+from jarvis.runners.local import get_runner
+from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
+from jarvis.runners.media.images import MAX_SIDE, canny, draw_boxes, load_rgb, overlay_masks
+from jarvis.runners.local.vision_language import parse_donut_answer
 
 
 def scene(size=(96, 72), mode="RGB") -> Image.Image:

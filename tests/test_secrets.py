@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jarvis.controller import Controller
+from jarvis.pipeline.controller import Controller
 from tests.corpus.leakscan import SCENARIOS, Artifacts, Canaries, leaks, misrouted, run_scenario
 from tests.fakes.llm_server import Fault, ScriptedLLM
 from tests.helpers import config_for

@@ -19,9 +19,9 @@ import openai
 import pytest
 import uvicorn
 
-from jarvis.controller import Controller
-from jarvis.server import API_PREFIXES, create_app
-from jarvis.server_auth import endpoint_refusal
+from jarvis.pipeline.controller import Controller
+from jarvis.frontends.http.app import API_PREFIXES, create_app
+from jarvis.frontends.http.auth import endpoint_refusal
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json
 

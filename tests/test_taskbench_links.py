@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jarvis.controller import Controller
+from jarvis.pipeline.controller import Controller
 from jarvis.session import Session
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, run_to_end
@@ -73,7 +73,7 @@ def media(tmp_path_factory):
 
 
 def test_every_taskbench_link_chains(shared_data, tiny_models, media, tmp_path):
-    from jarvis.tasktypes import TASK_TYPES
+    from jarvis.runners.registry import TASK_TYPES
     graph = json.loads((shared_data / "taskbench_hf_graph_desc.json").read_text())
     tools = {n["id"]: n for n in json.loads((shared_data / "taskbench_hf_tool_desc.json").read_text())["nodes"]}
     links = graph["links"]

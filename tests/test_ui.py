@@ -64,7 +64,7 @@ def file_parts(chat, role="assistant") -> list[dict]:
 
 
 def test_importing_the_ui_does_not_import_torch():
-    code = "import sys, jarvis.ui; print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))"
+    code = "import sys, jarvis.frontends.web.app; print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr
@@ -198,7 +198,7 @@ def test_clear_stop_and_expiry_remove_session_files(catalog):
 
 def test_server_secret_is_not_sent_to_a_typed_base_url():
     from jarvis.config import Credentials
-    from jarvis.ui_keys import resolve
+    from jarvis.frontends.web.credentials import resolve
     base = Config()
     base.credentials = Credentials(openai_api_key="sk-server", hf_token="hf_server")
     same = resolve(base, "", "", "", "", "local", None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from jarvis.controller import Controller
+from jarvis.pipeline.controller import Controller
 from jarvis.session import Session
 from tests.fakes.inference_server import InferenceServer
 from tests.fakes.llm_server import Fault, ScriptedLLM

@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from jarvis.tasktypes import TASK_TYPES  # noqa: E402
+from jarvis.runners.registry import TASK_TYPES  # noqa: E402
 
 SEED = 6
 PER_CATEGORY = 20

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from jarvis.llm import Usage
-from jarvis.plan import Plan, PlanError, Ref, Task, parse_plan
-from jarvis.select import _parse_choices, select_models
-from jarvis.tasktypes import RESOURCE_TYPES
+from jarvis.llm.client import Usage
+from jarvis.pipeline.plan import Plan, PlanError, Ref, Task, parse_plan
+from jarvis.pipeline.selection import _parse_choices, select_models
+from jarvis.runners.registry import RESOURCE_TYPES
 
 MAX_TASKS = 12
 MAX_MESSAGE = 700          # a repair note, task error or refusal longer than this is not "a clear message"

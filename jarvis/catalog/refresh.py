@@ -1,0 +1,189 @@
+"""`python -m jarvis catalog refresh`: rebuild the model catalog from the Hugging Face Hub.
+
+For each task type: the most downloaded models (HfApi.list_models, sorted by downloads, with
+likes, tags, license, config and Inference Provider mapping), a description cut from each model
+card, and whether Jarvis's runners can load it. Tasks not refreshed keep their current entries.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from jarvis.runners import registry as tasktypes
+from jarvis.catalog.entries import DEFAULT_PATH, Catalog, CatalogError, ModelInfo, is_local_family, summarize_card
+
+# How each task type is found on the Hub; tasks absent here need no model or borrow another's.
+HUB_QUERIES: dict[str, dict] = {
+    **{name: {"pipeline_tag": name} for name in tasktypes.TASK_TYPES},
+    "conversational": {"pipeline_tag": "text-generation", "filter": "conversational"},
+    "image-editing": {"pipeline_tag": "image-to-image", "search": "pix2pix"},
+    "canny-text-to-image": {"filter": "controlnet", "search": "canny"},
+    "depth-text-to-image": {"filter": "controlnet", "search": "depth"},
+}
+for _skip in ("canny-control", "depth-control"):
+    HUB_QUERIES.pop(_skip)
+
+EXPAND = ["downloads", "likes", "tags", "cardData", "config", "library_name", "pipeline_tag",
+          "inferenceProviderMapping"]
+MIN_LOCAL = 2  # keep at least this many locally runnable models per task when the Hub has them
+
+
+def refresh(path: str | Path, tasks: Iterable[str] | None = None, per_task: int = 5,
+            token: str | bool | None = None, endpoint: str | None = None,
+            progress: Callable[[str], None] = lambda line: None) -> int:
+    """Rewrite the catalog at `path` (atomically) with fresh Hub data; returns the number of entries."""
+    from huggingface_hub import HfApi, constants
+
+    if constants.is_offline_mode():
+        raise CatalogError("HF_HUB_OFFLINE is set, so the Hub cannot be reached; "
+                           "unset it to refresh the catalog")
+    names = _task_names(tasks)
+    if per_task < 1:
+        raise CatalogError(f"--per-task must be at least 1, got {per_task}")
+    path = Path(path)
+    # tasks not refreshed (or that the Hub lists nothing for) keep their entries; a new file starts
+    # from the shipped catalog
+    kept = Catalog.load(path if path.exists() else DEFAULT_PATH).models
+    api = HfApi(endpoint=endpoint, token=token)
+    _check_reachable(api.endpoint)
+    fresh: dict[str, list[ModelInfo]] = {}
+    with tempfile.TemporaryDirectory(prefix="jarvis-cards-") as cards:
+        for name in names:
+            models = _fetch_task(api, name, per_task, cards)
+            if models:
+                fresh[name] = models
+                progress(f"{name}: {len(models)} models ({sum(m.local for m in models)} local)")
+            else:
+                progress(f"{name}: the Hub listed no models; keeping the current entries")
+    entries = [m for m in kept if m.task not in fresh]
+    for models in fresh.values():
+        entries.extend(models)
+    _write_atomic(path, entries)
+    return len(entries)
+
+
+def _task_names(tasks: Iterable[str] | None) -> list[str]:
+    if tasks is None:
+        return list(HUB_QUERIES)
+    names = []
+    for task in tasks:
+        name = tasktypes.canonical_task(task)
+        if name is None or name not in HUB_QUERIES:
+            known = ", ".join(HUB_QUERIES)
+            raise CatalogError(f"cannot refresh task '{task}': use one of {known}")
+        names.append(name)
+    return names
+
+
+def _check_reachable(endpoint: str) -> None:
+    """One quick request without retries, so a machine without network fails fast and plainly."""
+    import httpx2  # the HTTP client huggingface_hub 2 uses
+    from huggingface_hub import get_session
+
+    try:
+        get_session().get(f"{endpoint}/api/models", params={"limit": 1}, timeout=15)
+    except httpx2.TransportError as exc:
+        raise CatalogError(f"cannot reach the Hugging Face Hub at {endpoint}: {_reason(exc)}; "
+                           "check the network connection (or HF_ENDPOINT)") from None
+
+
+def _fetch_task(api, task: str, per_task: int, cards_dir: str) -> list[ModelInfo]:
+    import httpx2  # the HTTP client huggingface_hub 2 uses
+    from huggingface_hub.errors import HfHubHTTPError
+
+    query = HUB_QUERIES[task]
+    try:
+        listed = list(api.list_models(**query, sort="downloads", limit=max(per_task * 4, 20), expand=EXPAND))
+    except (httpx2.HTTPError, HfHubHTTPError, OSError, ValueError) as exc:
+        raise CatalogError(f"cannot list '{task}' models from {api.endpoint}: {_reason(exc)}; "
+                           "check the network connection (or HF_ENDPOINT)") from None
+    models = [_entry(task, info) for info in listed if not getattr(info, "disabled", False)]
+    chosen = models[:per_task]
+    spare_local = [m for m in models[per_task:] if m.local]
+    while sum(m.local for m in chosen) < MIN_LOCAL and spare_local:
+        chosen.append(spare_local.pop(0))
+    for model in chosen:
+        model.description = _card_summary(api, model.id, cards_dir)
+    return chosen
+
+
+def _entry(task: str, info) -> ModelInfo:
+    card = info.card_data
+    license_ = getattr(card, "license", None) if card is not None else None
+    if isinstance(license_, list):
+        license_ = ", ".join(map(str, license_))
+    config = info.config if isinstance(info.config, dict) else {}
+    mapping = info.inference_provider_mapping
+    providers = None if mapping is None else [m.provider for m in mapping if m.status == "live"]
+    tags = list(info.tags or [])
+    return ModelInfo(
+        id=info.id, task=task, downloads=info.downloads, likes=info.likes, tags=tags,
+        license=str(license_) if license_ else None, description="",
+        local=is_local_family(task, tags=tags, model_id=info.id, library=info.library_name,
+                              model_type=config.get("model_type")),
+        providers=providers or [], providers_known=providers is not None)
+
+
+def _card_summary(api, model_id: str, cards_dir: str) -> str:
+    """The model card's first prose paragraph; empty when the card is missing or unreadable."""
+    try:
+        readme = api.hf_hub_download(model_id, "README.md", cache_dir=cards_dir)
+        return summarize_card(Path(readme).read_text(encoding="utf-8", errors="replace"))
+    except Exception:  # noqa: BLE001 - a missing card only costs the description
+        return ""
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _write_atomic(path: Path, entries: list[ModelInfo]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for entry in entries:
+                f.write(json.dumps(entry.to_json(), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: refresh the catalog, print one progress line per task; exit 1 with one line on failure."""
+    parser = argparse.ArgumentParser(prog="python -m jarvis catalog refresh",
+                                     description="Rebuild the model catalog from the Hugging Face Hub.")
+    parser.add_argument("--output", default=os.environ.get("JARVIS_CATALOG") or str(DEFAULT_PATH),
+                        help="catalog file to write (default: $JARVIS_CATALOG, else the shipped "
+                             "jarvis/catalog/data/catalog.jsonl)")
+    parser.add_argument("--per-task", type=int, default=5, help="most downloaded models kept per task")
+    parser.add_argument("--task", action="append", dest="tasks", metavar="TASK",
+                        help="refresh only this task type (repeatable); others keep their entries")
+    parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    args = parser.parse_args(argv)
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one-line error
+    try:
+        count = refresh(args.output, tasks=args.tasks, per_task=args.per_task, endpoint=args.endpoint,
+                        progress=lambda line: print(line, flush=True))
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        hub_log.setLevel(level)
+    print(f"wrote {count} models to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,154 @@
+"""A session's resource store: one directory holding its uploads and generated files.
+
+The planner knows each resource by its file name. A task may read only files inside this
+directory (uploads are copied in first) or public http(s) URLs, fetched into it.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+MEDIA_SUFFIXES = {
+    "image": {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"},
+    "audio": {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"},
+    "video": {".mp4", ".webm", ".mov", ".mkv", ".avi"},
+}
+
+
+class ResourceError(Exception):
+    """A resource named in a plan cannot be used; the message says why and what to do."""
+
+
+def media_type(name: str) -> str | None:
+    suffix = Path(name).suffix.lower()
+    for rtype, suffixes in MEDIA_SUFFIXES.items():
+        if suffix in suffixes:
+            return rtype
+    return None
+
+
+@dataclass
+class Resource:
+    name: str        # what the planner calls it
+    path: Path
+    type: str        # image | audio | video | text
+    origin: str      # "upload" | "generated" | "url"
+
+
+def _safe_name(name: str) -> str:
+    base = Path(str(name).replace("\\", "/")).name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "file"
+    return base[:100]
+
+
+class ResourceStore:
+    """The files one session may use. URL fetches take their caps (config.files) from here."""
+
+    def __init__(self, root: Path | None = None, *, max_download_mb: float = 25.0,
+                 fetch_timeout: float = 20.0, max_image_megapixels: float = 40.0):
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="jarvis-session-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = self.root.resolve()
+        self._lock = threading.Lock()
+        self._items: dict[str, Resource] = {}
+        self._fetched: dict[str, Path] = {}      # URL -> file it was fetched into (one download per URL)
+        self.max_download_bytes = int(max_download_mb * 2**20)
+        self.fetch_timeout = float(fetch_timeout)
+        self.max_image_megapixels = float(max_image_megapixels)
+
+    # -- adding ---------------------------------------------------------
+    def _unique(self, name: str) -> Path:
+        name = _safe_name(name)
+        stem, suffix = Path(name).stem, Path(name).suffix
+        with self._lock:
+            candidate = self.root / name
+            n = 1
+            while candidate.exists() or candidate.name in self._items:
+                candidate = self.root / f"{stem}-{n}{suffix}"
+                n += 1
+            candidate.touch()
+            return candidate
+
+    def add_upload(self, src: str | Path, name: str | None = None) -> Resource:
+        """Copy a user's file in; returns the resource, named as the planner will see it."""
+        src = Path(src)
+        if not src.is_file():
+            raise ResourceError(f"attached file not found: {src.name}")
+        dest = self._unique(name or src.name)
+        shutil.copyfile(src, dest)
+        return self._register(dest, "upload")
+
+    def new_path(self, stem: str, suffix: str) -> Path:
+        """A fresh, unique path for a generated file (e.g. new_path('image', '.png'))."""
+        return self._unique(f"{stem}-{uuid.uuid4().hex[:8]}{suffix}")
+
+    def register_generated(self, path: Path) -> Resource:
+        return self._register(Path(path), "generated")
+
+    def register_fetched(self, path: Path, url: str) -> Resource:
+        """Record a file downloaded from `url`, so a second use of the URL reuses it."""
+        res = self._register(Path(path), "url")
+        with self._lock:
+            self._fetched[url] = res.path
+        return res
+
+    def _fetch(self, url: str) -> Path:
+        with self._lock:
+            cached = self._fetched.get(url)
+        if cached is not None and cached.is_file():
+            return cached
+        from jarvis.files.url_fetch import fetch_to_store
+        path = fetch_to_store(url, self, max_bytes=self.max_download_bytes, timeout=self.fetch_timeout,
+                              max_megapixels=self.max_image_megapixels)
+        return self.register_fetched(path, url).path
+
+    def _register(self, path: Path, origin: str) -> Resource:
+        res = Resource(path.name, path, media_type(path.name) or "text", origin)
+        with self._lock:
+            self._items[res.name] = res
+        return res
+
+    # -- reading --------------------------------------------------------
+    def list(self) -> list[Resource]:
+        with self._lock:
+            return list(self._items.values())
+
+    def resolve(self, value: str) -> Path:
+        """Turn a plan's reference (a name, a path inside the store, or a URL) into a file here."""
+        value = str(value).strip()
+        low = value.lower()
+        if low.startswith(("http://", "https://")):
+            return self._fetch(value)
+        if "\x00" in value:
+            raise ResourceError("a file name with a NUL character cannot be used")
+        if "://" in value or low.startswith(("file:", "data:")):
+            raise ResourceError(f"only http(s) URLs and this session's files can be used, not {value[:60]!r}")
+        candidate = Path(value)
+        if candidate.is_absolute():
+            try:
+                resolved = candidate.resolve()
+            except (OSError, ValueError, RuntimeError):
+                resolved = None
+            if resolved and resolved.is_relative_to(self.root) and resolved.is_file():
+                return resolved
+            # HuggingGPT plans write "/e.jpg" for an uploaded e.jpg: fall back to the name
+        name = candidate.name
+        with self._lock:
+            item = self._items.get(name) or self._items.get(_safe_name(name))
+        if item and item.path.is_file():
+            return item.path
+        raise ResourceError(
+            f"{value!r} is not a file of this session: attach it first, or name one of: "
+            + (", ".join(sorted(self._items)) or "(no files yet)")
+        )
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        with self._lock:
+            self._items.clear()
+            self._fetched.clear()

@@ -1,0 +1,123 @@
+"""Who may call the HTTP API, and whose upstream keys a request uses.
+
+The server may require access tokens (server.access_token; several may be given, comma-separated).
+Upstream keys come either all from the server's configuration or all from the request's headers,
+never mixed: a request naming its own LLM endpoint must bring its own key, and the server's keys
+go only to the server's configured endpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import socket
+from urllib.parse import urlparse
+
+from jarvis.config import Config, ConfigError, _is_hf_router
+
+# Request headers carrying a caller's own upstream settings (documented in docs/api.md).
+H_OPENAI_KEY = "x-openai-api-key"
+H_HF_TOKEN = "x-hf-token"
+H_BASE_URL = "x-llm-base-url"
+H_MODEL = "x-llm-model"
+
+
+class ApiError(Exception):
+    """A request the API refuses: HTTP status, a message telling the caller what to fix, a code."""
+
+    def __init__(self, status: int, message: str, code: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+def access_tokens(config: Config) -> list[str]:
+    return [t.strip() for t in (config.server.access_token or "").split(",") if t.strip()]
+
+
+def _bearer(authorization: str) -> str:
+    scheme, _, value = (authorization or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _owner_of(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def match_token(authorization: str, tokens: list[str]) -> str | None:
+    """The owner id of a valid bearer token ('' when the server has none), or None when refused."""
+    if not tokens:
+        return ""
+    given = _bearer(authorization)
+    found = None
+    for token in tokens:  # compare with every token, in constant time each
+        if given and hmac.compare_digest(given.encode(), token.encode()):
+            found = token
+    return _owner_of(found) if found else None
+
+
+def authorize(authorization: str, tokens: list[str]) -> str:
+    """The caller's owner id; ApiError 401 when the server wants a token and this is not one."""
+    owner = match_token(authorization, tokens)
+    if owner is None:
+        what = "is missing" if not _bearer(authorization) else "is not valid"
+        raise ApiError(401, f"the access token {what}: send 'Authorization: Bearer <token>' with this "
+                            "server's access token", "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+    return owner
+
+
+def request_config(config: Config, *, api_key: str = "", hf_token: str = "", base_url: str = "",
+                   model: str = "") -> Config:
+    """The Config one request runs with. Without own credentials: the server's, unchanged (a model
+    name is then ignored: the server's key stays on the server's model). With any: only the
+    request's credentials, and a request naming its own endpoint must bring its key for it."""
+    api_key, hf_token, base_url, model = (v.strip() for v in (api_key, hf_token, base_url, model))
+    if not (api_key or hf_token or base_url):
+        return config
+    llm: dict = {}
+    if base_url:
+        if not base_url.startswith(("http://", "https://")):
+            raise ApiError(400, f"X-LLM-Base-URL must be an http(s) URL, got {base_url[:80]!r}")
+        key_for_it = (hf_token or api_key) if _is_hf_router(base_url) else api_key
+        if not key_for_it:
+            needed = "X-HF-Token (or X-OpenAI-Api-Key)" if _is_hf_router(base_url) else "X-OpenAI-Api-Key"
+            raise ApiError(400, f"a request naming its own LLM endpoint (X-LLM-Base-URL) must bring its own key "
+                                f"for it in {needed}; the server's key is only used with the server's endpoint",
+                           "missing_upstream_key")
+        llm = {"base_url": base_url, "model": model, "api_type": "openai"}
+    elif model:
+        llm = {"model": model}
+    try:
+        return config.with_overrides(llm=llm, credentials={"openai_api_key": api_key, "hf_token": hf_token})
+    except ConfigError as exc:
+        raise ApiError(400, f"bad LLM settings in the request: {exc}") from None
+
+
+def endpoint_refusal(url: str) -> str | None:
+    """Why a caller-named LLM endpoint must not be contacted from this server (private, loopback,
+    link-local...), or None. Blocking (DNS): run it in a thread."""
+    from jarvis.files.url_fetch import address_refusal
+
+    host = (urlparse(url).hostname or "").strip("[]")
+    if not host:
+        return "it names no host"
+    try:
+        addresses = [ipaddress.ip_address(host.split("%", 1)[0])]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, urlparse(url).port or 443, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return f"its host {host!r} cannot be resolved"
+        addresses = [ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos]
+    for ip in addresses:
+        reason = address_refusal(ip)
+        if reason:
+            return f"{host} is {reason}"
+    return None
+
+
+def is_loopback(host: str | None) -> bool:
+    try:
+        return ipaddress.ip_address((host or "").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,209 @@
+"""OpenAI-compatible routes: Jarvis as the model "jarvis". GET /v1/models and POST
+/v1/chat/completions, streamed (server-sent events, the steps shown before the answer) or not."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from jarvis.events import (AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished,
+                     TaskProgress, TaskSkipped, TaskStarted)
+from jarvis.frontends.http.auth import ApiError
+
+if TYPE_CHECKING:
+    from jarvis.frontends.http.app import Api, Run
+
+MODEL_ID = "jarvis"
+STEP_MODES = ("think", "reasoning", "none")
+_CREATED = int(time.time())
+
+
+def _model_card() -> dict:
+    return {"id": MODEL_ID, "object": "model", "created": _CREATED, "owned_by": "jarvis"}
+
+
+def usage_of(result: dict | None) -> dict:
+    u = (result or {}).get("usage") or {}
+    prompt, completion = int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def files_markdown(files: list[dict]) -> str:
+    """The generated files as Markdown links (images inline), appended after the answer."""
+    if not files:
+        return ""
+    lines = ["", "", "Generated files:"]
+    for f in files:
+        lines.append(f"- ![{f['name']}]({f['url']})" if f["type"] == "image" else f"- [{f['name']}]({f['url']})")
+    return "\n".join(lines)
+
+
+def _trim(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def step_line(event: Event, run: "Run") -> str | None:
+    """One event as a line a person can follow while the request runs (None: nothing to show)."""
+    if isinstance(event, PlanReady):
+        if not event.tasks:
+            return None
+        lines = [f"Plan: {len(event.tasks)} task(s)"]
+        for t in event.tasks:
+            after = [d for d in t.get("dep") or [] if d != -1]
+            lines.append(f"- task {t['id']}: {t['task']}" + (f", after task {', '.join(map(str, after))}" if after
+                                                             else "") + (f" (!! {t['error']})" if t.get("error") else ""))
+        lines += [f"- repaired: {r}" for r in event.repairs]
+        return "\n".join(lines) + "\n"
+    if isinstance(event, ModelChosen):
+        return f"Task {event.task_id} ({event.task}): model {event.model}: {_trim(event.reason, 160)}\n"
+    if isinstance(event, TaskStarted):
+        return f"Task {event.task_id} started ({event.executor})\n"
+    if isinstance(event, TaskProgress):
+        return f"Task {event.task_id}: {_trim(event.message)}\n"
+    if isinstance(event, TaskFinished):
+        outs = [f"{_trim(v)}" if k == "text" else (run.link(v) if run.owns(v) else k)
+                for k, v in event.outputs.items()]
+        return f"Task {event.task_id} done in {event.finished - event.started:.1f} s: {'; '.join(outs)}\n"
+    if isinstance(event, TaskFailed):
+        return f"Task {event.task_id} failed: {_trim(event.error, 300)}\n"
+    if isinstance(event, TaskSkipped):
+        return f"Task {event.task_id} skipped: {_trim(event.reason, 300)}\n"
+    return None
+
+
+def router(api: "Api") -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/v1/models")
+    async def models(request: Request):
+        api.owner(request)
+        return {"object": "list", "data": [_model_card()]}
+
+    @r.get("/v1/models/{model_id}")
+    async def model(model_id: str, request: Request):
+        api.owner(request)
+        if model_id != MODEL_ID:
+            raise ApiError(404, f"the model {model_id!r} does not exist here: use {MODEL_ID!r}", "model_not_found")
+        return _model_card()
+
+    @r.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        owner, body, text, parts, history = await api.chat_request(request)
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ApiError(400, '"stream" must be true or false')
+        options = body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
+        mode = request.headers.get("x-jarvis-steps", "think").strip().lower() or "think"
+        if mode not in STEP_MODES:
+            raise ApiError(400, f"X-Jarvis-Steps must be one of {', '.join(STEP_MODES)}, got {mode!r}")
+        cfg = await api.config_for(request)
+        run = await api.start(request, cfg, owner, text, parts, history)
+        if not stream:
+            try:
+                return JSONResponse(_completion(run, await run.result()))
+            finally:
+                run.close()
+        events = run.events()
+        try:  # wait for the plan, so that early failures (bad key, LLM down) get a real HTTP status
+            first = await events.__anext__()
+            if isinstance(first, Failed):
+                from jarvis.frontends.http.app import failed_error
+                raise failed_error(first)
+        except StopAsyncIteration:
+            run.close()
+            raise ApiError(502, "the request ended without an answer", "upstream_error") from None
+        except BaseException:
+            run.close()
+            raise
+        return StreamingResponse(_sse(run, first, events, mode, include_usage), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return r
+
+
+def _completion(run: "Run", result: dict) -> dict:
+    files = run.files(result["tasks"])
+    content = result["answer"] + files_markdown(files) + _timeout_note(run)
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": MODEL_ID, "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage_of(result), "jarvis": _extra(run, result, files)}
+
+
+def _extra(run: "Run", result: dict, files: list[dict]) -> dict:
+    """Jarvis's own record of the request (plan, models, results, timings): an extra field that
+    OpenAI clients ignore and programs may read."""
+    return {"tasks": run.public_tasks(result["tasks"]), "files": files, "timings": result.get("timings"),
+            "llm_calls": (result.get("usage") or {}).get("llm_calls", 0),
+            "plan_repairs": result.get("plan_repairs", []), "timed_out": run.timed_out}
+
+
+def _timeout_note(run: "Run") -> str:
+    if not run.timed_out:
+        return ""
+    return f"\n\n(Stopped at this server's time limit of {run.api.request_timeout:g} s per request.)"
+
+
+async def _sse(run: "Run", first: Event, events: AsyncIterator[Event], mode: str,
+               include_usage: bool) -> AsyncIterator[str]:
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
+                "system_fingerprint": None,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body, ensure_ascii=False, default=str)}\n\n"
+
+    async def all_events() -> AsyncIterator[Event]:
+        yield first
+        async for event in events:
+            yield event
+
+    result, thinking = None, False
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in all_events():
+            if isinstance(event, Failed):
+                yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'server_error', 'code': 'upstream_error'}})}\n\n"
+                return
+            if isinstance(event, Done):
+                result = event.result
+                continue
+            if isinstance(event, AnswerDelta):
+                if thinking:
+                    thinking = False
+                    yield chunk({"content": "</think>\n\n"})
+                yield chunk({"content": event.text})
+                continue
+            line = step_line(event, run) if mode != "none" else None
+            if not line:
+                continue
+            info = {"event": type(event).__name__, "task_id": getattr(event, "task_id", None)}
+            if mode == "reasoning":
+                yield chunk({"reasoning_content": line}, jarvis=info)
+            else:
+                if not thinking:
+                    thinking, line = True, "<think>\n" + line
+                yield chunk({"content": line}, jarvis=info)
+        if thinking:
+            yield chunk({"content": "</think>\n\n"})
+        if result is not None:
+            files = run.files(result["tasks"])
+            tail = files_markdown(files) + _timeout_note(run)
+            if tail:
+                yield chunk({"content": tail})
+            yield chunk({}, "stop", jarvis=_extra(run, result, files))
+            if include_usage:
+                yield (f"data: {json.dumps({'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': MODEL_ID, 'choices': [], 'usage': usage_of(result)})}\n\n")
+        yield "data: [DONE]\n\n"
+    except ApiError as exc:
+        yield f"data: {json.dumps({'error': {'message': exc.message, 'type': 'server_error', 'code': exc.code}})}\n\n"
+    finally:
+        run.close()

@@ -1,0 +1,271 @@
+"""The web app (Gradio 6): chat in the browser with live steps, inline media, per-session keys and
+files, ready for a Hugging Face Space. It only maps the controller's events to chat messages.
+
+`launch(config)` serves it (with the HTTP API of jarvis.frontends.http.app on the same port when present);
+`build_ui(config, controller)` returns the Blocks for tests and embedding."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from jarvis.config import Config, ConfigError
+from jarvis.pipeline.controller import Controller
+from jarvis.events import AnswerDelta
+from jarvis.frontends.web.credentials import field_hint, resolve, status_markdown
+from jarvis.frontends.web.render import TurnRenderer, user_messages
+from jarvis.frontends.web.sessions import LocalGate, SessionRegistry
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+CHAT_CONCURRENCY = 16          # requests answered at once (LLM and remote calls wait on the network)
+LOCAL_SLOTS = 1                # requests that may run local models at once (shared CPU/GPU memory)
+STREAM_INTERVAL = 0.08         # seconds between chat refreshes while the answer streams
+
+INTRO = """# 🤖 Jarvis
+An LLM plans your request into tasks, picks a Hugging Face model for each, runs them and answers
+(HuggingGPT). Attach images, audio or video with 📎; ask for captions, speech, generated pictures,
+transcripts, translations… Files keep their names below, so later messages can refer to them."""
+
+
+def _examples() -> list[tuple[str, dict]]:
+    """(label, MultimodalTextbox value) for each shipped example whose files exist."""
+    ex = EXAMPLES_DIR
+    items = [
+        ("Count across images", {"text": "How many balls are there in shapes-a.png and shapes-b.png altogether?",
+                                 "files": [str(ex / "shapes-a.png"), str(ex / "shapes-b.png")]}),
+        ("Caption, then speak", {"text": "Describe this picture, then read the description aloud.",
+                                 "files": [str(ex / "street.png")]}),
+        ("Generate, then describe", {"text": "Generate an image of a red bicycle by a lake, then tell me what "
+                                             "is in the generated image.", "files": []}),
+        ("Transcribe, then translate", {"text": "Transcribe this recording and translate it into French.",
+                                        "files": [str(ex / "hello.wav")]}),
+    ]
+    return [(label, v) for label, v in items if all(Path(f).is_file() for f in v["files"])]
+
+
+def _resources_markdown(session) -> str:
+    items = session.store.list() if session else []
+    if not items:
+        return "_No files yet. Attach some, or ask for something to be generated._"
+    rows = ["Refer to these names in your requests.", "", "| name | type | from |", "|---|---|---|"]
+    rows += [f"| `{r.name}` | {r.type} | {r.origin} |" for r in items]
+    return "\n".join(rows)
+
+
+def _files_of(message) -> tuple[str, list[str]]:
+    if isinstance(message, str):
+        return message, []
+    message = message or {}
+    files = []
+    for f in message.get("files") or []:
+        files.append(f.get("path") if isinstance(f, dict) else str(f))
+    return str(message.get("text") or ""), [f for f in files if f]
+
+
+def _oauth_ready() -> bool:
+    """Sign-in shows on a Space with `hf_oauth: true` (which sets OAUTH_CLIENT_ID) and gradio[oauth] installed."""
+    if not (os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID")):
+        return False
+    try:
+        import authlib  # noqa: F401 - what gradio's OAuth routes need
+    except ImportError:
+        log.warning("hf_oauth is on but authlib is missing: install gradio[oauth] to show the sign-in button")
+        return False
+    return True
+
+
+def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL_SLOTS) -> gr.Blocks:
+    """The Blocks of the app. Everything per user lives in this app's session registry."""
+    registry = SessionRegistry(config.session.ttl_minutes * 60)
+    registry.start_sweeper(interval=min(60.0, max(1.0, config.session.ttl_minutes * 60 / 4)))
+    gate = LocalGate(local_slots)
+    sign_in = _oauth_ready()
+    env = config.credentials
+
+    def settings(openai_key, hf_token, base_url, model, mode, oauth_token):
+        return resolve(config, openai_key, hf_token, base_url, model, mode,
+                       oauth_token.token if oauth_token is not None else None)
+
+    def show_status(openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
+                    oauth_token: gr.OAuthToken | None = None) -> str:
+        try:
+            return status_markdown(settings(openai_key, hf_token, base_url, model, mode, oauth_token))
+        except ConfigError as exc:
+            return f"⚠️ {exc}"
+
+    def respond(message, openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
+                request: gr.Request, oauth_token: gr.OAuthToken | None = None):
+        """One turn: yields (chat, input box, resources) as the controller's events arrive."""
+        text, files = _files_of(message)
+        key = request.session_hash or "anonymous"
+        idle_box = gr.MultimodalTextbox(value=None, interactive=True)
+        busy_box = gr.MultimodalTextbox(value=None, interactive=False)
+        try:
+            choice = settings(openai_key, hf_token, base_url, model, mode, oauth_token)
+        except ConfigError as exc:
+            item = registry.get(key, config)
+            shown = item.display + user_messages(text, files) + [
+                {"role": "assistant", "content": f"⚠️ **Settings problem:** {exc}. Fix it under *Advanced settings*."}]
+            yield shown, gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(item.session)
+            return
+        item = registry.get(key, choice.config)
+        session = item.session
+        if not session.busy.acquire(blocking=False):
+            yield (item.display + [{"role": "assistant", "content": "⏳ Still working on your previous request: "
+                                    "wait for it, or press **Stop**."}],
+                   gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
+            return
+        gated = False
+        turn = TurnRenderer()
+        before = item.display + user_messages(text, files)
+        try:
+            session.config = choice.config
+            session.cancel.clear()
+            yield before + turn.messages, busy_box, _resources_markdown(session)
+            if gate.needs_gate(choice.config.inference.mode):
+                while not gate.acquire(timeout=1.0):
+                    turn.note("Waiting for the local model worker: another request is using it…")
+                    yield before + turn.messages, busy_box, gr.skip()
+                    if session.cancel.is_set():
+                        turn.fail("stopped by the user before it started")
+                        break
+                else:
+                    gated = True
+            if turn.error is None:
+                last = 0.0
+                for event in controller.run(session, text, files):
+                    turn.update(event)
+                    now = time.perf_counter()
+                    if not isinstance(event, AnswerDelta) or now - last >= STREAM_INTERVAL:
+                        last = now
+                        yield before + turn.messages, busy_box, _resources_markdown(session)
+        except Exception as exc:  # noqa: BLE001 - one broken request must not take the app down
+            log.exception("request failed")
+            turn.fail(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if gated:
+                gate.release()
+            item.display = before + turn.messages
+            session.touch()
+            session.busy.release()
+        yield item.display, idle_box, _resources_markdown(session)
+
+    def stop(request: gr.Request) -> None:
+        item = registry.peek(request.session_hash or "anonymous")
+        if item is not None:
+            item.session.cancel.set()
+
+    def clear(request: gr.Request):
+        item = registry.peek(request.session_hash or "anonymous")
+        if item is not None:
+            item.session.cancel.set()
+            if item.session.busy.acquire(timeout=30):
+                try:
+                    item.session.clear()
+                    item.display = []
+                finally:
+                    item.session.busy.release()
+        return [], _resources_markdown(item.session if item else None)
+
+    def end(request: gr.Request) -> None:
+        registry.close(request.session_hash or "anonymous")
+
+    with gr.Blocks(title="Jarvis", fill_height=False,
+                   delete_cache=(600, int(config.session.ttl_minutes * 60))) as demo:
+        gr.Markdown(INTRO)
+        status = gr.Markdown(elem_id="jarvis-status")
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Chat", height=620, elem_id="jarvis-chat", buttons=["copy", "copy_all"],
+                                     placeholder="Ask for something, e.g. *caption this photo and read it aloud*.")
+                box = gr.MultimodalTextbox(file_count="multiple", file_types=["image", "audio", "video"],
+                                           placeholder="Type a request; 📎 attaches images, audio, video",
+                                           show_label=False, elem_id="jarvis-input", autofocus=True)
+                with gr.Row():
+                    stop_btn = gr.Button("⏹ Stop", variant="stop", size="sm")
+                    clear_btn = gr.Button("🗑 Clear chat and files", size="sm")
+                examples = _examples()
+                if examples:
+                    gr.Examples(examples=[[v] for _, v in examples], example_labels=[lbl for lbl, _ in examples],
+                                inputs=[box], label="Examples")
+            with gr.Column(scale=1, min_width=340):
+                with gr.Accordion("🔑 Keys", open=not (env.openai_api_key or env.hf_token)):
+                    if sign_in:
+                        gr.LoginButton("Sign in with Hugging Face")
+                    openai_key = gr.Textbox(label="OpenAI API key", type="password", placeholder="sk-…",
+                                            info=field_hint(env.openai_api_key, "OpenAI API key", "OPENAI_API_KEY"))
+                    hf_token = gr.Textbox(label="Hugging Face token", type="password", placeholder="hf_…",
+                                          info=field_hint(env.hf_token, "Hugging Face token", "HF_TOKEN"))
+                with gr.Accordion("⚙️ Advanced settings", open=False):
+                    base_url = gr.Textbox(label="LLM base URL", placeholder=config.llm.base_url or
+                                          "empty: OpenAI, or the HF router with only an HF token",
+                                          info="Empty keeps the server's setting. Any OpenAI-compatible server "
+                                               "(vLLM, TGI, Ollama, llama.cpp); the server's key is not sent "
+                                               "to a URL typed here.")
+                    model = gr.Textbox(label="LLM model", placeholder=config.llm.model or
+                                       "empty: gpt-4o-mini, or an open model on the HF router",
+                                       info="Empty keeps the server's setting.")
+                    mode = gr.Radio(["local", "remote", "hybrid"], value=config.inference.mode,
+                                    label="Where models run",
+                                    info="local: on this machine · remote: HF Inference Providers · "
+                                         "hybrid: local when possible")
+                gr.Markdown("### 📁 Files of this session")
+                resources = gr.Markdown(_resources_markdown(None), elem_id="jarvis-resources")
+        keys = [openai_key, hf_token, base_url, model, mode]
+        demo.load(show_status, keys, status, api_name="status")
+        for comp in keys:
+            comp.change(show_status, keys, status, api_name=False, show_progress="hidden")
+        box.submit(respond, [box, *keys], [chatbot, box, resources], api_name="chat",
+                   concurrency_id="jarvis-chat", concurrency_limit=CHAT_CONCURRENCY, show_progress="minimal")
+        stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
+        clear_btn.click(clear, None, [chatbot, resources], api_name="clear", concurrency_limit=None)
+        demo.unload(end)
+    demo.jarvis_registry = registry   # for tests and shutdown: the sessions of this app
+    return demo
+
+
+def _address() -> tuple[str, int]:
+    host = os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    try:
+        port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    except ValueError:
+        raise ConfigError(f"GRADIO_SERVER_PORT must be a port number, got {os.environ['GRADIO_SERVER_PORT']!r}")
+    return host, port
+
+
+def launch(config: Config) -> int:
+    """Serve the app on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT; with jarvis.frontends.http.app present, its HTTP API
+    is served on the same port (the web app at /). Returns an exit code."""
+    try:
+        host, port = _address()
+        controller = Controller(config)
+    except Exception as exc:  # noqa: BLE001 - config and catalog errors end here with one line
+        print(f"error: cannot start the web app: {exc}", flush=True)
+        return 2
+    demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
+    allowed = [str(EXAMPLES_DIR)]
+    try:
+        from jarvis.frontends.http.app import create_app
+    except ImportError:
+        create_app = None
+    shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    print(f"Jarvis web app on {shown}" + (" (and the HTTP API on the same port)" if create_app else ""), flush=True)
+    try:
+        if create_app is None:
+            demo.launch(server_name=host, server_port=port, allowed_paths=allowed, ssr_mode=False,
+                        show_error=True, footer_links=["api", "gradio"])
+        else:
+            import uvicorn
+            app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=allowed,
+                                      ssr_mode=False, show_error=True)
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.jarvis_registry.close_all()
+    return 0

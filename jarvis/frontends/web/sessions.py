@@ -1,0 +1,118 @@
+"""Per-browser sessions of the web app: a registry keyed by Gradio's session hash, expiry of idle
+sessions (their files are deleted), and the gate that limits concurrent local model work.
+
+The registry is owned by one built app (build_ui), never a module global: two apps in one
+process share nothing."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from jarvis.config import Config
+from jarvis.session import Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UISession:
+    """What the web app keeps for one browser session: the controller's Session and the chat as shown."""
+    session: Session
+    display: list[dict] = field(default_factory=list)   # chat messages in Gradio's messages format
+    credentials_key: tuple = ()                          # (openai key, hf token, base_url, model, mode) in use
+
+
+class SessionRegistry:
+    """Sessions by Gradio session hash; closes (and deletes the files of) sessions idle past the TTL."""
+
+    def __init__(self, ttl_seconds: float, factory: Callable[[], Session] | None = None):
+        self.ttl = float(ttl_seconds)
+        self._factory = factory
+        self._items: dict[str, UISession] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def get(self, key: str, config: Config) -> UISession:
+        """The session of this browser (created on first use) configured with `config`."""
+        self.expire()
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                item = UISession(Session.create(config))
+                self._items[key] = item
+        item.session.touch()
+        return item
+
+    def peek(self, key: str) -> UISession | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def close(self, key: str) -> None:
+        """End one session: stop its run and delete its files."""
+        with self._lock:
+            item = self._items.pop(key, None)
+        if item is not None:
+            item.session.close()
+            log.info("web session closed; its files were deleted")
+
+    def expire(self, now: float | None = None) -> int:
+        """Close every session idle for longer than the TTL (not one that is running); returns how many."""
+        now = time.time() if now is None else now
+        with self._lock:
+            stale = [k for k, v in self._items.items()
+                     if now - v.session.last_active > self.ttl and not v.session.busy.locked()]
+        for key in stale:
+            self.close(key)
+        return len(stale)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def start_sweeper(self, interval: float = 60.0) -> None:
+        """A daemon thread that expires idle sessions every `interval` seconds."""
+        if self._sweeper is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.expire()
+                except Exception:  # noqa: BLE001 - the sweeper must keep going
+                    log.exception("expiring web sessions failed")
+
+        self._sweeper = threading.Thread(target=loop, name="jarvis-session-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def close_all(self) -> None:
+        self._stop.set()
+        with self._lock:
+            keys = list(self._items)
+        for key in keys:
+            self.close(key)
+
+
+class LocalGate:
+    """Limits how many requests may run local models at once (CPU/GPU memory is shared), while
+    requests whose tasks all run remotely pass straight through."""
+
+    def __init__(self, slots: int):
+        self.slots = max(1, int(slots))
+        self._sem = threading.BoundedSemaphore(self.slots)
+
+    def needs_gate(self, mode: str) -> bool:
+        return mode in ("local", "hybrid")
+
+    def acquire(self, timeout: float) -> bool:
+        return self._sem.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._sem.release()

@@ -1,0 +1,384 @@
+"""Stage 1: the LLM's plan, parsed into validated Task / Plan objects.
+
+Accepts HuggingGPT's format exactly ({"task", "id", "dep", "args"}, "<GENERATED>-K", dep [-1]) and
+what LLMs write around it. Repairs what can be repaired and records each repair; a task that
+cannot run carries an `error` the user sees, and its dependents are skipped with the reason.
+The references carry the meaning: `dep` is rebuilt from the <GENERATED>-K references.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from jarvis.pipeline.lenient_json import MAX_CHARS, extract_json, find_objects, strip_fences
+from jarvis.runners.registry import RESOURCE_TYPES, TASK_TYPES, UNSUPPORTED_TASKS, canonical_task
+
+# Possessive quantifiers: with plain \s* a long run of spaces after "<GENERATED" backtracks for
+# minutes. At most 9 digits, so a 5000-digit "id" is text, never an int too long to convert.
+REF = re.compile(r"<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)(?!\d)\s*+>?", re.I)
+_FULL_REF = re.compile(r"^\s*+<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)\s*+>?\s*+$", re.I)
+_MAX_NESTING = 12   # argument values nested deeper than this are refused, not recursed into
+
+_TASK_KEYS = ("task", "type", "task_type", "name", "tool")
+_ID_KEYS = ("id", "task_id", "tid")
+_DEP_KEYS = ("dep", "deps", "dependencies", "depends_on", "dependency")
+_ARGS_KEYS = ("args", "arguments", "inputs", "input", "parameters", "params")
+# what LLMs call an argument -> (resource type, slot); slot None = next free slot
+_ARG_ALIASES = {
+    "question": ("text", 0), "query": ("text", 0), "context": ("text", 1), "passage": ("text", 1),
+    "text1": ("text", 0), "sentence1": ("text", 0), "source_sentence": ("text", 0), "sentence": ("text", 0),
+    "text2": ("text", 1), "sentence2": ("text", 1), "sentences": ("text", 1), "other": ("text", 1),
+    "prompt": ("text", None), "instruction": ("text", None), "description": ("text", None),
+    "texts": ("text", None), "input_text": ("text", None), "content": ("text", None),
+    "images": ("image", None), "img": ("image", None), "image_url": ("image", None), "picture": ("image", None),
+    "control_image": ("image", None), "document": ("image", None),
+    "audios": ("audio", None), "audio_url": ("audio", None), "speech": ("audio", None),
+    "videos": ("video", None), "video_url": ("video", None),
+}
+
+
+class PlanError(Exception):
+    """The LLM's answer holds no usable plan; the message says what was wrong."""
+
+
+@dataclass
+class Ref:
+    """A value that is the output of another task."""
+    task_id: int
+
+    def __str__(self) -> str:
+        return f"<GENERATED>-{self.task_id}"
+
+
+@dataclass
+class Task:
+    id: int
+    task: str
+    dep: list[int]
+    args: dict[str, list]              # resource type -> values (str, or Ref) in input order
+    error: str | None = None           # set when the task cannot run as planned
+
+    def refs(self) -> set[int]:
+        out = set()
+        for values in self.args.values():
+            for v in values:
+                if isinstance(v, Ref):
+                    out.add(v.task_id)
+                elif isinstance(v, str):
+                    out.update(int(m) for m in REF.findall(v))
+        return out
+
+    def args_json(self) -> dict:
+        """Args as the seed's format shows them: one value, or a list when there are several."""
+        out = {}
+        for rtype, values in self.args.items():
+            shown = [str(v) for v in values]
+            out[rtype] = shown[0] if len(shown) == 1 else shown
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "task": self.task, "dep": self.dep or [-1], "args": self.args_json()}
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+@dataclass
+class Plan:
+    tasks: list[Task] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+    raw: str = ""
+
+    def get(self, task_id: int) -> Task | None:
+        return next((t for t in self.tasks if t.id == task_id), None)
+
+    def to_list(self) -> list[dict]:
+        return [t.to_dict() for t in self.tasks]
+
+
+# -- parsing --------------------------------------------------------------
+def _raw_tasks(text: str) -> tuple[list, list[str]]:
+    """The list of task-like dicts in the LLM's answer, and what had to be repaired to find it."""
+    repairs: list[str] = []
+    if not text or not text.strip():
+        raise PlanError("the planner returned an empty answer")
+    body = strip_fences(text)
+    try:
+        value = extract_json(text)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        for key in ("tasks", "plan", "steps"):
+            if isinstance(value.get(key), list):
+                return value[key], repairs
+        if any(k in value for k in _TASK_KEYS):
+            return [value], repairs
+        value = None
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value, repairs
+    if isinstance(value, list) and not value:
+        return [], repairs
+    objects, truncated = find_objects(body, must_have=_TASK_KEYS)
+    if truncated:
+        repairs.append(f"the plan was cut off; kept its {len(objects)} complete task(s)")
+    if objects:
+        repairs.append("the plan was not valid JSON; recovered its tasks one by one")
+        return objects, repairs
+    if re.fullmatch(r"\s*\[\s*\]\s*", body):
+        return [], repairs
+    raise PlanError("the planner's answer holds no task list (expected JSON like "
+                    '[{"task": ..., "id": 0, "dep": [-1], "args": {...}}])')
+
+
+def _first(d: dict, keys: tuple[str, ...]):
+    for k in keys:
+        if k in d:
+            return d[k]
+    return None
+
+
+def _as_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*+(?:<GENERATED>-)?(-?\d{1,18}+)\s*+", value)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _flatten(value, depth: int = 0) -> list:
+    if depth > _MAX_NESTING:
+        raise RecursionError("nested too deeply")
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            out.extend(_flatten(v, depth + 1))
+        return out
+    if isinstance(value, dict):
+        return [json.dumps(value, ensure_ascii=False, default=str)]
+    if isinstance(value, (int, float, bool)):
+        return [str(value)]
+    return [str(value)]
+
+
+def _normalise_args(raw, task_type: str, notes: list[str], tid: int) -> dict[str, list]:
+    from jarvis.files.store import media_type
+    spec = TASK_TYPES.get(task_type)
+    slots: dict[str, dict[int, object]] = {}
+    loose: dict[str, list] = {}
+    if isinstance(raw, (str, list)):
+        raw = {"text": raw}
+    if not isinstance(raw, dict):
+        return {}
+    for key, value in raw.items():
+        k = str(key).strip().lower()
+        values = _flatten(value)
+        if k in RESOURCE_TYPES:
+            loose.setdefault(k, []).extend(values)
+        elif k in _ARG_ALIASES:
+            rtype, slot = _ARG_ALIASES[k]
+            if slot is None:
+                loose.setdefault(rtype, []).extend(values)
+            else:
+                for i, v in enumerate(values):
+                    slots.setdefault(rtype, {})[slot + i] = v
+        else:
+            guessed = None
+            for v in values:
+                if isinstance(v, str) and not REF.search(v):
+                    guessed = media_type(v.split("?")[0])
+            rtype = guessed or ("text" if k in ("src", "source", "target", "file", "path", "url", "value") else None)
+            if rtype is None and spec and len(set(spec.inputs)) == 1:
+                rtype = spec.inputs[0]
+            if rtype:
+                loose.setdefault(rtype, []).extend(values)
+                notes.append(f"task {tid}: read argument {str(key)[:40]!r} as {rtype}")
+            else:
+                notes.append(f"task {tid}: ignored unknown argument {str(key)[:40]!r}")
+    args: dict[str, list] = {}
+    for rtype in set(slots) | set(loose):
+        fixed = slots.get(rtype, {})
+        rest = list(loose.get(rtype, []))
+        size = max([len(fixed) + len(rest)] + [i + 1 for i in fixed])
+        ordered = []
+        for i in range(size):
+            if i in fixed:
+                ordered.append(fixed[i])
+            elif rest:
+                ordered.append(rest.pop(0))
+        ordered.extend(rest)
+        args[rtype] = [v for v in ordered if v is not None and str(v).strip() != ""]
+    return {k: v for k, v in args.items() if v}
+
+
+def _to_refs(values: list) -> list:
+    out = []
+    for v in values:
+        m = _FULL_REF.match(v) if isinstance(v, str) else None
+        out.append(Ref(int(m.group(1))) if m else v)
+    return out
+
+
+def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None) -> Plan:
+    """Parse and validate the planner's answer. Raises PlanError only when nothing usable is there."""
+    text = "" if text is None else str(text)
+    cut = len(text) > MAX_CHARS
+    if cut:
+        text = text[:MAX_CHARS]
+    try:
+        items, repairs = _raw_tasks(text)
+    except PlanError as exc:
+        if cut:
+            raise PlanError(f"{exc}; the answer was longer than {MAX_CHARS} characters and only its "
+                            "start was read") from None
+        raise
+    if cut:
+        repairs.insert(0, f"the planner's answer was longer than {MAX_CHARS} characters; read only its start")
+    plan = Plan(repairs=repairs, raw=text)
+    if len(items) > max_tasks:
+        repairs.append(f"the plan had {len(items)} tasks; kept the first {max_tasks} (inference.max_tasks)")
+        items = items[:max_tasks]
+    used_ids: set[int] = set()
+    id_map: dict[int, int] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            repairs.append(f"ignored plan item {index}: not an object")
+            continue
+        try:
+            task = _read_task(item, index, used_ids, id_map, repairs)
+        except RecursionError:
+            repairs.append(f"ignored plan item {index}: its values are nested too deeply to read")
+            continue
+        plan.tasks.append(task)
+    if items and not plan.tasks:
+        raise PlanError(f"none of the plan's {len(items)} item(s) could be read: " + "; ".join(repairs[-3:])[:400])
+    _validate(plan, files or [])
+    return plan
+
+
+def _read_task(item: dict, index: int, used_ids: set[int], id_map: dict[int, int], repairs: list[str]) -> Task:
+    """One task from one plan item; numbers it and records what was repaired."""
+    name = _first(item, _TASK_KEYS)
+    raw_id = _as_int(_first(item, _ID_KEYS))
+    tid = raw_id if raw_id is not None and 0 <= raw_id < 10**9 and raw_id not in used_ids else None
+    if tid is None:
+        tid = max(used_ids, default=-1) + 1
+        while tid in used_ids:
+            tid += 1
+        repairs.append(f"task {index} had {'a duplicate' if raw_id in used_ids else 'no valid'} id; numbered it {tid}")
+    elif raw_id is not None:
+        id_map.setdefault(raw_id, tid)
+    used_ids.add(tid)
+    error = None
+    canonical = canonical_task(str(name)) if name is not None else None
+    if name is None or not str(name).strip():
+        error, canonical = "the plan gave this task no type", "unknown"
+    elif canonical is None:
+        key = str(name).strip().lower()
+        error = UNSUPPORTED_TASKS.get(key) or (f"unknown task type {str(name)[:60]!r} "
+                                               "(known types are listed in the planning prompt)")
+        canonical = key[:60]
+    elif canonical != name:
+        repairs.append(f"task {tid}: read task type {str(name)[:40]!r} as {canonical!r}")
+    args = _normalise_args(_first(item, _ARGS_KEYS), canonical, repairs, tid)
+    args = {k: _to_refs(v) for k, v in args.items()}
+    dep_raw = _flatten(_first(item, _DEP_KEYS))
+    dep = sorted({d for d in (_as_int(x) for x in dep_raw) if d is not None and d >= 0})
+    return Task(tid, canonical, dep, args, error)
+
+
+# -- validation -----------------------------------------------------------
+def _validate(plan: Plan, files: list[str]) -> None:
+    by_id = {t.id: t for t in plan.tasks}
+    notes = plan.repairs
+    for t in plan.tasks:
+        spec = TASK_TYPES.get(t.task)
+        # references: exist, not self, produce the type they are used as
+        for rtype in list(t.args):
+            values = t.args[rtype]
+            for i, v in enumerate(values):
+                if not isinstance(v, Ref):
+                    continue
+                src = by_id.get(v.task_id)
+                if v.task_id == t.id:
+                    t.error = t.error or f"task {t.id} uses its own output"
+                elif src is None:
+                    t.error = t.error or f"task {t.id} uses the output of task {v.task_id}, which is not in the plan"
+                elif src.task in TASK_TYPES and rtype not in TASK_TYPES[src.task].outputs:
+                    produced = TASK_TYPES[src.task].outputs
+                    wanted = [r for r in produced if spec and r in spec.inputs]
+                    if wanted:
+                        values[i] = None
+                        t.args.setdefault(wanted[0], []).append(v)
+                        notes.append(f"task {t.id}: task {src.id} produces {wanted[0]}, not {rtype}; used it as {wanted[0]}")
+                    else:
+                        t.error = t.error or (f"task {t.id} wants {rtype} from task {src.id} ({src.task}), "
+                                              f"which produces {', '.join(produced)} only")
+            t.args[rtype] = [v for v in values if v is not None]
+        t.args = {k: v for k, v in t.args.items() if v}
+        refs = sorted(r for r in t.refs() if r in by_id and r != t.id)
+        if refs != sorted(t.dep):
+            notes.append(f"task {t.id}: dep {t.dep or [-1]} rebuilt from its references as {refs or [-1]}")
+        t.dep = refs
+        if spec and not t.error:
+            _check_inputs(t, spec, files, notes)
+    _break_cycles(plan)
+
+
+def _check_inputs(t: Task, spec, files: list[str], notes: list[str]) -> None:
+    from jarvis.files.store import media_type
+    for rtype in set(spec.inputs):
+        need = spec.count(rtype)
+        have = len(t.args.get(rtype, []))
+        if have >= need:
+            continue
+        if rtype != "text":
+            of_type = [f for f in files if media_type(f) == rtype]
+            if len(of_type) == 1 and have == 0:
+                t.args[rtype] = [of_type[0]]
+                notes.append(f"task {t.id}: no {rtype} given; used the attached {of_type[0]}")
+                continue
+        names = spec.input_names or spec.inputs
+        t.error = (f"{t.task} needs {need} {rtype} input(s) ({', '.join(n for n, r in zip(names, spec.inputs) if r == rtype)}) "
+                   f"and the plan gave {have}")
+        return
+
+
+def _break_cycles(plan: Plan) -> None:
+    """Mark tasks on a dependency cycle as failed (Kahn's algorithm leaves them unsorted)."""
+    deps = {t.id: set(t.dep) for t in plan.tasks}
+    done: set[int] = set()
+    progress = True
+    while progress:
+        progress = False
+        for tid, ds in deps.items():
+            if tid not in done and ds <= done:
+                done.add(tid)
+                progress = True
+    stuck = [t for t in plan.tasks if t.id not in done]
+    on_cycle = sorted(t.id for t in stuck)
+    for t in stuck:
+        t.error = t.error or f"tasks {on_cycle} depend on each other in a cycle"
+
+
+def topological_order(plan: Plan) -> list[Task]:
+    order, done = [], set()
+    pending = list(plan.tasks)
+    while pending:
+        ready = [t for t in pending if set(t.dep) <= done]
+        if not ready:
+            order.extend(pending)
+            break
+        for t in ready:
+            order.append(t)
+            done.add(t.id)
+            pending.remove(t)
+    return order

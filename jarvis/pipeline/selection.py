@@ -1,0 +1,119 @@
+"""Stage 2: a model for every task. One LLM call chooses for all tasks that have a real choice;
+a task with a single candidate needs no call. An answer naming a model that is not a candidate
+falls back to the top-ranked one, and the reason says so."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from jarvis.llm import prompts
+from jarvis.pipeline.lenient_json import extract_json
+from jarvis.llm.client import LLM, LLMError, Usage
+from jarvis.pipeline.plan import Plan, Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Choice:
+    task_id: int
+    model: str
+    reason: str
+    candidates: list[str]
+
+
+def _describe(task: Task, candidates, describe) -> str:
+    args = "; ".join(f"{k}: {', '.join(str(v)[:80] for v in vs)}" for k, vs in task.args.items())
+    return f"Task {task.id}: {task.task} ({args})\n{describe(candidates)}"
+
+
+UNASSIGNED = -1   # a bare {"id": MODEL, "reason": ...} (HuggingGPT's per-task format) names no task
+_TASK_KEY = re.compile(r"\s*+(?:task\s*+(?:id)?\s*+[#:_-]?\s*+)?(\d{1,9}+)\s*+", re.I)
+
+
+def _task_key(key) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    if isinstance(key, float) and key.is_integer():
+        return int(key)
+    m = _TASK_KEY.fullmatch(key) if isinstance(key, str) and len(key) < 40 else None
+    return int(m.group(1)) if m else None
+
+
+def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
+    """{task id: (model id, reason)} from the selector's answer, tolerating the usual variants."""
+    try:
+        data = extract_json("" if text is None else str(text))
+    except (ValueError, RecursionError):
+        return {}
+    out: dict[int, tuple[str, str]] = {}
+    items = []
+    if isinstance(data, dict):
+        if "id" in data and isinstance(data.get("id"), str) and ("task_id" in data or "task" in data):
+            items = [(data.get("task_id", data.get("task")), data)]
+        elif isinstance(data.get("id") or data.get("model") or data.get("model_id"), str):
+            items = [(UNASSIGNED, data)]
+        else:
+            items = list(data.items())
+    elif isinstance(data, list):
+        items = [(d.get("task_id", d.get("task")), d) for d in data if isinstance(d, dict)]
+    for key, value in items:
+        tid = _task_key(key)
+        if tid is None:
+            continue
+        if isinstance(value, str):
+            out[tid] = (value.strip(), "")
+        elif isinstance(value, dict):
+            model = value.get("id") or value.get("model") or value.get("model_id")
+            if isinstance(model, str):
+                reason = value.get("reason")
+                out[tid] = (model.strip(), reason.strip()[:500] if isinstance(reason, str) else "")
+    return out
+
+
+def select_models(plan: Plan, request: str, candidates: dict[int, list], llm: LLM | None,
+                  usage: Usage, describe=lambda cs: "\n".join(f"- {c.id}" for c in cs)) -> dict[int, Choice]:
+    """Choose a model per task. `candidates` maps task id -> ranked candidates (objects with .id)."""
+    choices: dict[int, Choice] = {}
+    needs_llm = []
+    for task in plan.tasks:
+        cands = candidates.get(task.id) or []
+        if task.error or not cands:
+            continue
+        ids = [c.id for c in cands]
+        if len(cands) == 1:
+            choices[task.id] = Choice(task.id, ids[0], "the only candidate for this task", ids)
+        else:
+            needs_llm.append(task)
+    if not needs_llm:
+        return choices
+    answer: dict[int, tuple[str, str]] = {}
+    failure = ""
+    if llm is not None:
+        body = "\n".join(_describe(t, candidates[t.id], describe) for t in needs_llm)
+        prompt = prompts.render("select", request=request[:1500], tasks=body)
+        try:
+            text = llm.complete([{"role": "user", "content": prompt}], usage, max_tokens=120 * len(needs_llm) + 60)
+            answer = _parse_choices(text)
+            if not answer:
+                failure = "the model-selection answer was not readable"
+        except LLMError as exc:
+            failure = f"model selection failed ({exc})"
+            log.warning("model selection failed: %s", exc)
+    if UNASSIGNED in answer and len(needs_llm) == 1:
+        answer.setdefault(needs_llm[0].id, answer[UNASSIGNED])
+    for task in needs_llm:
+        ids = [c.id for c in candidates[task.id]]
+        picked = answer.get(task.id)
+        if picked and picked[0] in ids:
+            choices[task.id] = Choice(task.id, picked[0], picked[1] or "chosen by the selector", ids)
+        elif picked:
+            choices[task.id] = Choice(task.id, ids[0], f"the selector named {picked[0][:80]!r}, which is not a "
+                                      f"candidate; used the top-ranked {ids[0]}", ids)
+        else:
+            why = failure or "the selector gave no choice for this task"
+            choices[task.id] = Choice(task.id, ids[0], f"{why}; used the top-ranked {ids[0]}", ids)
+    return choices

@@ -1,0 +1,319 @@
+"""Local runners of the audio task types: speech recognition, text-to-speech, audio classification
+and audio-to-audio (voice conversion). Every input is read with audioio (any rate or channel count
+becomes mono at the model's rate); every audio output is a 16-bit PCM WAV in the session directory.
+
+Speech recognition and voice conversion call the model classes (30 s windows, forced transcribe);
+audio classification uses the transformers pipeline, which still exists in transformers 5.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
+from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+
+WINDOW_SECONDS = 30.0          # Whisper's fixed window; CTC and seq2seq models get the same pieces
+VC_WINDOW_SECONDS = 20.0       # SpeechT5 encodes at most ~80 s; shorter pieces keep memory flat
+CLASSIFY_MAX_SECONDS = 60.0    # a label needs a clip, not an hour
+VOCODER_ID = "microsoft/speecht5_hifigan"
+CTC_TYPES = {"wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "sew", "sew-d", "unispeech",
+             "unispeech-sat", "mctct", "wav2vec2-bert", "parakeet_ctc"}
+
+
+def _dtype(device: Device):
+    import torch
+    return torch.float16 if device.half else torch.float32
+
+
+def _config(model_id: str):
+    from transformers import AutoConfig
+    return AutoConfig.from_pretrained(model_id)
+
+
+def _sampling_rate(extractor: Any, default: int = 16000) -> int:
+    return int(getattr(extractor, "sampling_rate", None) or default)
+
+
+# --------------------------------------------------------------------------- speech recognition
+@dataclass
+class _ASR:
+    model: Any
+    processor: Any
+    kind: str          # "whisper" | "seq2seq" | "ctc"
+    rate: int
+    model_id: str
+
+
+class SpeechRecognitionRunner:
+    """Whisper (generate, task forced to transcribe), other speech seq2seq models, and CTC models
+    (wav2vec2 family, greedy decoding). Audio longer than 30 s is cut into 30 s pieces and joined."""
+    task = "automatic-speech-recognition"
+
+    def load(self, model_id: str, device: Device) -> _ASR:
+        from transformers import AutoModelForCTC, AutoModelForSpeechSeq2Seq, AutoProcessor
+        config = _config(model_id)
+        archs = list(getattr(config, "architectures", None) or [])
+        if config.model_type == "whisper" or any("ConditionalGeneration" in a or "SpeechSeq2Seq" in a
+                                                 for a in archs):
+            kind, auto = ("whisper" if config.model_type == "whisper" else "seq2seq"), AutoModelForSpeechSeq2Seq
+        elif config.model_type in CTC_TYPES or any(a.endswith("ForCTC") for a in archs):
+            kind, auto = "ctc", AutoModelForCTC
+        else:
+            raise TaskError(f"{model_id} ({config.model_type}) is not a speech recognizer this app can run "
+                            "locally; pick a Whisper or wav2vec2-style CTC model")
+        try:
+            model = auto.from_pretrained(model_id, dtype=_dtype(device)).to(device.name).eval()
+        except ValueError as exc:  # an architecture the Auto class does not map to speech recognition
+            raise TaskError(f"{model_id} cannot be loaded as a speech recognizer: "
+                            f"{str(exc).splitlines()[0][:200]}") from exc
+        processor = AutoProcessor.from_pretrained(model_id)
+        extractor = getattr(processor, "feature_extractor", processor)
+        return _ASR(model, processor, kind, _sampling_rate(extractor), model_id)
+
+    def run(self, loaded: _ASR, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        import torch
+        clip = read_audio(inputs.first("audio"), loaded.rate,
+                          max_seconds=float(ctx.options.get("asr_max_seconds", 3600)))
+        pieces = chunks(clip.samples, clip.rate, WINDOW_SECONDS)
+        if len(pieces) > 1:
+            ctx.progress(f"transcribing {clip.seconds:.0f} s of audio in {len(pieces)} pieces of 30 s")
+        with torch.inference_mode():
+            if loaded.kind == "ctc":
+                texts = [self._ctc(loaded, piece) for piece in pieces]
+            else:
+                texts = []
+                for start in range(0, len(pieces), 4):
+                    texts.extend(self._generate(loaded, pieces[start:start + 4], ctx))
+        text = re.sub(r"\s+", " ", " ".join(t.strip() for t in texts)).strip()
+        detail = {"seconds": round(clip.seconds, 2), "pieces": len(pieces), "truncated": clip.truncated}
+        return TaskOutputs(text=text, detail=detail)
+
+    @staticmethod
+    def _ctc(loaded: _ASR, piece: np.ndarray) -> str:
+        import torch
+        features = loaded.processor(piece, sampling_rate=loaded.rate, return_tensors="pt")
+        values = features["input_values"].to(loaded.model.device, loaded.model.dtype)
+        mask = features.get("attention_mask")
+        logits = loaded.model(values, attention_mask=None if mask is None else mask.to(loaded.model.device)).logits
+        ids = torch.argmax(logits, dim=-1)
+        return loaded.processor.batch_decode(ids, skip_special_tokens=True)[0]
+
+    @staticmethod
+    def _generate(loaded: _ASR, pieces: list[np.ndarray], ctx: RunContext) -> list[str]:
+        model = loaded.model
+        extractor = getattr(loaded.processor, "feature_extractor", loaded.processor)
+        features = extractor(list(pieces), sampling_rate=loaded.rate, return_tensors="pt")
+        name = "input_features" if "input_features" in features else "input_values"
+        kwargs: dict[str, Any] = {name: features[name].to(model.device, model.dtype)}
+        if loaded.kind != "whisper" and features.get("attention_mask") is not None:
+            kwargs["attention_mask"] = features["attention_mask"].to(model.device)
+        gen = model.generation_config
+        limit = int(getattr(model.config, "max_target_positions", 0) or 0)
+        if not (loaded.kind == "whisper" and limit and 0 < int(getattr(gen, "max_length", 0) or 0) <= limit):
+            kwargs["max_new_tokens"] = max(8, limit - 8) if limit else int(ctx.options.get("asr_max_new_tokens", 256))
+        if loaded.kind == "whisper":
+            if getattr(gen, "is_multilingual", False) or hasattr(gen, "task_to_id"):
+                kwargs["task"] = "transcribe"  # never translate: the user asked for what was said
+                if ctx.options.get("language"):
+                    kwargs["language"] = ctx.options["language"]
+        try:
+            ids = model.generate(**kwargs)
+        except ValueError as exc:
+            raise TaskError(f"{loaded.model_id} could not transcribe: {exc}") from exc
+        sequences = getattr(ids, "sequences", ids)
+        return loaded.processor.batch_decode(sequences, skip_special_tokens=True)
+
+
+# --------------------------------------------------------------------------- text to speech
+@dataclass
+class _TTS:
+    model: Any
+    tokenizer: Any
+    pipe: Any
+    model_id: str
+
+
+class TextToSpeechRunner:
+    """VITS / MMS-TTS through VitsModel: characters outside the vocabulary are dropped, long texts
+    are spoken sentence by sentence. Other models go through the text-to-audio pipeline."""
+    task = "text-to-speech"
+    max_chars = 400  # per forward pass; VITS attention grows with the square of the input
+
+    def load(self, model_id: str, device: Device) -> _TTS:
+        config = _config(model_id)
+        if config.model_type == "vits":
+            from transformers import AutoTokenizer, VitsModel
+            model = VitsModel.from_pretrained(model_id).to(device.name).eval()  # float32: flows are fragile in fp16
+            return _TTS(model, AutoTokenizer.from_pretrained(model_id), None, model_id)
+        from transformers import pipeline
+        pipe = pipeline("text-to-audio", model=model_id, device=device.name, dtype=_dtype(device))
+        return _TTS(None, None, pipe, model_id)
+
+    def run(self, loaded: _TTS, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        text = str(inputs.first("text")).strip()
+        if not text:
+            raise TaskError("text-to-speech got an empty text; give it something to say")
+        if loaded.pipe is not None:
+            out = loaded.pipe(text)
+            audio, rate = np.asarray(out["audio"], dtype=np.float32), int(out["sampling_rate"])
+            audio = audio.T if audio.ndim == 2 and audio.shape[0] < audio.shape[1] else audio
+        else:
+            audio, rate = self._vits(loaded, text, ctx)
+        path = write_wav(ctx.new_file("speech", ".wav"), audio, rate)
+        seconds = round(float(np.asarray(audio).shape[0]) / rate, 2)
+        return TaskOutputs(audio=path, detail={"sampling_rate": rate, "seconds": seconds})
+
+    def _vits(self, loaded: _TTS, text: str, ctx: RunContext) -> tuple[np.ndarray, int]:
+        import torch
+        tokenizer, model = loaded.tokenizer, loaded.model
+        spoken = _vits_filter(tokenizer, text, loaded.model_id)
+        rate = int(model.config.sampling_rate)
+        gap = np.zeros(int(0.15 * rate), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(ctx.options.get("seed", 0)))  # VITS samples noise: same text, same voice
+            for piece in _split_text(spoken, self.max_chars):
+                encoded = tokenizer(piece, return_tensors="pt").to(model.device)
+                if encoded["input_ids"].shape[-1] == 0:
+                    continue
+                wave = model(**encoded).waveform[0].float().cpu().numpy()
+                parts.extend([wave, gap])
+        if not parts:
+            raise TaskError(f"{loaded.model_id} has nothing to say for {text[:60]!r}; "
+                            "write the text in the model's language")
+        return np.concatenate(parts[:-1]), rate
+
+
+def _vits_filter(tokenizer: Any, text: str, model_id: str) -> str:
+    """The text reduced to characters the VITS vocabulary knows; TaskError when nothing is left."""
+    if getattr(tokenizer, "phonemize", False):
+        try:
+            import phonemizer  # noqa: F401
+        except ImportError as exc:
+            raise TaskError(f"{model_id} reads phonemes: install the 'phonemizer' package and espeak-ng, "
+                            "or use facebook/mms-tts-eng") from exc
+        return text
+    if getattr(tokenizer, "is_uroman", False) and re.search(r"[^\x00-\x7f]", text):
+        try:
+            import uroman
+            text = uroman.Uroman().romanize_string(text)
+        except ImportError:
+            pass  # the filter below drops what the model cannot read; the error names uroman
+    vocab = set(tokenizer.get_vocab())
+    lower = getattr(tokenizer, "normalize", True)
+    kept = []
+    for char in text:
+        if char in vocab:
+            kept.append(char)
+        elif lower and char.lower() in vocab:
+            kept.append(char.lower())
+        elif char.isspace() and " " in vocab:
+            kept.append(" ")
+    spoken = re.sub(r"\s+", " ", "".join(kept)).strip()
+    if not re.search(r"\w", spoken):
+        hint = " (install 'uroman' to romanize other scripts)" if getattr(tokenizer, "is_uroman", False) else ""
+        raise TaskError(f"none of the characters of {text[:60]!r} are in the vocabulary of {model_id}; "
+                        f"write the text in the language and script that model speaks{hint}")
+    return spoken
+
+
+def _split_text(text: str, max_chars: int) -> list[str]:
+    """Sentences packed into pieces of at most max_chars (a sentence longer than that is cut at spaces)."""
+    sentences = [s for s in re.split(r"(?<=[.!?;:])\s+", text) if s.strip()]
+    pieces: list[str] = []
+    for sentence in sentences:
+        while len(sentence) > max_chars:
+            cut = sentence.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:].strip()
+        if pieces and len(pieces[-1]) + 1 + len(sentence) <= max_chars:
+            pieces[-1] = f"{pieces[-1]} {sentence}"
+        elif sentence:
+            pieces.append(sentence)
+    return pieces
+
+
+# --------------------------------------------------------------------------- audio classification
+class AudioClassificationRunner:
+    """The audio-classification pipeline (AST, wav2vec2 and kin), fed mono audio at its rate."""
+    task = "audio-classification"
+    top_k = 5
+
+    def load(self, model_id: str, device: Device) -> Any:
+        from transformers import pipeline
+        try:
+            return pipeline("audio-classification", model=model_id, device=device.name, dtype=_dtype(device))
+        except (ValueError, KeyError) as exc:
+            raise TaskError(f"{model_id} is not an audio classifier this app can run locally: "
+                            f"{str(exc).splitlines()[0][:200]}") from exc
+
+    def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        rate = _sampling_rate(loaded.feature_extractor)
+        clip = read_audio(inputs.first("audio"), rate,
+                          max_seconds=float(ctx.options.get("classify_max_seconds", CLASSIFY_MAX_SECONDS)))
+        results = loaded(clip.samples, top_k=int(ctx.options.get("top_k", self.top_k)))
+        labels = [{"label": str(r["label"]), "score": round(float(r["score"]), 4)} for r in results]
+        text = "\n".join(f"{r['label']}: {r['score']:.3f}" for r in labels)
+        return TaskOutputs(text=text, detail={"labels": labels, "seconds": round(clip.seconds, 2),
+                                              "truncated": clip.truncated})
+
+
+# --------------------------------------------------------------------------- audio to audio
+@dataclass
+class _VC:
+    model: Any
+    extractor: Any
+    vocoder: Any
+    speaker: Any
+    rate: int
+
+
+class AudioToAudioRunner:
+    """SpeechT5 voice conversion: the speech is re-spoken in a fixed voice through the HiFi-GAN
+    vocoder. The speaker embedding is a seeded unit vector, so the output voice never changes."""
+    task = "audio-to-audio"
+
+    def load(self, model_id: str, device: Device) -> _VC:
+        import torch
+        from transformers import AutoFeatureExtractor, SpeechT5ForSpeechToSpeech, SpeechT5HifiGan
+        config = _config(model_id)
+        archs = list(getattr(config, "architectures", None) or [])
+        if config.model_type != "speecht5" or not any("SpeechToSpeech" in a for a in archs):
+            raise TaskError(f"{model_id} ({config.model_type}) is not supported for local audio-to-audio; "
+                            "use microsoft/speecht5_vc, or run this task remotely")
+        dtype = _dtype(device)
+        model = SpeechT5ForSpeechToSpeech.from_pretrained(model_id, dtype=dtype).to(device.name).eval()
+        vocoder = SpeechT5HifiGan.from_pretrained(VOCODER_ID, dtype=dtype).to(device.name).eval()
+        extractor = AutoFeatureExtractor.from_pretrained(model_id)
+        generator = torch.Generator().manual_seed(7)
+        speaker = torch.randn(1, int(config.speaker_embedding_dim), generator=generator)
+        speaker = (speaker / speaker.norm()).to(device.name, dtype)
+        return _VC(model, extractor, vocoder, speaker, _sampling_rate(extractor))
+
+    def run(self, loaded: _VC, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        import torch
+        clip = read_audio(inputs.first("audio"), loaded.rate,
+                          max_seconds=float(ctx.options.get("vc_max_seconds", 600)))
+        parts: list[np.ndarray] = []
+        pieces = chunks(clip.samples, clip.rate, VC_WINDOW_SECONDS)
+        with torch.inference_mode():
+            for piece in pieces:
+                values = loaded.extractor(audio=piece, sampling_rate=loaded.rate, return_tensors="pt")["input_values"]
+                values = values.to(loaded.model.device, loaded.model.dtype)
+                speech = loaded.model.generate_speech(values, loaded.speaker, vocoder=loaded.vocoder,
+                                                      maxlenratio=4.0)
+                parts.append(speech.float().cpu().numpy().reshape(-1))
+        audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        rate = int(getattr(loaded.vocoder.config, "sampling_rate", 16000))
+        path = write_wav(ctx.new_file("converted", ".wav"), audio, rate)
+        return TaskOutputs(audio=path, detail={"sampling_rate": rate, "seconds": round(len(audio) / rate, 2),
+                                               "input_seconds": round(clip.seconds, 2), "pieces": len(pieces)})
+
+
+RUNNERS = {runner.task: runner for runner in (SpeechRecognitionRunner(), TextToSpeechRunner(),
+                                              AudioClassificationRunner(), AudioToAudioRunner())}
