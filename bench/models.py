@@ -5,12 +5,11 @@
 2. Peak memory of a 5-model plan under a cache budget smaller than all five models together:
    the cache's own high-water mark (bytes of loaded weights) and the process's peak RSS.
 
-Run: python bench/models.py
+Run: python -m bench.models
 """
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,19 +17,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(tempfile.mkdtemp(prefix="jarvis-bench-hub-"))
 os.environ.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(CACHE), TRANSFORMERS_VERBOSITY="error")
-sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
+import psutil
 
-from jarvis.config import load_config  # noqa: E402
-from jarvis.pipeline.controller import Controller  # noqa: E402
-from jarvis.events import Done  # noqa: E402
-from jarvis.execution.local import LocalExecutor  # noqa: E402
-from jarvis.session import Session  # noqa: E402
-from tests.fakes.llm_server import ScriptedLLM  # noqa: E402
-from tests.helpers import plan_json  # noqa: E402
-from tests.test_controller import pick_top  # noqa: E402
-from tests.tiny import build_all  # noqa: E402
+from jarvis.config import load_config
+from jarvis.events import Done
+from jarvis.execution.local import LocalExecutor
+from jarvis.pipeline.controller import Controller
+from jarvis.session import Session
+from tests.fakes.llm_server import ScriptedLLM
+from tests.helpers import plan_json
+from tests.test_controller import pick_top
+from tests.tiny import build_all
 
 THREE = plan_json(("text-classification", {"text": "I like it"}), ("token-classification", {"text": "Ann in Rome"}),
                   ("summarization", {"text": "A long story about a cat and a dog who became friends."}))

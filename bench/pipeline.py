@@ -5,26 +5,24 @@
    planning and about 850 per model-selection call (one call per task).
 2. Wall time / critical path of a DAG with fixed LLM latency and fixed task durations.
 
-Run: python bench/pipeline.py [--limit N] (needs ../shared/data for part 1).
+Run: python -m bench.pipeline [--limit N] (needs ../shared/data for part 1).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.fixed_executor import FixedExecutor
+from jarvis.config import load_config
+from jarvis.events import Done
+from jarvis.pipeline.controller import Controller
+from jarvis.session import Session
+from tests.fakes.llm_server import ScriptedLLM, kind_of
 
-from bench.fixed_executor import FixedExecutor  # noqa: E402
-from jarvis.config import load_config  # noqa: E402
-from jarvis.pipeline.controller import Controller  # noqa: E402
-from jarvis.events import Done  # noqa: E402
-from jarvis.session import Session  # noqa: E402
-from tests.fakes.llm_server import ScriptedLLM, kind_of  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT.parent / "shared" / "data" / "taskbench_hf_user_requests.jsonl"
 HUGGINGGPT_PLAN, HUGGINGGPT_SELECT = 1600, 850

@@ -1,7 +1,7 @@
 """Reliability figures for issue 6: the hostile-LLM corpus through the real parser and selector,
 and canary keys through the controller's error paths. Offline; a minute or so on two cores.
 
-    python bench/reliability.py [--seed 6] [--hang-after 10] [--json]
+    python -m bench.reliability [--seed 6] [--hang-after 10] [--json]
 
 Prints: cases tried, accepted as is, repaired, refused with a message, exceptions escaped,
 expectation violations, hangs, max parse time; leak scenarios run, leaks found, keys misrouted.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -20,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN"):
     os.environ.pop(var, None)

@@ -113,7 +113,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     credentials: Credentials = field(default_factory=Credentials)
 
-    def with_overrides(self, **sections: dict) -> "Config":
+    def with_overrides(self, **sections: dict) -> Config:
         """A copy with some keys changed, e.g. with_overrides(llm={"model": "x"}); validated."""
         data = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.name != "credentials"}

@@ -32,7 +32,7 @@ class Session:
     last_active: float = field(default_factory=time.time)
 
     @classmethod
-    def create(cls, config: Config, root: str | Path | None = None) -> "Session":
+    def create(cls, config: Config, root: str | Path | None = None) -> Session:
         return cls(config=config, store=_store(config, root))
 
     def touch(self) -> None:

@@ -6,7 +6,6 @@ HF_HUB_CACHE and HF_HUB_OFFLINE at import time.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,9 +21,8 @@ os.environ.pop("OPENAI_BASE_URL", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pytest  # noqa: E402
+import pytest
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from jarvis.runners import registry as tasktypes
 from jarvis.catalog.entries import Catalog, CatalogError, ModelInfo, describe, parse_entry, summarize_card
+from jarvis.runners import registry as tasktypes
 
 ROOT = Path(__file__).resolve().parent.parent
 

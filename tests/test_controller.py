@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jarvis.pipeline.controller import Controller
 from jarvis.events import ModelChosen, PlanReady, TaskFailed, TaskSkipped
+from jarvis.pipeline.controller import Controller
 from jarvis.session import Session
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json, run_to_end

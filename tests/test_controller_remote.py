@@ -45,6 +45,7 @@ def test_three_task_types_in_remote_mode(service, tmp_path):
 def test_hybrid_with_a_failing_remote_model_uses_the_next_candidate(service, tmp_path):
     """Painters that are not cached here run remotely; the first answers 503 until retries run out."""
     import json
+
     from jarvis.catalog.entries import Catalog
     first, second = "example-org/painter-a", "example-org/painter-b"
     entries = [m.to_json() for m in Catalog.load() if m.task != "text-to-image"]

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from jarvis.pipeline.controller import Controller
 from jarvis.events import Done, Failed, TaskFailed, TaskFinished, TaskSkipped
 from jarvis.llm.client import LLM
+from jarvis.pipeline.controller import Controller
 from jarvis.session import Session
 from tests.corpus.make_corpus import generate
 from tests.corpus.runner import run_plan_case, run_select_case

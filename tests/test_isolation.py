@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from jarvis.pipeline.controller import Controller
 from jarvis.events import Done, Failed
 from jarvis.frontends.web.sessions import SessionRegistry
+from jarvis.pipeline.controller import Controller
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for
 
@@ -85,7 +85,7 @@ class Client:
         try:
             self.turn(registry, controller, f"Find the edges in my picture, {self.token}", [str(self.picture)])
             self.turn(registry, controller, f"What did I ask before? {self.token}", [])
-        except Exception as exc:  # noqa: BLE001 - reported by the test
+        except Exception as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
 
 

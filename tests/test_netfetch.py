@@ -22,8 +22,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from jarvis.files.url_fetch import PinnedBackend, PinnedTransport, fetch_to_store
 from jarvis.files.store import ResourceError, ResourceStore
+from jarvis.files.url_fetch import PinnedBackend, PinnedTransport, fetch_to_store
 
 _GUARD = {"on": False}
 _CONNECTS: list[tuple] = []
@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _redirect(self, location: str, **headers: str) -> None:
         self._send(302, Location=location, **headers)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.seen.append((self.path, dict(self.headers)))  # type: ignore[attr-defined]
         path = self.path
         try:
@@ -87,9 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, PNG, "image/png")
             elif path == "/photo.jpg":  # PNG bytes announced as JPEG: the content decides the suffix
                 self._send(200, PNG, "image/jpeg")
-            elif path == "/octet/clip.wav":
-                self._send(200, WAV, "application/octet-stream")
-            elif path == "/octet/blob":
+            elif path == "/octet/clip.wav" or path == "/octet/blob":
                 self._send(200, WAV, "application/octet-stream")
             elif path == "/page":
                 self._send(200, b"<html>hi</html>", "text/html; charset=utf-8")

@@ -96,8 +96,8 @@ CASES = [  # task, model, inputs, output kinds
 
 
 def check_outputs(out, kinds: str) -> None:
-    from PIL import Image
     import soundfile as sf
+    from PIL import Image
     json.dumps(out.detail)  # JSON-serialisable
     if "text" in kinds:
         assert out.text and out.text.strip()
@@ -405,7 +405,7 @@ def _run_parallel(dispatcher, ctx, media, tasks=MIXED):
     def one(task, model, cands, inputs):
         try:
             results[task] = dispatcher.execute(task, model, [model, *cands], _inputs(inputs, media), ctx)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
     threads = [threading.Thread(target=one, args=(t, m, c, i)) for t, m, c, i, _ in tasks]
     for t in threads:
@@ -460,8 +460,8 @@ def test_hybrid_tries_the_other_side_last(srv, ctx, media):
 
 
 def test_hybrid_runs_a_cached_model_locally(srv, ctx, media, tiny_models):
-    from jarvis.execution.readiness import cached_bytes, local_ready
     from jarvis.execution.local import LocalExecutor
+    from jarvis.execution.readiness import cached_bytes, local_ready
     from jarvis.runners.local import has_local_runner
     if TC_MODEL not in tiny_models:
         pytest.skip(f"no tiny {TC_MODEL} built yet (tests/tiny/text.py)")

@@ -10,8 +10,8 @@ import soundfile as sf
 
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
+from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
 
 WHISPER = "openai/whisper-tiny"
 CTC = "facebook/wav2vec2-base-960h"

@@ -138,6 +138,7 @@ def test_missing_prompt_is_a_clear_error(executor, store):
 
 def test_videoio_round_trip(tmp_path):
     import numpy as np
+
     from jarvis.runners.media.video_files import h264_encoder, read_first_frame, video_info, write_mp4
     assert h264_encoder() in ("libx264", "libopenh264")
     frames = [np.full((33, 21, 3), i * 40, dtype=np.uint8) for i in range(5)]  # odd sizes get cropped even
@@ -159,6 +160,7 @@ def test_image_to_image_first_then_text_to_image(hub_cache, store):
 
 def test_safety_checker_kept_when_the_repo_has_one(tmp_path):
     import json
+
     from jarvis.runners.local.generation_support import safety_kwargs
     with_checker = tmp_path / "with"
     with_checker.mkdir()

@@ -10,8 +10,8 @@ import pytest
 
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.local import get_runner
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
+from jarvis.runners.local import get_runner
 
 LONG = " ".join(["Clara lives in Berkeley and Hugging Face is based in Paris."] * 460)  # ~5000 words
 QUESTION = "Where does Clara live?"

@@ -14,10 +14,10 @@ from PIL import Image, ImageDraw
 
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.local import get_runner
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
-from jarvis.runners.media.images import MAX_SIDE, canny, draw_boxes, load_rgb, overlay_masks
+from jarvis.runners.local import get_runner
 from jarvis.runners.local.vision_language import parse_donut_answer
+from jarvis.runners.media.images import MAX_SIDE, canny, draw_boxes, load_rgb, overlay_masks
 
 
 def scene(size=(96, 72), mode="RGB") -> Image.Image:

@@ -19,9 +19,9 @@ import openai
 import pytest
 import uvicorn
 
-from jarvis.pipeline.controller import Controller
 from jarvis.frontends.http.app import API_PREFIXES, create_app
 from jarvis.frontends.http.auth import endpoint_refusal
+from jarvis.pipeline.controller import Controller
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json
 
@@ -41,7 +41,7 @@ class Live:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "Live":
+    def __enter__(self) -> Live:
         self.thread.start()
         deadline = time.time() + 15
         while not self.server.started:
@@ -283,7 +283,7 @@ def test_bad_requests_get_json_errors(controller):
     with ScriptedLLM() as llm, api_for(controller, llm, max_body_mb=0.05, max_files=2) as live:
         url = f"{live.url}/v1/chat/completions"
         h = auth("tok-alice")
-        user = lambda content: {"model": "jarvis", "messages": [{"role": "user", "content": content}]}  # noqa: E731
+        user = lambda content: {"model": "jarvis", "messages": [{"role": "user", "content": content}]}
         img = {"type": "image_url", "image_url": {"url": png_data_url(8)}}
         cases = [
             (httpx.post(url, content=b"{not json", headers={**h, "Content-Type": "application/json"}), 400, "JSON"),

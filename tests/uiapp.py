@@ -36,8 +36,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_app(config, **build_kwargs):
     """build_ui + launch on a free loopback port; yields (url, demo); closes sessions and server after."""
-    from jarvis.pipeline.controller import Controller
     from jarvis.frontends.web.app import EXAMPLES_DIR, build_ui
+    from jarvis.pipeline.controller import Controller
 
     demo = build_ui(config, Controller(config), **build_kwargs).queue()
     port = free_port()

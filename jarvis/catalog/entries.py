@@ -9,9 +9,9 @@ import html
 import json
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from jarvis.runners import registry as tasktypes
 
@@ -75,7 +75,7 @@ class Catalog:
         self.skipped = skipped  # malformed lines left out while loading
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Catalog":
+    def load(cls, path: str | Path | None = None) -> Catalog:
         """Read our JSONL or HuggingGPT's p0_models.jsonl (None = the catalog shipped with Jarvis)."""
         path = Path(path) if path else DEFAULT_PATH
         try:

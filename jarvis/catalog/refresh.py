@@ -11,11 +11,11 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
-from jarvis.runners import registry as tasktypes
 from jarvis.catalog.entries import DEFAULT_PATH, Catalog, CatalogError, ModelInfo, is_local_family, summarize_card
+from jarvis.runners import registry as tasktypes
 
 # How each task type is found on the Hub; tasks absent here need no model or borrow another's.
 HUB_QUERIES: dict[str, dict] = {
@@ -134,7 +134,7 @@ def _card_summary(api, model_id: str, cards_dir: str) -> str:
     try:
         readme = api.hf_hub_download(model_id, "README.md", cache_dir=cards_dir)
         return summarize_card(Path(readme).read_text(encoding="utf-8", errors="replace"))
-    except Exception:  # noqa: BLE001 - a missing card only costs the description
+    except Exception:
         return ""
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable
 
 from jarvis.config import RemoteConfig
 
@@ -87,7 +87,7 @@ class Availability:
         try:
             routes: list[Route] | None = list(self._fetch(model_id))
             ttl = float(self.config.availability_ttl)
-        except Exception as exc:  # noqa: BLE001 - any failure means "unknown", remembered briefly
+        except Exception as exc:
             log.info("availability look-up for %s failed: %s", model_id, type(exc).__name__)
             routes, ttl = None, min(FAILED_TTL, float(self.config.availability_ttl))
         with self._lock:

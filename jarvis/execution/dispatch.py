@@ -131,7 +131,7 @@ class Dispatcher:
                     outputs = executor.run(task, model_id, inputs, ctx, on_retry=on_retry)
                 else:
                     outputs = executor.run(task, model_id, inputs, ctx)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
+            except Exception as exc:
                 message = str(exc) or type(exc).__name__
                 if isinstance(exc, MemoryError):
                     message = (f"not enough memory to run {model_id} on this machine: lower "

@@ -7,17 +7,18 @@ budget. Calls to one loaded model are serialized (its lock); different models ru
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from jarvis.runners.local import get_runner
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.runners.local import get_runner
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class ModelCache:
 
     def __init__(self, budget_bytes: int):
         self.budget = int(budget_bytes)
-        self._entries: "OrderedDict[tuple[str, str], _Entry]" = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._admit = threading.Lock()
         self.stats = CacheStats()
@@ -223,7 +224,7 @@ def _weights_bytes(model_id: str) -> int:
                 root = Path(found).parent
                 files = list(root.rglob("*.safetensors")) or list(root.rglob("*.bin"))
                 return sum(f.stat().st_size for f in files)
-    except Exception:  # noqa: BLE001 - only a hint for eviction
+    except Exception:
         pass
     return 0
 
@@ -238,7 +239,7 @@ def _is_downloaded(model_id: str) -> bool:
             if isinstance(try_to_load_from_cache(model_id, name), str):
                 return True
         return any(repo.repo_id == model_id for repo in scan_cache_dir().repos)
-    except Exception:  # noqa: BLE001 - only a hint for the progress message
+    except Exception:
         return False
 
 

@@ -17,7 +17,7 @@ def _snapshot(model_id: str) -> Path | None:
     for name in MARKER_FILES:
         try:
             found = try_to_load_from_cache(model_id, name)
-        except Exception:  # noqa: BLE001 - an invalid repo id is simply "not cached"
+        except Exception:
             return None
         if isinstance(found, str):
             return Path(found).parent
@@ -53,7 +53,7 @@ def local_ready(local, task: str, model_id: str) -> bool:
     try:
         if local.is_loaded(task, model_id):
             return True
-    except Exception:  # noqa: BLE001 - a broken runner module means "not ready"
+    except Exception:
         return False
     size = cached_bytes(model_id)
     if size is None:

@@ -12,7 +12,8 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from jarvis.config import RemoteConfig
@@ -54,7 +55,7 @@ def _make_client_class():
     from huggingface_hub.utils import hf_raise_for_status
 
     class _Client(InferenceClient):
-        def __init__(self, *args: Any, http: "httpx2.Client", **kwargs: Any):
+        def __init__(self, *args: Any, http: httpx2.Client, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self._http = http
 
@@ -201,7 +202,7 @@ class RemoteExecutor:
             started = time.monotonic()
             try:
                 return fn()
-            except Exception as exc:  # noqa: BLE001 - every failure is classified below
+            except Exception as exc:
                 err = exc if isinstance(exc, RemoteError) else self.classify(exc, task, model_id)
                 if err is not exc:
                     err.__cause__ = exc
@@ -232,9 +233,8 @@ class RemoteExecutor:
 
     def classify(self, exc: BaseException, task: str, model_id: str) -> RemoteError:
         """Turn any failure of a call into a RemoteError with a message a user can act on."""
-        from huggingface_hub.errors import (HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled,
-                                            TextGenerationError)
         import httpx2
+        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled, TextGenerationError
         timeout = self.config.timeout
         if isinstance(exc, TextGenerationError) and isinstance(exc.__cause__, HfHubHTTPError):
             exc = exc.__cause__  # TGI's typed error: the HTTP status says more

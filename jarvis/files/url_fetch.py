@@ -13,8 +13,8 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 from urllib.parse import unquote
 
 import httpcore
@@ -166,7 +166,7 @@ def _vet(url: httpx.URL, allow_loopback: bool, deadline: float) -> tuple[str, li
 class _DeadlineStream(httpcore.NetworkStream):
     """A socket stream whose every read/write is cut short at the fetch's overall deadline."""
 
-    def __init__(self, inner: httpcore.NetworkStream, backend: "PinnedBackend"):
+    def __init__(self, inner: httpcore.NetworkStream, backend: PinnedBackend):
         self._inner, self._backend = inner, backend
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:

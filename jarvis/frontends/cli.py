@@ -9,8 +9,18 @@ import sys
 from pathlib import Path
 
 from jarvis.config import ConfigError, load_config
-from jarvis.events import AnswerDelta, Done, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished, TaskProgress, \
-    TaskSkipped, TaskStarted
+from jarvis.events import (
+    AnswerDelta,
+    Done,
+    Failed,
+    ModelChosen,
+    PlanReady,
+    TaskFailed,
+    TaskFinished,
+    TaskProgress,
+    TaskSkipped,
+    TaskStarted,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 from urllib.parse import urlparse
 
 from jarvis.config import Config
@@ -135,7 +135,7 @@ class LLM:
                 **({"max_tokens": max_tokens} if max_tokens else {}))
         except self._openai.OpenAIError as exc:
             raise self._explain(exc) from None
-        except Exception as exc:  # noqa: BLE001 - malformed bodies surface as anything
+        except Exception as exc:
             raise self._explain(exc) from None
         # a malformed body is parsed without validation: check every level before using it
         choices = getattr(resp, "choices", None)
@@ -178,7 +178,7 @@ class LLM:
                         yield text
         except self._openai.OpenAIError as exc:
             raise self._explain(exc) from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._explain(exc) from None
         finally:
             usage.add(prompt, completion)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from jarvis.llm import prompts
 from jarvis.catalog.entries import Catalog, describe
 from jarvis.config import Config
 from jarvis.events import AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.execution.local import LocalExecutor
+from jarvis.files.store import ResourceError
+from jarvis.llm import prompts
 from jarvis.llm.client import LLM, LLMError, Usage
 from jarvis.pipeline.plan import Plan, PlanError, parse_plan
-from jarvis.files.store import ResourceError
 from jarvis.pipeline.respond import answer_messages, chat_messages, fallback_answer
 from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import select_models
-from jarvis.session import Session
 from jarvis.runners.registry import TASK_TYPES
+from jarvis.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Controller:
         An unexpected error ends the run with Failed, never an exception into the UI, CLI or API."""
         try:
             yield from self._run(session, request, files)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for every consumer
+        except Exception as exc:
             log.exception("request failed unexpectedly")
             yield Failed(f"Jarvis hit an internal error ({type(exc).__name__}); the request was not completed. "
                          "Please try again; if it keeps happening, report it with the steps to reproduce.")
@@ -122,7 +122,7 @@ class Controller:
             request_for_llm = request
         try:
             llm = LLM(cfg)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             yield Failed(f"could not set up the LLM client: {exc}")
             return
         # 1. plan
@@ -150,7 +150,7 @@ class Controller:
             t2 = time.perf_counter()
             try:
                 dispatcher = self._dispatcher(cfg)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 yield Failed(f"could not set up {cfg.inference.mode} execution: {exc}")
                 return
             scheduler = Scheduler(dispatcher, session.store, max_parallel=cfg.inference.max_parallel,

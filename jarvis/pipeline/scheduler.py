@@ -6,14 +6,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator
 
 from jarvis.events import Event, TaskFailed, TaskFinished, TaskProgress, TaskSkipped, TaskStarted
 from jarvis.execution.dispatch import Dispatcher, ExecutionError
-from jarvis.pipeline.plan import REF, Plan, Ref, Task
 from jarvis.files.store import ResourceError, ResourceStore
+from jarvis.pipeline.plan import REF, Plan, Ref, Task
 from jarvis.pipeline.selection import Choice
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
 from jarvis.runners.registry import TASK_TYPES
@@ -91,12 +91,12 @@ class Scheduler:
                 "started": None, "finished": None, "attempts": []}
 
     def run(self, plan: Plan, choices: dict[int, Choice], t0: float) -> Iterator[Event]:
-        now = lambda: round(time.perf_counter() - t0, 3)  # noqa: E731
+        now = lambda: round(time.perf_counter() - t0, 3)
         tasks = {t.id: t for t in plan.tasks}
         self.records = {t.id: self._record(t, choices.get(t.id)) for t in plan.tasks}
         results: dict[int, TaskOutputs] = {}
         failed: dict[int, str] = {}
-        events: "queue.Queue[Event]" = queue.Queue()
+        events: queue.Queue[Event] = queue.Queue()
         running: dict[Future, tuple[list[int], float]] = {}
         pending = list(tasks)
 
@@ -127,21 +127,21 @@ class Scheduler:
             for task in group:
                 try:
                     prepared.append((task, *start(task, choices.get(task.id))))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     out.append((task.id, exc))
             if len(prepared) > 1:
                 task0, model, _ = prepared[0]
                 try:
                     runs = self.dispatcher.execute_batch(task0.task, model, [p[2] for p in prepared], context(task0.id))
                     return out + [(p[0].id, r) for p, r in zip(prepared, runs)]
-                except Exception:  # noqa: BLE001 - the batch failed: run each alone, so one bad input fails alone
+                except Exception:
                     pass
             for task, model, inputs in prepared:
                 choice = choices.get(task.id)
                 try:
                     out.append((task.id, self.dispatcher.execute(
                         task.task, model, choice.candidates if choice else [model], inputs, context(task.id))))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     out.append((task.id, exc))
             return out
 
@@ -233,5 +233,5 @@ def _runner_or_none(task: str):
     try:
         from jarvis.runners.local import get_runner
         return get_runner(task) if task in TASK_TYPES else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None

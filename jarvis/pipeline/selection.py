@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 
 from jarvis.llm import prompts
-from jarvis.pipeline.lenient_json import extract_json
 from jarvis.llm.client import LLM, LLMError, Usage
+from jarvis.pipeline.lenient_json import extract_json
 from jarvis.pipeline.plan import Plan, Task
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,10 @@ transformers are imported inside `load`/`run`, never at module import, so the ap
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 
 class TaskError(Exception):

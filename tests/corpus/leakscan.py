@@ -125,7 +125,7 @@ class _Capture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
-        except Exception:  # noqa: BLE001
+        except Exception:
             text = str(record.msg)
         self.lines.append(f"{record.name} {text} {record.exc_text or ''} {record.args!r}")
 
@@ -177,7 +177,7 @@ def run_scenario(name: str, controller: Controller, workdir: Path, canaries: Can
                 events.append(event)
                 if name in ("answer_500_echo", "select_500_echo") and type(event).__name__ == _arm_before(name):
                     llm.faults = [_echo_fault(500, canaries.openai) for _ in range(3)]
-        except Exception as exc:  # noqa: BLE001 - recorded: an escaped exception is itself a finding
+        except Exception as exc:
             art.texts["escaped exception"] = f"{type(exc).__name__}: {exc}"
         art.texts["events"] = json.dumps([e.to_dict() for e in events], default=str, ensure_ascii=False)
         art.texts["repr(config)"] = repr(cfg) + repr(session.config.credentials)

@@ -6,20 +6,18 @@ Plan cases: expect is "plan" (a Plan with at least one task), "error" (PlanError
 Select cases carry "tasks" (task id -> task type), "candidates" (task id -> model ids) and
 "pick" (task id -> the model the answer validly names; others must fall back to a candidate).
 
-    python tests/corpus/make_corpus.py [--seed 6] [--out corpus.jsonl]   # writes or summarises
+    python -m tests.corpus.make_corpus [--seed 6] [--out corpus.jsonl]   # writes or summarises
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))
+from jarvis.runners.registry import TASK_TYPES
 
-from jarvis.runners.registry import TASK_TYPES  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 SEED = 6
 PER_CATEGORY = 20

@@ -96,7 +96,7 @@ def run_plan_case(case: dict, max_tasks: int = MAX_TASKS) -> Outcome:
         if case.get("expect") == "plan":
             return Outcome(case["id"], "plan", "violation", seconds, f"expected a plan, got PlanError: {message}")
         return Outcome(case["id"], "plan", "refused", seconds, message)
-    except Exception as exc:  # noqa: BLE001 - the point: count what escapes
+    except Exception as exc:
         return Outcome(case["id"], "plan", "escaped", time.perf_counter() - start, f"{type(exc).__name__}: {exc}"[:300])
     seconds = time.perf_counter() - start
     problems = plan_problems(plan, max_tasks)
@@ -131,7 +131,7 @@ def run_select_case(case: dict, llm) -> Outcome:
         _parse_choices(case["text"])
         parse_seconds = time.perf_counter() - start
         choices = select_models(plan, "a request", cands, llm, Usage())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return Outcome(case["id"], "select", "escaped", time.perf_counter() - start, f"{type(exc).__name__}: {exc}"[:300])
     problems = []
     for tid, ids in case["candidates"].items():

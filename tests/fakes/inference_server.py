@@ -76,7 +76,7 @@ def mp4_bytes(frames: int = 4, size: int = 32) -> bytes:
             try:
                 stream = container.add_stream(codec, rate=8)
                 break
-            except Exception:  # noqa: BLE001 - try the next encoder this build may have
+            except Exception:
                 continue
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
@@ -123,7 +123,7 @@ class InferenceServer:
         self._httpd: ThreadingHTTPServer | None = None
 
     # -- control -----------------------------------------------------------------------
-    def start(self) -> "InferenceServer":
+    def start(self) -> InferenceServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -151,7 +151,7 @@ class InferenceServer:
             self._httpd.shutdown()
             self._httpd.server_close()
 
-    def __enter__(self) -> "InferenceServer":
+    def __enter__(self) -> InferenceServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

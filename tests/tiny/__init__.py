@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 BUILDERS: dict[str, Callable[[Path], None]] = {}
 MODULES = ("text", "vision", "audio", "diffusion")

@@ -130,8 +130,7 @@ def dpt(snap: Path) -> None:
 @builder("nlpconnect/vit-gpt2-image-captioning")
 def vit_gpt2(snap: Path) -> None:
     _seed()
-    from transformers import (GPT2Config, ViTImageProcessor, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTImageProcessor
     tokenizer = _gpt2_tokenizer()
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     decoder = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
@@ -202,8 +201,15 @@ def vilt(snap: Path) -> None:
 @builder("naver-clova-ix/donut-base-finetuned-docvqa")
 def donut(snap: Path) -> None:
     _seed()
-    from transformers import (DonutImageProcessor, DonutProcessor, DonutSwinConfig, MBartConfig,
-                              VisionEncoderDecoderConfig, VisionEncoderDecoderModel, XLMRobertaTokenizer)
+    from transformers import (
+        DonutImageProcessor,
+        DonutProcessor,
+        DonutSwinConfig,
+        MBartConfig,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        XLMRobertaTokenizer,
+    )
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     pieces = [f"▁{w}" for w in WORDS] + list("abcdefghijklmnopqrstuvwxyz0123456789?.,") + ["▁"]
     vocab = [(t, 0.0) for t in specials] + [(p, -float(i + 1)) for i, p in enumerate(pieces)]

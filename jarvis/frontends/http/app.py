@@ -8,9 +8,9 @@ import json
 import logging
 import shutil
 import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,8 +20,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jarvis.config import Config
 from jarvis.events import Done, Event, Failed
-from jarvis.frontends.http.auth import (H_BASE_URL, H_HF_TOKEN, H_MODEL, H_OPENAI_KEY, ApiError, access_tokens, authorize,
-                          endpoint_refusal, is_loopback, match_token, request_config)
+from jarvis.frontends.http.auth import (
+    H_BASE_URL,
+    H_HF_TOKEN,
+    H_MODEL,
+    H_OPENAI_KEY,
+    ApiError,
+    access_tokens,
+    authorize,
+    endpoint_refusal,
+    is_loopback,
+    match_token,
+    request_config,
+)
 from jarvis.frontends.http.files import FileRegistry, InputError, MediaPart, stage_media
 from jarvis.session import Session
 
@@ -39,7 +50,7 @@ class Run:
     Its session directory is the file grant `token`; files are shared once the run and its
     consumer are both finished (whichever ends last hands the grant to the registry's TTL)."""
 
-    def __init__(self, api: "Api", cfg: Config, owner: str, base_url: str, text: str,
+    def __init__(self, api: Api, cfg: Config, owner: str, base_url: str, text: str,
                  parts: list[MediaPart], history: list[dict], until: Callable[[Event], bool] | None):
         self.api, self.base_url = api, base_url
         self.token, root = api.registry.new(owner)
@@ -71,7 +82,7 @@ class Run:
                     break
         except InputError as exc:
             self._put(exc)
-        except Exception as exc:  # noqa: BLE001 - reported as one line; details go to the log
+        except Exception as exc:
             log.exception("request failed")
             self._put(Failed(f"internal error ({type(exc).__name__}); the server log has the details"))
         finally:
@@ -116,7 +127,7 @@ class Run:
                 continue
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout=left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if item is _END:
                 return
@@ -387,7 +398,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> i
     port = config.server.port if port is None else port
     try:
         app = create_app(config)
-    except Exception as exc:  # noqa: BLE001 - config and catalog errors end here with one line
+    except Exception as exc:
         print(f"error: cannot start the API server: {exc}", flush=True)
         return 2
     if not access_tokens(config) and not is_loopback(host) and host != "localhost":

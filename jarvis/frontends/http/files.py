@@ -117,7 +117,7 @@ class FileRegistry:
         while not self._stop.wait(interval):
             try:
                 self.sweep()
-            except Exception:  # noqa: BLE001 - the janitor must keep running
+            except Exception:
                 log.exception("file sweep failed")
 
     def close(self) -> None:

@@ -57,10 +57,10 @@ class _AllTasksEnded:
         return bool(self.planned) and len(self.ended) >= self.planned
 
 
-def router(api: "Api") -> APIRouter:
+def router(api: Api) -> APIRouter:
     r = APIRouter()
 
-    async def start(request: Request, until=None) -> "Run":
+    async def start(request: Request, until=None) -> Run:
         owner, body, text, parts, history = await api.chat_request(request)
         api_type = str(body.get("api_type") or "openai").lower()
         if api_type not in ("openai", "local"):
@@ -74,7 +74,7 @@ def router(api: "Api") -> APIRouter:
                                    base_url=endpoint_base(fields["api_endpoint"] or ""), model=fields["model"] or "")
         return await api.start(request, cfg, owner, text, parts, history, until)
 
-    async def collect(run: "Run") -> tuple[list[dict] | None, dict, dict, dict | None]:
+    async def collect(run: Run) -> tuple[list[dict] | None, dict, dict, dict | None]:
         plan, chosen, ended, result = None, {}, {}, None
         async for event in run.events():
             if isinstance(event, Failed):
@@ -124,7 +124,7 @@ def router(api: "Api") -> APIRouter:
     return r
 
 
-def _results(run: "Run", plan: list[dict], chosen: dict, ended: dict) -> dict:
+def _results(run: Run, plan: list[dict], chosen: dict, ended: dict) -> dict:
     """HuggingGPT's /results shape: {task id: {"task", "inference result", "choose model result"}}."""
     out = {}
     for task in plan:

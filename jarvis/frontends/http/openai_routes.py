@@ -5,13 +5,25 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from jarvis.events import (AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished,
-                     TaskProgress, TaskSkipped, TaskStarted)
+from jarvis.events import (
+    AnswerDelta,
+    Done,
+    Event,
+    Failed,
+    ModelChosen,
+    PlanReady,
+    TaskFailed,
+    TaskFinished,
+    TaskProgress,
+    TaskSkipped,
+    TaskStarted,
+)
 from jarvis.frontends.http.auth import ApiError
 
 if TYPE_CHECKING:
@@ -47,7 +59,7 @@ def _trim(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def step_line(event: Event, run: "Run") -> str | None:
+def step_line(event: Event, run: Run) -> str | None:
     """One event as a line a person can follow while the request runs (None: nothing to show)."""
     if isinstance(event, PlanReady):
         if not event.tasks:
@@ -76,7 +88,7 @@ def step_line(event: Event, run: "Run") -> str | None:
     return None
 
 
-def router(api: "Api") -> APIRouter:
+def router(api: Api) -> APIRouter:
     r = APIRouter()
 
     @r.get("/v1/models")
@@ -127,7 +139,7 @@ def router(api: "Api") -> APIRouter:
     return r
 
 
-def _completion(run: "Run", result: dict) -> dict:
+def _completion(run: Run, result: dict) -> dict:
     files = run.files(result["tasks"])
     content = result["answer"] + files_markdown(files) + _timeout_note(run)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
@@ -137,7 +149,7 @@ def _completion(run: "Run", result: dict) -> dict:
             "usage": usage_of(result), "jarvis": _extra(run, result, files)}
 
 
-def _extra(run: "Run", result: dict, files: list[dict]) -> dict:
+def _extra(run: Run, result: dict, files: list[dict]) -> dict:
     """Jarvis's own record of the request (plan, models, results, timings): an extra field that
     OpenAI clients ignore and programs may read."""
     return {"tasks": run.public_tasks(result["tasks"]), "files": files, "timings": result.get("timings"),
@@ -145,13 +157,13 @@ def _extra(run: "Run", result: dict, files: list[dict]) -> dict:
             "plan_repairs": result.get("plan_repairs", []), "timed_out": run.timed_out}
 
 
-def _timeout_note(run: "Run") -> str:
+def _timeout_note(run: Run) -> str:
     if not run.timed_out:
         return ""
     return f"\n\n(Stopped at this server's time limit of {run.api.request_timeout:g} s per request.)"
 
 
-async def _sse(run: "Run", first: Event, events: AsyncIterator[Event], mode: str,
+async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
                include_usage: bool) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import gradio as gr
 
 from jarvis.config import Config, ConfigError
-from jarvis.pipeline.controller import Controller
 from jarvis.events import AnswerDelta
 from jarvis.frontends.web.credentials import field_hint, resolve, status_markdown
 from jarvis.frontends.web.render import TurnRenderer, user_messages
 from jarvis.frontends.web.sessions import LocalGate, SessionRegistry
+from jarvis.pipeline.controller import Controller
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                     if not isinstance(event, AnswerDelta) or now - last >= STREAM_INTERVAL:
                         last = now
                         yield before + turn.messages, busy_box, _resources_markdown(session)
-        except Exception as exc:  # noqa: BLE001 - one broken request must not take the app down
+        except Exception as exc:
             log.exception("request failed")
             turn.fail(f"internal error: {type(exc).__name__}: {exc}")
         finally:
@@ -244,7 +244,7 @@ def launch(config: Config) -> int:
     try:
         host, port = _address()
         controller = Controller(config)
-    except Exception as exc:  # noqa: BLE001 - config and catalog errors end here with one line
+    except Exception as exc:
         print(f"error: cannot start the web app: {exc}", flush=True)
         return 2
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)

@@ -7,8 +7,19 @@ import re
 import time
 from pathlib import Path
 
-from jarvis.events import (AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished,
-                     TaskProgress, TaskSkipped, TaskStarted)
+from jarvis.events import (
+    AnswerDelta,
+    Done,
+    Event,
+    Failed,
+    ModelChosen,
+    PlanReady,
+    TaskFailed,
+    TaskFinished,
+    TaskProgress,
+    TaskSkipped,
+    TaskStarted,
+)
 from jarvis.files.store import media_type
 
 _REF = re.compile(r"<\s*GENERATED\s*>\s*-\s*(\d+)", re.I)

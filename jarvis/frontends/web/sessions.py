@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from jarvis.config import Config
 from jarvis.session import Session
@@ -86,7 +86,7 @@ class SessionRegistry:
             while not self._stop.wait(interval):
                 try:
                     self.expire()
-                except Exception:  # noqa: BLE001 - the sweeper must keep going
+                except Exception:
                     log.exception("expiring web sessions failed")
 
         self._sweeper = threading.Thread(target=loop, name="jarvis-session-sweeper", daemon=True)

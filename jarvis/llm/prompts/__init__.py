@@ -1,11 +1,11 @@
 """Prompt templates live as text files beside this module."""
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 _DIR = Path(__file__).resolve().parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> str:
     return (_DIR / f"{name}.txt").read_text(encoding="utf-8").strip()
 

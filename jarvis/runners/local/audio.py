@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
 
 WINDOW_SECONDS = 30.0          # Whisper's fixed window; CTC and seq2seq models get the same pieces
 VC_WINDOW_SECONDS = 20.0       # SpeechT5 encodes at most ~80 s; shorter pieces keep memory flat

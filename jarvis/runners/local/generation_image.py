@@ -9,8 +9,8 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from jarvis.runners.local import generation_support as common
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.runners.local import generation_support as common
 
 CONTROLNET_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 IMG2IMG_STRENGTH = 0.75

@@ -4,8 +4,9 @@ diffusers and torch are imported inside the functions so importing this module s
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
 
@@ -28,7 +29,7 @@ def model_index(model_id: str) -> dict:
             return json.loads(local.read_text())
         from huggingface_hub import hf_hub_download
         return json.loads(Path(hf_hub_download(model_id, "model_index.json")).read_text())
-    except Exception:  # noqa: BLE001 - from_pretrained will report the real problem with a clear error
+    except Exception:
         return {}
 
 

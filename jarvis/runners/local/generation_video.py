@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jarvis.runners.local import generation_support as common
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.runners.local import generation_support as common
 from jarvis.runners.media.video_files import write_mp4
 
 DEFAULT_FRAMES = 16

@@ -11,8 +11,8 @@ from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskO
 from jarvis.runners.local.text_causal import ConversationalRunner, TextGenerationRunner
 from jarvis.runners.local.text_encoders import QuestionAnsweringRunner, SentenceSimilarityRunner
 from jarvis.runners.local.text_seq2seq import SummarizationRunner, Text2TextRunner, TranslationRunner
-from jarvis.runners.local.text_tabular import TabularClassificationRunner
 from jarvis.runners.local.text_support import TextModel, cut_to_tokens, first_line, input_cap, model_max_tokens, num, text_input
+from jarvis.runners.local.text_tabular import TabularClassificationRunner
 
 
 def _pipeline(task: str, model_id: str, device: Device) -> TextModel:

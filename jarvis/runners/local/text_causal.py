@@ -3,8 +3,15 @@ template). Both share one cached load per model (family "causal-lm"): AutoModelF
 tokenizer; the prompt is cut to leave room in the context window for the generated tokens."""
 from __future__ import annotations
 
-from jarvis.runners.base import Device, RunContext, TaskOutputs, TaskInputs
-from jarvis.runners.local.text_support import DEFAULT_MAX_INPUT_TOKENS, TextModel, load_parts, max_new_tokens, text_input, truncate_ids
+from jarvis.runners.base import Device, RunContext, TaskInputs, TaskOutputs
+from jarvis.runners.local.text_support import (
+    DEFAULT_MAX_INPUT_TOKENS,
+    TextModel,
+    load_parts,
+    max_new_tokens,
+    text_input,
+    truncate_ids,
+)
 
 PROMPT_ECHO_CHARS = 2000  # text-generation repeats the prompt before its continuation up to this size
 _GAP = " … "

@@ -7,7 +7,15 @@ import json
 from typing import Any
 
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
-from jarvis.runners.local.text_support import DEFAULT_MAX_INPUT_TOKENS, TextModel, cut_to_tokens, load_parts, num, to_device, two_texts
+from jarvis.runners.local.text_support import (
+    DEFAULT_MAX_INPUT_TOKENS,
+    TextModel,
+    cut_to_tokens,
+    load_parts,
+    num,
+    to_device,
+    two_texts,
+)
 
 MAX_ANSWER_TOKENS = 30
 
@@ -119,7 +127,7 @@ def _repo_json(model_id: str, filename: str) -> dict:
     try:
         with open(hf_hub_download(model_id, filename)) as fh:
             data = json.load(fh)
-    except Exception:  # noqa: BLE001 - optional file: its absence means defaults
+    except Exception:
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -2,8 +2,9 @@
 window, device and dtype choice, and JSON-safe numbers. torch/transformers import lazily."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
 

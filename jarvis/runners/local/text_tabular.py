@@ -48,7 +48,7 @@ class TabularClassificationRunner:
                             "Jarvis will not load it; pick another tabular model")
         try:
             model = skops.io.load(path)
-        except Exception as exc:  # noqa: BLE001 - version mismatch, corrupt file...
+        except Exception as exc:
             raise TaskError(f"could not load {model_id} with skops: {first_line(exc)}") from exc
         columns = [str(c) for c in (sk.get("columns") or getattr(model, "feature_names_in_", []) or [])]
         return {"model": model, "columns": columns, "model_id": model_id}
@@ -68,7 +68,7 @@ class TabularClassificationRunner:
         try:
             labels = model.predict(table)
             probabilities = model.predict_proba(table) if hasattr(model, "predict_proba") else None
-        except Exception as exc:  # noqa: BLE001 - wrong dtypes or shapes in the user's table
+        except Exception as exc:
             raise TaskError(f"the model could not classify this table: {first_line(exc)}") from exc
         rows = []
         for i, label in enumerate(labels):
@@ -89,7 +89,7 @@ def _download(model_id: str, filename: str) -> str:
     from huggingface_hub import hf_hub_download
     try:
         return hf_hub_download(model_id, filename)
-    except Exception as exc:  # noqa: BLE001 - missing repo or file, offline, network error
+    except Exception as exc:
         raise TaskError(f"could not get {filename} of {model_id}: {first_line(exc)} "
                         "(is the model downloaded, or is the network reachable?)") from exc
 
@@ -121,10 +121,10 @@ def _read_table(text: str, ctx: RunContext, columns: list[str]):
         text = _session_file(text, ctx).read_text(encoding="utf-8", errors="replace")
     try:
         table = pd.read_csv(io.StringIO(text), sep=None, engine="python")
-    except Exception:  # noqa: BLE001 - the sniffer gives up on odd tables: plain commas
+    except Exception:
         try:
             table = pd.read_csv(io.StringIO(text))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise TaskError(f"could not read the table as CSV: {first_line(exc)}") from exc
     if columns and not set(columns) & {str(c).strip() for c in table.columns}:
         if _numeric(table.columns) and table.shape[1] == len(columns):

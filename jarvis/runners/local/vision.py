@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from jarvis.runners.base import Device, RunContext, TaskInputs, TaskOutputs
-from jarvis.runners.media.images import canny, depth_to_image, draw_boxes, load_rgb, overlay_masks, save_png
 from jarvis.runners.local.vision_language import DocumentQARunner, ImageToTextRunner, VisualQARunner, load_error, torch_dtype
+from jarvis.runners.media.images import canny, depth_to_image, draw_boxes, load_rgb, overlay_masks, save_png
 
 
 def make_pipeline(task: str, model_id: str, device: Device):

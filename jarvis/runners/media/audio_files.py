@@ -77,10 +77,10 @@ def read_audio(path: str | Path, target_rate: int | None = None,
         raise TaskError(f"audio file {name!r} is empty (0 bytes); upload a WAV, FLAC, OGG or MP3 file with sound in it")
     try:
         samples, rate, truncated = _read_soundfile(path, max_seconds)
-    except Exception as sf_exc:  # noqa: BLE001 - libsndfile raises several types; try the fallback
+    except Exception as sf_exc:
         try:
             samples, rate, truncated = _read_pyav(path, max_seconds)
-        except Exception:  # noqa: BLE001 - report the primary reader's reason
+        except Exception:
             reason = str(sf_exc).splitlines()[0][:200] if str(sf_exc) else type(sf_exc).__name__
             raise TaskError(
                 f"could not read audio file {name!r} ({reason}): it is corrupt, truncated or in an "

@@ -4,8 +4,8 @@ and a Canny edge detector in plain numpy/PIL (no OpenCV), so canny-control needs
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError

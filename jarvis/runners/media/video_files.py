@@ -4,9 +4,10 @@ PyAV wheels ship either libx264 or libopenh264; the encoder is picked from what 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from jarvis.runners.base import TaskError
 
@@ -21,7 +22,7 @@ def h264_encoder() -> str:
     for name in H264_ENCODERS:
         try:
             codec = av.codec.Codec(name, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises several error types for unknown codecs
+        except Exception:
             continue
         if codec.name in ("libx264", "libopenh264"):  # "h264" resolves to the build's default encoder
             return codec.name

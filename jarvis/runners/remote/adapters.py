@@ -99,12 +99,13 @@ def _sniff_audio(data: bytes) -> str:
 def save_audio(data: bytes, ctx: RunContext, stem: str = "speech") -> Path:
     """Service audio (wav/flac/mp3/ogg bytes) as 16-bit WAV; bytes kept with their suffix if unreadable."""
     import soundfile as sf
+
     from jarvis.runners.media.audio_files import write_wav
     if not data:
         raise TaskError("the service returned no audio; try again or pick another model")
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32")
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
+    except Exception as exc:
         suffix = _sniff_audio(data)
         if suffix == ".bin":
             raise TaskError(f"the service returned audio Jarvis cannot read ({exc})") from exc
@@ -123,7 +124,7 @@ def save_video(data: bytes, ctx: RunContext) -> Path:
     from jarvis.runners.media.video_files import video_info, write_mp4
     try:
         info = video_info(path)
-    except Exception as exc:  # noqa: BLE001 - PyAV raises several error types
+    except Exception as exc:
         raise TaskError(f"the service returned a video Jarvis cannot read ({type(exc).__name__})") from exc
     if info["codec"] == "h264" and path.suffix == ".mp4":
         return path
@@ -257,6 +258,7 @@ def _detections(out: list, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
 
 def _segments(out: list, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
     import numpy as np
+
     from jarvis.runners.media.images import load_rgb, overlay_masks
     img = load_rgb(inputs.first("image"))
     masks, rows = [], []
