@@ -66,14 +66,14 @@ def main() -> None:
         probe = LocalExecutor("cpu", 64)
         llm.script["plan"] = FIVE
         run(Controller(cfg, local=probe), cfg, FIVE)
-        sizes = {m: probe.cache._entries[k].nbytes for k in probe.cache.keys() for m in [k[1]]}
+        sizes = {m: probe.cache._entries[k].nbytes for k in probe.cache for m in [k[1]]}
         total = sum(sizes.values())
         budget = int(total * 0.6)
         limited = LocalExecutor("cpu", budget / 1024 ** 3)
         peak = 0
         controller5 = Controller(cfg, local=limited)
         session = Session.create(cfg)
-        for event in controller5.run(session, "five models"):
+        for _event in controller5.run(session, "five models"):
             peak = max(peak, limited.cache.used_bytes())
         session.close()
         print(f"5-model plan: models total {total / 1e6:.2f} MB; budget {budget / 1e6:.2f} MB; "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need on a fresh machine, then runs the whole suite.
+# Sets up everything the tests need on a fresh machine, then runs lint, types and the whole suite.
 # Browser tests use Debian's chromium (installed here with apt-get when we can).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ if ! command -v chromium >/dev/null 2>&1; then
       || echo "warning: could not install chromium; browser tests will be skipped" >&2
   fi
 fi
+# the package itself, editable, with its test tools (pyproject.toml's [dev] extra)
 python -m pip install -q -r requirements-dev.txt
+python -m ruff check .
+python -m mypy
 export HF_HUB_OFFLINE=1
 python -m pytest -q -p no:cacheprovider "$@"

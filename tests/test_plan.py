@@ -117,7 +117,7 @@ def test_wrong_resource_type_is_moved_or_refused():
 def test_two_inputs_of_one_type_conventions():
     for args in ('{"text": ["who?", "Ann went home."]}', '{"question": "who?", "context": "Ann went home."}',
                  '{"context": "Ann went home.", "text": "who?"}'):
-        plan = parse_plan('[{"task": "question-answering", "id": 0, "dep": [-1], "args": %s}]' % args)
+        plan = parse_plan(f'[{{"task": "question-answering", "id": 0, "dep": [-1], "args": {args}}}]')
         assert plan.tasks[0].args["text"] == ["who?", "Ann went home."], args
     sim = parse_plan('[{"task": "sentence-similarity", "id": 0, "dep": [-1], "args": {"sentence1": "a", "sentence2": "b"}}]')
     assert sim.tasks[0].args["text"] == ["a", "b"]

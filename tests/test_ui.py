@@ -64,7 +64,8 @@ def file_parts(chat, role="assistant") -> list[dict]:
 
 
 def test_importing_the_ui_does_not_import_torch():
-    code = "import sys, jarvis.frontends.web.app; print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))"
+    code = ("import sys, jarvis.frontends.web.app; "
+            "print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr

@@ -195,7 +195,7 @@ def m_deep(rng):
         value = '{"a":' * d + '"x"' + "}" * d
     else:
         value = '"x"'
-    task = '{"task": %s, "id": 0, "dep": [-1], "args": {"text": %s}}' % (
+    task = '{{"task": {}, "id": 0, "dep": [-1], "args": {{"text": {}}}}}'.format(
         "[" * d + '"summarization"' + "]" * d if shape == "task_name" else '"summarization"', value)
     if shape == "whole_list":
         return "[" * d + task + "]" * d, {"expect": "either"}

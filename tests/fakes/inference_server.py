@@ -250,9 +250,7 @@ class InferenceServer:
         elif k == "500":
             self._send(handler, 500, "application/json", b'{"error": "internal error"}')
         elif k == "slow":
-            if self._stop.wait(float(opts.get("delay", 5.0))):
-                return True
-            return False
+            return bool(self._stop.wait(float(opts.get("delay", 5.0))))
         elif k == "broken":
             media = {"text-to-image": "image/png", "image-to-image": "image/png", "text-to-speech": "audio/flac",
                      "text-to-video": "video/mp4"}.get(kind, "application/json")

@@ -115,7 +115,8 @@ class ScriptedLLM:
                 except json.JSONDecodeError:
                     body = {}
                 with outer.lock:
-                    outer.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    outer.requests.append({"path": self.path, "headers": headers, "json": body})
                     fault = outer.faults.pop(0) if outer.faults else None
                 if fault:
                     if fault.delay:

@@ -100,7 +100,7 @@ def wav2vec2_keywords(snap: Path) -> None:
     import torch
     from transformers import Wav2Vec2ForSequenceClassification
     torch.manual_seed(0)
-    config = _wav2vec2_config(id2label=dict(enumerate(KS_LABELS)), label2id={l: i for i, l in enumerate(KS_LABELS)})
+    config = _wav2vec2_config(id2label=dict(enumerate(KS_LABELS)), label2id={name: i for i, name in enumerate(KS_LABELS)})
     Wav2Vec2ForSequenceClassification(config).eval().save_pretrained(snap)
     _wav2vec2_extractor().save_pretrained(snap)
 
@@ -114,7 +114,7 @@ def ast(snap: Path) -> None:
     torch.manual_seed(0)
     config = ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                        num_mel_bins=16, max_length=64, patch_size=16, frequency_stride=16, time_stride=16,
-                       id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+                       id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     ASTForAudioClassification(config).eval().save_pretrained(snap)
     ASTFeatureExtractor(num_mel_bins=16, max_length=64, sampling_rate=16000).save_pretrained(snap)
 
