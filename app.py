@@ -4,7 +4,8 @@ Listens where Spaces expect it (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are resp
 """
 import sys
 
-from jarvis.config import ConfigError, load_config
+from jarvis.config import load_config
+from jarvis.errors import ConfigError
 
 
 def main() -> int:

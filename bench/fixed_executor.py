@@ -6,20 +6,27 @@ import time
 
 from PIL import Image
 
-from jarvis.runners.base import TaskOutputs
+from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 from jarvis.runners.registry import TASK_TYPES
 
 
 class FixedExecutor:
+    """The Executor contract with a sleep for work: every model is ready, nothing batches."""
     name = "local"
 
     def __init__(self, seconds: float = 0.0):
         self.seconds = seconds
 
-    def is_loaded(self, task: str, model_id: str) -> bool:
+    def can_run(self, task: str) -> bool:
+        return task in TASK_TYPES
+
+    def ready(self, task: str, model_id: str) -> bool:
         return True
 
-    def run(self, task, model_id, inputs, ctx) -> TaskOutputs:
+    def batches(self, task: str) -> bool:
+        return False
+
+    def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         time.sleep(self.seconds)
         out = TaskOutputs(detail={"fixed": True})
         for rtype in TASK_TYPES[task].outputs:
@@ -34,3 +41,9 @@ class FixedExecutor:
                 path.write_bytes(b"placeholder")
                 setattr(out, rtype, path)
         return out
+
+    def run_batch(self, task: str, model_id: str, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
+        return [self.run(task, model_id, inputs, ctx) for inputs in batch]
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -58,7 +58,7 @@ def main() -> None:
             loads, secs = stats.loads, stats.load_seconds
             start = time.perf_counter()
             result = run(controller, cfg, THREE)
-            assert all(t["status"] == "done" for t in result["tasks"]), result["tasks"]
+            assert all(t.status == "done" for t in result.tasks), [t.error for t in result.tasks]
             print(f"{label}: {stats.loads - loads} model loads, {stats.load_seconds - secs:.2f} s loading, "
                   f"{time.perf_counter() - start:.2f} s for the request")
 
@@ -66,7 +66,7 @@ def main() -> None:
         probe = LocalExecutor("cpu", 64)
         llm.script["plan"] = FIVE
         run(Controller(cfg, local=probe), cfg, FIVE)
-        sizes = {m: probe.cache._entries[k].nbytes for k in probe.cache for m in [k[1]]}
+        sizes = {model: nbytes for (_, model), nbytes in probe.cache.sizes().items()}
         total = sum(sizes.values())
         budget = int(total * 0.6)
         limited = LocalExecutor("cpu", budget / 1024 ** 3)

@@ -67,7 +67,7 @@ def prompt_tokens(limit: int) -> None:
             finally:
                 session.close()
             result = next(e.result for e in events if isinstance(e, Done))
-            calls.append(result["usage"]["llm_calls"])
+            calls.append(result.usage.llm_calls)
             per = tokens_per_call(server, enc)
             totals.append({k: sum(v) for k, v in per.items()})
     plan = [t.get("plan", 0) for t in totals]
@@ -105,7 +105,7 @@ def critical_path(llm_delay: float, task_seconds: float, runs: int) -> None:
             wall = time.perf_counter() - start
             session.close()
             result = next(e.result for e in events if isinstance(e, Done))
-            llm_calls = result["usage"]["llm_calls"]
+            llm_calls = result.usage.llm_calls
             ideal = llm_calls * llm_delay + 3 * task_seconds
             ratios.append(wall / ideal)
     print(f"DAG of 5 tasks (critical path 3 tasks x {task_seconds}s) + {llm_calls} LLM calls x {llm_delay}s: "

@@ -10,15 +10,15 @@ from typing import Any
 
 import yaml
 
+from jarvis.credentials import endpoint_key, is_hf_router
+from jarvis.errors import ConfigError
+from jarvis.runners.options import NEW_TOKENS, RunOptions
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 HF_ROUTER_URL = "https://router.huggingface.co/v1"
 HF_ROUTER_MODEL = "Qwen/Qwen2.5-72B-Instruct"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 MODES = ("local", "remote", "hybrid")
-
-
-class ConfigError(Exception):
-    """One line: which key, what is wrong."""
 
 
 @dataclass
@@ -46,8 +46,8 @@ class InferenceConfig:
 class LocalConfig:
     device: str = "auto"
     memory_budget_gb: float = 8.0
-    max_new_tokens: int = 64
-    diffusion_steps: int = 20
+    max_new_tokens: int = NEW_TOKENS["text"]           # the runners' defaults, fed back to them as options
+    diffusion_steps: int = RunOptions.diffusion_steps
 
 
 @dataclass
@@ -135,20 +135,13 @@ class Config:
         creds = self.credentials
         base, model = self.llm.base_url.strip(), self.llm.model.strip()
         if base:
-            if _is_hf_router(base):
-                key = creds.hf_token or creds.openai_api_key
-            else:
-                key = creds.openai_api_key
-            return base, key, model or (HF_ROUTER_MODEL if _is_hf_router(base) else OPENAI_DEFAULT_MODEL)
+            key = endpoint_key(base, creds.openai_api_key, creds.hf_token)
+            return base, key, model or (HF_ROUTER_MODEL if is_hf_router(base) else OPENAI_DEFAULT_MODEL)
         if creds.openai_api_key:
             return "https://api.openai.com/v1", creds.openai_api_key, model or OPENAI_DEFAULT_MODEL
         if creds.hf_token:
             return HF_ROUTER_URL, creds.hf_token, model or HF_ROUTER_MODEL
         return "https://api.openai.com/v1", "", model or OPENAI_DEFAULT_MODEL
-
-
-def _is_hf_router(url: str) -> bool:
-    return url.rstrip("/").startswith(("https://router.huggingface.co", "https://api-inference.huggingface.co"))
 
 
 def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
@@ -165,7 +158,8 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
         try:
             number = kind(value) if kind is float else int(str(value))
         except ValueError:
-            raise ConfigError(f"{source}: {key}: expected {'a whole number' if kind is int else 'a number'}, got {value!r}")
+            wanted = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{source}: {key}: expected {wanted}, got {value!r}") from None
         return number
     if kind is str:
         if isinstance(value, (dict, list)):
@@ -200,7 +194,7 @@ def _build(data: dict, source: str) -> Config:
 
 
 def _validate(cfg: Config, source: str) -> None:
-    def bad(key, what):
+    def bad(key: str, what: str) -> None:
         raise ConfigError(f"{source}: {key}: {what}")
     if cfg.inference.mode not in MODES:
         bad("inference.mode", f"must be one of {', '.join(MODES)}, got {cfg.inference.mode!r}")
@@ -252,7 +246,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     }
     for var, (section, key) in overrides.items():
         if env.get(var):
-            setattr(getattr(cfg, section), key, _coerce(env[var].strip(), getattr(getattr(cfg, section), key), var, "environment"))
+            part = getattr(cfg, section)
+            setattr(part, key, _coerce(env[var].strip(), getattr(part, key), var, "environment"))
     cfg.credentials = Credentials(openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
                                   hf_token=(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip())
     _validate(cfg, source)

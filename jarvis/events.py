@@ -1,22 +1,30 @@
-"""Events the controller emits while it answers a request. Plain data: every consumer
-(web UI, CLI, HTTP API) renders the same stream."""
+"""Events the controller emits while it answers a request. Plain data: every consumer (web UI, CLI,
+HTTP API) renders the same stream. A task's end carries its typed record; the run's end, the result."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from jarvis.pipeline.plan import Task
+from jarvis.pipeline.records import RunResult, TaskRecord
 
 
 @dataclass
 class Event:
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain data, for logs and replay."""
         return {"event": type(self).__name__, **asdict(self)}
 
 
 @dataclass
 class PlanReady(Event):
-    tasks: list[dict]           # [{"id", "task", "dep", "args"}]
+    tasks: list[Task]           # the validated plan; a task that cannot run carries its `error`
     repairs: list[str]          # what the parser fixed in the LLM's plan
     seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "PlanReady", "tasks": [t.to_dict() for t in self.tasks], "repairs": list(self.repairs),
+                "seconds": self.seconds}
 
 
 @dataclass
@@ -33,7 +41,7 @@ class TaskStarted(Event):
     task_id: int
     task: str
     model: str
-    executor: str
+    executor: str               # the inference mode it was dispatched in: local, remote or hybrid
     started: float
 
 
@@ -44,31 +52,31 @@ class TaskProgress(Event):
 
 
 @dataclass
-class TaskFinished(Event):
-    task_id: int
-    task: str
-    outputs: dict[str, str]     # type -> text or file path
-    detail: Any
-    started: float
-    finished: float
-    attempts: list[dict] = field(default_factory=list)
+class TaskEnded(Event):
+    """A task reached its final state; `record` says how (status, outputs or error, attempts)."""
+    record: TaskRecord
+
+    @property
+    def task_id(self) -> int:
+        return self.record.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": type(self).__name__, "record": self.record.to_dict()}
 
 
 @dataclass
-class TaskFailed(Event):
-    task_id: int
-    task: str
-    error: str
-    started: float | None
-    finished: float
-    attempts: list[dict] = field(default_factory=list)
+class TaskFinished(TaskEnded):
+    """The task produced its outputs (record.status "done")."""
 
 
 @dataclass
-class TaskSkipped(Event):
-    task_id: int
-    task: str
-    reason: str
+class TaskFailed(TaskEnded):
+    """Every way of running the task failed; record.error says why."""
+
+
+@dataclass
+class TaskSkipped(TaskEnded):
+    """The task did not run (a task it needs failed, or the user stopped); record.error says why."""
 
 
 @dataclass
@@ -78,7 +86,10 @@ class AnswerDelta(Event):
 
 @dataclass
 class Done(Event):
-    result: dict                # the full record: the CLI's --json object
+    result: RunResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "Done", "result": self.result.to_dict()}
 
 
 @dataclass

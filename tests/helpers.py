@@ -29,3 +29,22 @@ def run_to_end(controller, session, request, files=()):
     done = next((e for e in events if isinstance(e, Done)), None)
     failed = next((e for e in events if isinstance(e, Failed)), None)
     return events, (done.result if done else None), (failed.message if failed else None)
+
+
+# Where each task type's detail holds its result, locally and remotely alike (TaskOutputs.detail)
+DETAIL_RESULT = {
+    "text-classification": "labels", "image-classification": "labels", "audio-classification": "labels",
+    "token-classification": "entities", "object-detection": "objects", "image-segmentation": "segments",
+    "visual-question-answering": "answers", "document-question-answering": "answers",
+    "question-answering": "answer", "sentence-similarity": "similarity", "summarization": "summary",
+    "translation": "translation", "conversational": "reply", "text-generation": "continuation",
+    "text2text-generation": "generated_text", "image-to-text": "caption",
+}
+
+
+def check_detail(task: str, detail) -> None:
+    """A task's detail has the one shape both sides share: a JSON object with the task's result key."""
+    json.dumps(detail)
+    assert detail is None or isinstance(detail, dict), detail
+    if task in DETAIL_RESULT:
+        assert isinstance(detail, dict) and DETAIL_RESULT[task] in detail, (task, detail)

@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from jarvis.catalog.entries import Catalog, CatalogError, ModelInfo, describe, parse_entry, summarize_card
+from jarvis.catalog.card_text import summarize_card
+from jarvis.catalog.entries import Catalog, ModelInfo, describe, parse_entry
+from jarvis.errors import CatalogError
 from jarvis.runners import registry as tasktypes
 
 ROOT = Path(__file__).resolve().parent.parent

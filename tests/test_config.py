@@ -1,7 +1,8 @@
 """Configuration: defaults, environment overrides, one clear line for a bad value."""
 import pytest
 
-from jarvis.config import HF_ROUTER_URL, ConfigError, load_config
+from jarvis.config import HF_ROUTER_URL, load_config
+from jarvis.errors import ConfigError
 
 
 def write(tmp_path, text):

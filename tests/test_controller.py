@@ -44,13 +44,13 @@ def test_single_task(controller, tmp_path):
         session = session_for(server, tmp_path)
         events, result, failed = run_to_end(controller, session, "Is 'I love this film' positive?")
     assert failed is None
-    task = result["tasks"][0]
-    assert task["status"] == "done" and task["model"] == SST2 and task["executor"] == "local"
-    assert task["outputs"]["text"]
-    assert result["answer"] == "It is positive."
+    task = result.tasks[0]
+    assert task.status == "done" and task.model == SST2 and task.executor == "local"
+    assert task.outputs["text"]
+    assert result.answer == "It is positive."
     kinds = server.kinds()
     assert kinds.count("plan") == 1 and kinds.count("answer") == 1 and kinds.count("select") <= 1
-    assert result["usage"]["llm_calls"] == len(kinds)
+    assert result.usage.llm_calls == len(kinds)
     assert any(isinstance(e, ModelChosen) for e in events) and isinstance(events[0], PlanReady)
 
 
@@ -63,11 +63,11 @@ def test_text_chain_and_dag_order(controller, tmp_path):
     with ScriptedLLM(plan=plan, select=pick_top, answer="Here you go.") as server:
         events, result, failed = run_to_end(controller, session_for(server, tmp_path), "story things")
     assert failed is None
-    tasks = {t["id"]: t for t in result["tasks"]}
-    assert all(t["status"] == "done" for t in tasks.values()), [t["error"] for t in tasks.values()]
-    assert tasks[2]["started"] >= max(tasks[0]["finished"], tasks[1]["finished"])
-    assert tasks[3]["started"] >= tasks[1]["finished"]
-    assert set(result["timings"]) == {"plan", "select", "execute", "respond", "total"}
+    tasks = {t.id: t for t in result.tasks}
+    assert all(t.status == "done" for t in tasks.values()), [t.error for t in tasks.values()]
+    assert tasks[2].started >= max(tasks[0].finished, tasks[1].finished)
+    assert tasks[3].started >= tasks[1].finished
+    assert set(result.timings.to_dict()) == {"plan", "select", "execute", "respond", "total"}
 
 
 def test_failure_skips_dependents_and_rest_goes_on(controller, tmp_path):
@@ -76,10 +76,10 @@ def test_failure_skips_dependents_and_rest_goes_on(controller, tmp_path):
                      ("text-classification", {"text": "fine"}))
     with ScriptedLLM(plan=plan, select=pick_top, answer="Partly done.") as server:
         events, result, failed = run_to_end(controller, session_for(server, tmp_path), "do it")
-    tasks = {t["id"]: t for t in result["tasks"]}
-    assert tasks[0]["status"] == "failed" and "not a file of this session" in tasks[0]["error"]
-    assert tasks[1]["status"] == "skipped" and "task 0" in tasks[1]["error"]
-    assert tasks[2]["status"] == "done"
+    tasks = {t.id: t for t in result.tasks}
+    assert tasks[0].status == "failed" and "not a file of this session" in tasks[0].error
+    assert tasks[1].status == "skipped" and "task 0" in tasks[1].error
+    assert tasks[2].status == "done"
     assert any(isinstance(e, TaskFailed) for e in events) and any(isinstance(e, TaskSkipped) for e in events)
 
 
@@ -88,21 +88,21 @@ def test_paths_outside_the_session_are_refused(controller, tmp_path, path):
     plan = plan_json(("image-classification", {"image": path}))
     with ScriptedLLM(plan=plan, answer="no") as server:
         _, result, _ = run_to_end(controller, session_for(server, tmp_path), "classify")
-    task = result["tasks"][0]
-    assert task["status"] == "failed" and task["error"]
+    task = result.tasks[0]
+    assert task.status == "failed" and task.error
 
 
 def test_empty_plan_is_conversation(controller, tmp_path):
     with ScriptedLLM(plan="[]", chat="Hi! How can I help?") as server:
         events, result, failed = run_to_end(controller, session_for(server, tmp_path), "hello")
-    assert result["tasks"] == [] and result["answer"] == "Hi! How can I help?"
+    assert result.tasks == [] and result.answer == "Hi! How can I help?"
     assert server.kinds() == ["plan", "chat"]
 
 
 def test_unreadable_plan_answers_directly(controller, tmp_path):
     with ScriptedLLM(plan="Sorry, I am not sure what you mean.", chat="Could you say more?") as server:
         _, result, failed = run_to_end(controller, session_for(server, tmp_path), "hmm")
-    assert failed is None and result["answer"] == "Could you say more?" and result["plan_repairs"]
+    assert failed is None and result.answer == "Could you say more?" and result.plan_repairs
 
 
 def test_history_lets_a_later_turn_name_an_earlier_resource(controller, tmp_path):
@@ -166,10 +166,10 @@ def test_two_prompts_on_one_model_run_as_one_batch(tmp_path, tiny_models):
         cfg = config_for(server.url, local={"diffusion_steps": 2})
         controller = Controller(cfg)
         _, result, failed = run_to_end(controller, Session.create(cfg, root=tmp_path / "s"), "two pictures")
-    tasks = result["tasks"]
-    assert all(t["status"] == "done" for t in tasks), [t["error"] for t in tasks]
-    assert tasks[0]["attempts"][0].get("batch") == 2 and tasks[1]["attempts"][0].get("batch") == 2
-    assert tasks[0]["outputs"]["image"] != tasks[1]["outputs"]["image"]
+    tasks = result.tasks
+    assert all(t.status == "done" for t in tasks), [t.error for t in tasks]
+    assert tasks[0].attempts[0].batch == 2 and tasks[1].attempts[0].batch == 2
+    assert tasks[0].outputs["image"] != tasks[1].outputs["image"]
     assert controller.local.cache.stats.loads == 2  # the diffusion model once, the classifier once
 
 

@@ -34,9 +34,9 @@ def run_mode(mode, service, tmp_path, select=pick_top, catalog=""):
 
 def test_three_task_types_in_remote_mode(service, tmp_path):
     result, llm_headers = run_mode("remote", service, tmp_path)
-    tasks = {t["id"]: t for t in result["tasks"]}
-    assert all(t["status"] == "done" and t["executor"] == "remote" for t in tasks.values()), tasks
-    assert tasks[0]["outputs"]["image"].endswith(".png") and tasks[1]["outputs"]["text"]
+    tasks = {t.id: t for t in result.tasks}
+    assert all(t.status == "done" and t.executor == "remote" for t in tasks.values()), tasks
+    assert tasks[0].outputs["image"].endswith(".png") and tasks[1].outputs["text"]
     # the HF token went to the inference service only; the LLM got the OpenAI key
     assert all(r.headers.get("authorization") == "Bearer hf_remote_test" for r in service.requests)
     assert all(h == "Bearer sk-test" for h in llm_headers)
@@ -56,8 +56,8 @@ def test_hybrid_with_a_failing_remote_model_uses_the_next_candidate(service, tmp
     service.models.update({first: "text-to-image", second: "text-to-image"})
     service.fault(first, "503", estimated_time=0.01)
     result, _ = run_mode("hybrid", service, tmp_path, catalog=str(catalog))
-    image_task = result["tasks"][0]
-    assert image_task["status"] == "done" and image_task["model"] == second
-    assert image_task["attempts"][0]["model"] == first and not image_task["attempts"][0]["ok"]
-    assert image_task["executor"] == "remote"
-    assert all(t["status"] == "done" for t in result["tasks"])
+    image_task = result.tasks[0]
+    assert image_task.status == "done" and image_task.model == second
+    assert image_task.attempts[0].model == first and not image_task.attempts[0].ok
+    assert image_task.executor == "remote"
+    assert all(t.status == "done" for t in result.tasks)

@@ -92,12 +92,12 @@ def test_corpus_sample_end_to_end(controller, planner, tmp_path, case):
     assert not any(isinstance(e, Failed) for e in events)
     done = events[-1]
     assert isinstance(done, Done), events[-3:]
-    for record in done.result["tasks"]:
-        assert record["status"] in ("failed", "skipped"), record
-        assert isinstance(record["error"], str) and record["error"]
+    for record in done.result.tasks:
+        assert record.status in ("failed", "skipped"), record
+        assert isinstance(record.error, str) and record.error
     ends = [e for e in events if isinstance(e, (TaskFinished, TaskFailed, TaskSkipped))]
-    assert len(ends) == len(done.result["tasks"])
-    assert done.result["answer"]
+    assert len(ends) == len(done.result.tasks)
+    assert done.result.answer
 
 
 def test_local_run_with_missing_files_fails_fast(controller, tmp_path):
@@ -109,6 +109,6 @@ def test_local_run_with_missing_files_fails_fast(controller, tmp_path):
         start = time.perf_counter()
         events = list(controller.run(session, "classify"))
     assert time.perf_counter() - start < 10
-    tasks = {t["id"]: t for t in events[-1].result["tasks"]}
-    assert "not a file of this session" in tasks[0]["error"] and "not a file of this session" in tasks[1]["error"]
-    assert tasks[2]["status"] == "skipped" and "task 1" in tasks[2]["error"]
+    tasks = {t.id: t for t in events[-1].result.tasks}
+    assert "not a file of this session" in tasks[0].error and "not a file of this session" in tasks[1].error
+    assert tasks[2].status == "skipped" and "task 1" in tasks[2].error

@@ -19,6 +19,7 @@ from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice
 from jarvis.session import Session
 from tests.corpus.leakscan import free_port
+from tests.fakes.fake_executor import FakeExecutor
 from tests.fakes.inference_server import InferenceServer
 from tests.fakes.llm_server import Fault, ScriptedLLM
 from tests.helpers import config_for, plan_json
@@ -148,7 +149,7 @@ def test_plan_stage_transient_fault_is_retried(controller, tmp_path, fault):
         session = Session.create(config_for(server.url, llm={"max_retries": 2, "timeout": LLM_TIMEOUT}),
                                  root=tmp_path / "s")
         events = list(controller.run(session, "look"))
-    assert type(events[-1]).__name__ == "Done" and len(events[-1].result["tasks"]) == 2
+    assert type(events[-1]).__name__ == "Done" and len(events[-1].result.tasks) == 2
     assert server.kinds()[:2] == ["plan", "plan"]
 
 
@@ -162,7 +163,7 @@ def test_select_stage_fault_falls_back_to_top_ranked(controller, tmp_path, fault
     for e in chosen:
         assert e.model == e.candidates[0] and "top-ranked" in e.reason and says(e.reason, fault)
     assert type(events[-1]).__name__ == "Done"          # results still answered (from the fallback if needed)
-    assert events[-1].result["answer"]
+    assert events[-1].result.answer
 
 
 @pytest.mark.parametrize("fault", list(FAULTS) + ["refused"])
@@ -172,7 +173,7 @@ def test_answer_stage_fault_gives_results_only_answer(controller, tmp_path, faul
     assert seconds < BOUND
     done = events[-1]
     assert type(done).__name__ == "Done"
-    answer = done.result["answer"]
+    answer = done.result.answer
     assert "could not write the final answer" in answer and says(answer, fault)
     assert "task 0 image-classification" in answer and "not a file of this session" in answer
 
@@ -196,28 +197,21 @@ def test_model_absent_from_the_offline_cache_is_a_clear_task_error(tmp_path):
     with ScriptedLLM(plan=plan, answer="sorry") as server:
         cfg = config_for(server.url, catalog={"path": str(catalog)})
         events = list(Controller(cfg).run(Session.create(cfg, root=tmp_path / "s"), "classify"))
-    tasks = events[-1].result["tasks"]
-    assert tasks[0]["status"] == "failed" and "could not load jarvis-test/absent-model" in tasks[0]["error"]
-    assert tasks[1]["status"] == "skipped" and "task 0" in tasks[1]["error"]
+    tasks = events[-1].result.tasks
+    assert tasks[0].status == "failed" and "could not load jarvis-test/absent-model" in tasks[0].error
+    assert tasks[1].status == "skipped" and "task 0" in tasks[1].error
 
 
-class OutOfMemoryExecutor:
-    """A stand-in local executor whose model load runs out of memory (injected into Dispatcher)."""
-    name = "local"
-
-    def __init__(self):
-        self.calls = 0
-
-    def run(self, task, model_id, inputs, ctx):
-        self.calls += 1
-        raise MemoryError()
+def out_of_memory(task, model_id, inputs, ctx):
+    """A model load that runs out of memory."""
+    raise MemoryError()
 
 
 def test_out_of_memory_on_load_fails_the_task_not_the_run(tmp_path):
     plan = parse_plan(plan_json(("text-classification", {"text": "a"}),
                                 ("summarization", {"text": "<GENERATED>-0"}, [0]),
                                 ("translation", {"text": "independent"})))
-    executor = OutOfMemoryExecutor()
+    executor = FakeExecutor(out_of_memory)
     store = ResourceStore(tmp_path / "s")
     choices = {t.id: Choice(t.id, "org/model", "test", ["org/model"]) for t in plan.tasks}
     scheduler = Scheduler(Dispatcher("local", executor), store, task_timeout=10)
@@ -225,28 +219,25 @@ def test_out_of_memory_on_load_fails_the_task_not_the_run(tmp_path):
     events = list(scheduler.run(plan, choices, start))
     assert time.perf_counter() - start < 5
     records = scheduler.records
-    assert records[0]["status"] == "failed" and "not enough memory" in records[0]["error"]
-    assert records[1]["status"] == "skipped" and records[2]["status"] == "failed"
-    assert executor.calls == 2 and sum(isinstance(e, TaskFailed) for e in events) == 2
+    assert records[0].status == "failed" and "not enough memory" in records[0].error
+    assert records[1].status == "skipped" and records[2].status == "failed"
+    assert len(executor.calls) == 2 and sum(isinstance(e, TaskFailed) for e in events) == 2
 
 
 def test_task_timeout_is_enforced(tmp_path):
     release = threading.Event()
 
-    class Hangs:
-        name = "local"
-
-        def run(self, task, model_id, inputs, ctx):
-            release.wait(30)
-            raise RuntimeError("released")
+    def hangs(task, model_id, inputs, ctx):
+        release.wait(30)
+        raise RuntimeError("released")
 
     plan = parse_plan(plan_json(("text-classification", {"text": "a"})))
-    scheduler = Scheduler(Dispatcher("local", Hangs()), ResourceStore(tmp_path / "s"), task_timeout=0.5)
+    scheduler = Scheduler(Dispatcher("local", FakeExecutor(hangs)), ResourceStore(tmp_path / "s"), task_timeout=0.5)
     start = time.perf_counter()
     list(scheduler.run(plan, {0: Choice(0, "org/m", "t", ["org/m"])}, start))
     release.set()
     assert time.perf_counter() - start < 3
-    assert "timed out after" in scheduler.records[0]["error"]
+    assert "timed out after" in scheduler.records[0].error
 
 
 @pytest.mark.parametrize("fault, words", [("503", "loading"), ("slow", "time"), ("500", "500"), ("401", "token")])
@@ -263,9 +254,9 @@ def test_remote_faults_end_within_the_remote_timeout(controller, tmp_path, fault
         events = list(controller.run(Session.create(cfg, root=tmp_path / "s"), "classify"))
         seconds = time.perf_counter() - start
     assert seconds < 10
-    task = events[-1].result["tasks"][0]
-    assert task["status"] == "failed" and words in task["error"].lower(), task["error"]
-    assert task["attempts"]
+    task = events[-1].result.tasks[0]
+    assert task.status == "failed" and words in task.error.lower(), task.error
+    assert task.attempts
 
 
 def test_unreachable_remote_service_is_a_task_error(controller, tmp_path):
@@ -277,5 +268,5 @@ def test_unreachable_remote_service_is_a_task_error(controller, tmp_path):
         start = time.perf_counter()
         events = list(controller.run(Session.create(cfg, root=tmp_path / "s"), "classify"))
     assert time.perf_counter() - start < 10
-    task = events[-1].result["tasks"][0]
-    assert task["status"] == "failed" and task["error"]
+    task = events[-1].result.tasks[0]
+    assert task.status == "failed" and task.error

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from jarvis.events import Done, Failed
 from jarvis.frontends.web.sessions import SessionRegistry
 from jarvis.pipeline.controller import Controller
+from jarvis.pipeline.records import RunResult
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for
 
@@ -63,7 +64,7 @@ class Client:
         img = Image.new("RGB", (48, 48), (10 * i, 255 - 10 * i, 40))
         ImageDraw.Draw(img).rectangle([8 + i % 10, 8, 30, 30 + i % 10], fill=(255, 255, 255))
         img.save(self.picture)
-        self.results: list[dict] = []
+        self.results: list[RunResult] = []
         self.failure: str | None = None
 
     def turn(self, registry: SessionRegistry, controller: Controller, text: str, files: list[str]) -> None:
@@ -113,14 +114,14 @@ def test_twenty_sessions_at_once(tmp_path):
             first, second = c.results
             session = sessions[c.i]
             # turn 1: the right task on the right file, output in this session's directory
-            task = first["tasks"][0]
-            assert task["status"] == "done", task
-            out = Path(task["outputs"]["image"])
+            task = first.tasks[0]
+            assert task.status == "done", task
+            out = Path(task.outputs["image"])
             assert out.parent == session.store.root and out.is_file()
-            assert first["files"] == [c.picture.name]
-            assert first["answer"].startswith(f"Answer for {c.token}:") and out.name in first["answer"]
+            assert first.files == [c.picture.name]
+            assert first.answer.startswith(f"Answer for {c.token}:") and out.name in first.answer
             # turn 2: the history it recalls holds only this session's token
-            assert second["answer"] == f"I remember: {c.token}"
+            assert second.answer == f"I remember: {c.token}"
             # files: only this session's upload and output
             assert sorted(p.name for p in session.store.root.iterdir()) == sorted([c.picture.name, out.name])
             # what this session's LLM received: its own key, its own tokens and files, nobody else's
@@ -130,7 +131,7 @@ def test_twenty_sessions_at_once(tmp_path):
             assert not any(k in received for k in keys)
             others = [f"picture{j}.png" for j in range(SESSIONS) if j != c.i]
             assert not any(name in received for name in others)
-            assert not any(t in first["answer"] + second["answer"] for t in tokens - {c.token})
+            assert not any(t in first.answer + second.answer for t in tokens - {c.token})
         assert elapsed < 60
     finally:
         for c in clients:

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from jarvis.config import load_config
-from jarvis.llm.client import LLM, LLMError, Usage
+from jarvis.errors import LLMError
+from jarvis.llm.client import LLM, Usage
 from tests.fakes.llm_server import Fault, ScriptedLLM
 
 

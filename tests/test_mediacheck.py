@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from jarvis.errors import ResourceError
 from jarvis.files.content_checks import check_media, sniff_type
-from jarvis.files.store import ResourceError
 
 
 def _image(path: Path, fmt: str | None = None, size=(32, 24)) -> Path:

@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from jarvis.execution.local import ModelCache
+from jarvis.execution.model_cache import ModelCache
 
 
 def model(nbytes: int):

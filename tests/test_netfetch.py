@@ -22,7 +22,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from jarvis.files.store import ResourceError, ResourceStore
+from jarvis.errors import ResourceError
+from jarvis.files.store import ResourceStore
 from jarvis.files.url_fetch import PinnedBackend, PinnedTransport, fetch_to_store
 
 _GUARD = {"on": False}

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from jarvis.pipeline.plan import PlanError, Ref, parse_plan, topological_order
+from jarvis.errors import PlanError
+from jarvis.pipeline.plan import Ref, parse_plan, topological_order
 
 
 def plans_from(shared_data):

@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 
 from jarvis.config import RemoteConfig
+from jarvis.errors import (
+    BadResponseError,
+    ExecutionError,
+    MissingTokenError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteOfflineError,
+)
 from jarvis.execution.availability import Availability, Route
-from jarvis.execution.dispatch import Dispatcher, ExecutionError
-from jarvis.execution.remote import RemoteError, RemoteExecutor
+from jarvis.execution.dispatch import Dispatcher
+from jarvis.execution.remote import RemoteExecutor
 from jarvis.runners.base import Device, RunContext, TaskInputs
 from tests.fakes.inference_server import VLM_ANSWER, InferenceServer, flac_bytes, png_bytes
+from tests.helpers import check_detail
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,6 +126,7 @@ def check_outputs(out, kinds: str) -> None:
 def test_every_remote_task_type(srv, ctx, media, task, model, inputs, kinds):
     out = executor(srv).run(task, model, _inputs(inputs, media), ctx)
     check_outputs(out, kinds)
+    check_detail(task, out.detail)
     calls = srv.calls(model)
     assert calls and all(c.headers.get("authorization") == f"Bearer {TOKEN}" for c in calls)
 
@@ -124,7 +134,7 @@ def test_every_remote_task_type(srv, ctx, media, task, model, inputs, kinds):
 def test_structured_results_are_readable(srv, ctx, media):
     ex = executor(srv)
     det = ex.run("object-detection", "facebook/detr-resnet-50", _inputs("image", media), ctx)
-    assert "cat (0.97)" in det.text and det.detail[0]["box"] == [2.0, 3.0, 20.0, 25.0]
+    assert "cat (0.97)" in det.text and det.detail["objects"][0]["box"] == [2.0, 3.0, 20.0, 25.0]
     ner = ex.run("token-classification", "dslim/bert-base-NER", _inputs("text", media), ctx)
     assert "Sarah: PER" in ner.text and "London: LOC" in ner.text
     qa = ex.run("question-answering", "distilbert/distilbert-base-cased-distilled-squad", _inputs("two", media), ctx)
@@ -143,6 +153,7 @@ def test_structured_results_are_readable(srv, ctx, media):
 def test_vlm_fallback_when_no_service_serves_the_classic_task(srv, ctx, media, task, model, inputs):
     out = executor(srv).run(task, model, _inputs(inputs, media), ctx)
     assert out.text == VLM_ANSWER
+    check_detail(task, out.detail)
     assert out.detail["served_by"] == VLM and "served by VLM" in out.detail["note"]
     chat = srv.calls(VLM)[-1]
     assert chat.path == f"/models/{VLM}/v1/chat/completions"
@@ -152,8 +163,8 @@ def test_vlm_fallback_when_no_service_serves_the_classic_task(srv, ctx, media, t
         assert "what colour is it?" in content[1]["text"]
     # through the dispatcher, the record names the model that produced the result
     result = Dispatcher("remote", None, executor(srv)).execute(task, model, [], _inputs(inputs, media), ctx)
-    assert result.model == VLM and result.attempts[-1] == {**result.attempts[-1], "ok": True, "model": VLM}
-    assert result.attempts[0]["model"] == model and "HTTP 404" in result.attempts[0]["error"]
+    assert result.model == VLM and result.attempts[-1].ok and result.attempts[-1].model == VLM
+    assert result.attempts[0].model == model and "HTTP 404" in result.attempts[0].error
 
 
 def test_vlm_directly_when_the_hub_says_unserved(srv, ctx, media):
@@ -183,8 +194,8 @@ def test_429_is_retried_honouring_retry_after(srv, ctx, media):
     result = remote_dispatch(srv).execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     assert time.monotonic() - start >= 0.3
     assert result.model == TC_MODEL and len(srv.calls(TC_MODEL)) == 2
-    assert [a["ok"] for a in result.attempts] == [False, True]
-    assert "HTTP 429" in result.attempts[0]["error"] and "retried" in result.attempts[0]["error"]
+    assert [a.ok for a in result.attempts] == [False, True]
+    assert "HTTP 429" in result.attempts[0].error and "retried" in result.attempts[0].error
 
 
 def test_503_loading_is_retried_with_estimated_time_capped(srv, ctx, media):
@@ -193,7 +204,7 @@ def test_503_loading_is_retried_with_estimated_time_capped(srv, ctx, media):
     result = remote_dispatch(srv, timeout=0.4).execute("text-classification", TC_MODEL, [], _inputs("text", media), ctx)
     assert time.monotonic() - start < 3
     assert result.outputs.text.startswith("POSITIVE") and len(result.attempts) == 3
-    assert "still loading" in result.attempts[0]["error"]
+    assert "still loading" in result.attempts[0].error
 
 
 def test_503_that_persists_falls_back_to_the_next_candidate(srv, ctx, media):
@@ -201,7 +212,7 @@ def test_503_that_persists_falls_back_to_the_next_candidate(srv, ctx, media):
     result = remote_dispatch(srv).execute("text-classification", TC_MODEL, [TC_MODEL, TC_NEXT], _inputs("text", media), ctx)
     assert result.model == TC_NEXT
     assert len(srv.calls(TC_MODEL)) == 3  # first call + max_retries
-    assert [(a["model"], a["ok"]) for a in result.attempts] == [(TC_MODEL, False)] * 3 + [(TC_NEXT, True)]
+    assert [(a.model, a.ok) for a in result.attempts] == [(TC_MODEL, False)] * 3 + [(TC_NEXT, True)]
 
 
 @pytest.mark.parametrize("kind,expected", [("404", "not served"), ("broken", "could not read"), ("500", "HTTP 500")])
@@ -209,14 +220,14 @@ def test_fault_falls_back_to_next_candidate(srv, ctx, media, kind, expected):
     srv.fault(TC_MODEL, kind)
     result = remote_dispatch(srv).execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     assert result.model == TC_NEXT and len(srv.calls(TC_MODEL)) == 1  # no pointless retry
-    assert expected in result.attempts[0]["error"]
+    assert expected in result.attempts[0].error
 
 
 def test_broken_image_payload_is_a_clear_error(srv, ctx, media):
     srv.fault("stable-diffusion-v1-5/stable-diffusion-v1-5", "broken")
     with pytest.raises(RemoteError) as err:
         executor(srv).run("text-to-image", "stable-diffusion-v1-5/stable-diffusion-v1-5", _inputs("text", media), ctx)
-    assert err.value.kind == "bad_response" and "could not read" in str(err.value)
+    assert isinstance(err.value, BadResponseError) and "could not read" in str(err.value)
 
 
 def test_slow_model_times_out_then_next_candidate(srv, ctx, media):
@@ -224,7 +235,7 @@ def test_slow_model_times_out_then_next_candidate(srv, ctx, media):
     start = time.monotonic()
     result = remote_dispatch(srv, timeout=0.5).execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     assert time.monotonic() - start < 2.5
-    assert result.model == TC_NEXT and "did not answer within 0.5s" in result.attempts[0]["error"]
+    assert result.model == TC_NEXT and "did not answer within 0.5s" in result.attempts[0].error
 
 
 @pytest.mark.parametrize("status", ["401", "403"])
@@ -235,14 +246,14 @@ def test_refused_token_gives_a_clear_message_and_stops_remote(srv, ctx, media, s
         remote_dispatch(srv).execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     message = str(err.value)
     assert "Hugging Face token was refused" in message and "HF_TOKEN" in message
-    assert TOKEN not in message and TOKEN not in json.dumps(err.value.attempts)
+    assert TOKEN not in message and TOKEN not in json.dumps([a.to_dict() for a in err.value.attempts])
     assert not srv.calls(TC_NEXT)  # the same token would be refused again
 
 
 def test_wrong_token_is_refused_by_the_service(srv, ctx, media):
     with pytest.raises(RemoteError) as err:
         executor(srv, token="hf_wrong").run("text-classification", TC_MODEL, _inputs("text", media), ctx)
-    assert err.value.kind == "auth" and "hf_wrong" not in str(err.value)
+    assert isinstance(err.value, RemoteAuthError) and "hf_wrong" not in str(err.value)
 
 
 def test_every_candidate_failing_lists_each_attempt(srv, ctx, media):
@@ -251,8 +262,8 @@ def test_every_candidate_failing_lists_each_attempt(srv, ctx, media):
     with pytest.raises(ExecutionError) as err:
         remote_dispatch(srv).execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     assert TC_MODEL in str(err.value) and TC_NEXT in str(err.value)
-    assert [a["model"] for a in err.value.attempts] == [TC_MODEL, TC_NEXT]
-    assert all(set(a) >= {"executor", "model", "ok", "error", "seconds"} for a in err.value.attempts)
+    assert [a.model for a in err.value.attempts] == [TC_MODEL, TC_NEXT]
+    assert all(set(a.to_dict()) >= {"executor", "model", "ok", "error", "seconds"} for a in err.value.attempts)
 
 
 def test_task_without_remote_service_says_so(srv, ctx, media):
@@ -287,7 +298,7 @@ def test_no_token_and_no_gateway_is_a_clear_message(ctx, media):
     ex = RemoteExecutor(RemoteConfig(timeout=1), "")
     with pytest.raises(RemoteError, match="needs a Hugging Face token") as err:
         ex.run("text-classification", TC_MODEL, _inputs("text", media), ctx)
-    assert err.value.kind == "no_token"
+    assert isinstance(err.value, MissingTokenError)
 
 
 @pytest.mark.parametrize("task,model", [("conversational", "Qwen/Qwen2.5-0.5B-Instruct"), ("text-classification", TC_MODEL)])
@@ -296,7 +307,7 @@ def test_offline_hub_routing_fails_fast_with_a_hint(ctx, media, task, model):
     start = time.monotonic()
     with pytest.raises(RemoteError, match="HF_HUB_OFFLINE") as err:
         ex.run(task, model, _inputs("text", media), ctx)
-    assert err.value.kind == "offline" and time.monotonic() - start < 5 and TOKEN not in str(err.value)
+    assert isinstance(err.value, RemoteOfflineError) and time.monotonic() - start < 5 and TOKEN not in str(err.value)
 
 
 def test_executor_repr_hides_the_token(srv):
@@ -389,7 +400,7 @@ def test_dispatcher_skips_models_the_hub_says_are_unserved(srv, ctx, media):
     dispatcher = Dispatcher("remote", None, RemoteExecutor(cfg, TOKEN), availability=avail)
     result = dispatcher.execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     assert result.model == TC_NEXT and not srv.calls(TC_MODEL)
-    assert result.attempts[0]["error"].startswith("skipped: no Inference Provider serves")
+    assert result.attempts[0].error.startswith("skipped: no Inference Provider serves")
 
 
 # -- the issue's acceptance: a request mixing three task types, remote then hybrid ----------------
@@ -435,7 +446,7 @@ def test_mixed_request_in_hybrid_mode_with_a_failing_remote_model(srv, ctx, medi
     results = _run_parallel(dispatcher, ctx, media, mixed)
     det = results["object-detection"]
     assert det.model == backup and det.executor == "remote"
-    assert [(a["model"], a["ok"]) for a in det.attempts] == [(failing, False), (failing, False), (backup, True)]
+    assert [(a.model, a.ok) for a in det.attempts] == [(failing, False), (failing, False), (backup, True)]
     for task, _, _, _, kinds in mixed:
         check_outputs(results[task].outputs, kinds)
 
@@ -443,7 +454,7 @@ def test_mixed_request_in_hybrid_mode_with_a_failing_remote_model(srv, ctx, medi
 def test_hybrid_tries_the_other_side_last(srv, ctx, media):
     """Every remote candidate fails: the chosen model is then tried locally, and each attempt is recorded."""
     from jarvis.execution.local import LocalExecutor
-    from jarvis.runners.local import has_local_runner
+    from jarvis.runners.registry import TASK_TYPES
     srv.fault(TC_MODEL, "404")
     srv.fault(TC_NEXT, "404")
     dispatcher = Dispatcher("hybrid", LocalExecutor(device="cpu", memory_budget_gb=1), executor(srv))
@@ -452,8 +463,8 @@ def test_hybrid_tries_the_other_side_last(srv, ctx, media):
         attempts = result.attempts
     except ExecutionError as err:
         attempts = err.attempts
-    sides = [(a["executor"], a["model"]) for a in attempts]
-    if not has_local_runner("text-classification"):
+    sides = [(a.executor, a.model) for a in attempts]
+    if not TASK_TYPES["text-classification"].local:
         assert sides == [("remote", TC_MODEL), ("remote", TC_NEXT)]
     else:  # whether the model is cached here or not, local comes after the remote failures
         assert ("local", TC_MODEL) in sides
@@ -461,15 +472,15 @@ def test_hybrid_tries_the_other_side_last(srv, ctx, media):
 
 def test_hybrid_runs_a_cached_model_locally(srv, ctx, media, tiny_models):
     from jarvis.execution.local import LocalExecutor
-    from jarvis.execution.readiness import cached_bytes, local_ready
-    from jarvis.runners.local import has_local_runner
+    from jarvis.execution.readiness import cached_bytes
+    from jarvis.runners.registry import TASK_TYPES
     if TC_MODEL not in tiny_models:
         pytest.skip(f"no tiny {TC_MODEL} built yet (tests/tiny/text.py)")
-    if not has_local_runner("text-classification"):
+    if not TASK_TYPES["text-classification"].local:
         pytest.skip("the local text-classification runner (jarvis/tasks/text.py) is not there yet")
     local = LocalExecutor(device="cpu", memory_budget_gb=1)
-    assert cached_bytes(TC_MODEL) and local_ready(local, "text-classification", TC_MODEL)
-    assert not local_ready(local, "text-classification", "nobody/not-cached")
+    assert cached_bytes(TC_MODEL) and local.ready("text-classification", TC_MODEL)
+    assert not local.ready("text-classification", "nobody/not-cached")
     dispatcher = Dispatcher("hybrid", local, executor(srv))
     result = dispatcher.execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
     assert result.executor == "local" and not srv.calls(TC_MODEL)

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from jarvis.errors import TaskError
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
+from jarvis.runners.base import Device, RunContext, TaskInputs
 from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
+from jarvis.runners.options import RunOptions
+from tests.helpers import check_detail
 
 WHISPER = "openai/whisper-tiny"
 CTC = "facebook/wav2vec2-base-960h"
@@ -43,7 +46,7 @@ def store(tmp_path: Path) -> ResourceStore:
 
 
 def _ctx(store: ResourceStore, **options) -> RunContext:
-    return RunContext(device=Device(), new_file=store.new_path, options=options)
+    return RunContext(device=Device(), new_file=store.new_path, options=RunOptions(**options))
 
 
 def _tone(path: Path, seconds: float, rate: int = 44100, channels: int = 2, fmt: str | None = None) -> Path:
@@ -180,6 +183,7 @@ def test_tts_long_text_and_unspeakable_text(executor, store):
 def test_audio_classification(executor, store, tmp_path, model_id):
     audio = _upload(store, _tone(tmp_path / "clip.wav", 3.0))
     out = executor.run("audio-classification", model_id, TaskInputs(audio=[audio]), _ctx(store))
+    check_detail("audio-classification", out.detail)
     labels = out.detail["labels"]
     assert out.text and 1 <= len(labels) <= 5 and labels[0]["label"] in out.text
     assert all(0.0 <= item["score"] <= 1.0 for item in labels)

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from jarvis.errors import TaskError
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.base import RunContext, TaskError, TaskInputs
+from jarvis.runners.base import RunContext, TaskInputs
+from jarvis.runners.options import RunOptions
+from jarvis.runners.registry import local_runner
 from tests.tiny import build_all
 from tests.tiny import diffusion as tiny
 
 pytestmark = pytest.mark.timeout(300)
 
-OPTIONS = {"diffusion_steps": 2, "video_frames": 4, "seed": 0}
+OPTIONS = RunOptions(diffusion_steps=2, video_frames=4, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +33,11 @@ def store(tmp_path) -> ResourceStore:
     return ResourceStore(tmp_path / "session")
 
 
-def _ctx(store: ResourceStore, **options) -> RunContext:
+def _ctx(store: ResourceStore, options: RunOptions | None = None, **values) -> RunContext:
     from jarvis.runners.base import Device
     messages: list[str] = []
-    return RunContext(device=Device(), new_file=store.new_path, progress=messages.append, options=options)
+    return RunContext(device=Device(), new_file=store.new_path, progress=messages.append,
+                      options=options or RunOptions(**values))
 
 
 def _picture(store: ResourceStore, size=(40, 24), name="in.png") -> Path:
@@ -61,11 +65,10 @@ def test_text_to_image(executor, store):
 
 
 def test_text_to_image_batch_gives_one_output_per_input(executor, store):
-    from jarvis.runners.local import get_runner
-    runner = get_runner("text-to-image")
-    entry = executor.cache.get((runner.family, tiny.SD_ID), lambda: runner.load(tiny.SD_ID, executor.device))
+    runner = local_runner("text-to-image")
+    entry = executor.cache.get(runner.cache_key(tiny.SD_ID), lambda: runner.load(tiny.SD_ID, executor.device))
     batch = [TaskInputs(text=[p]) for p in ("a cat", "a boat on a lake", "the moon")]
-    outs = runner.run_batch(entry.loaded, batch, _ctx(store, **OPTIONS))
+    outs = runner.run_batch(entry.loaded, batch, _ctx(store, OPTIONS))
     assert len(outs) == 3
     assert len({o.image for o in outs}) == 3
     assert [o.detail["prompt"] for o in outs] == ["a cat", "a boat on a lake", "the moon"]
@@ -83,13 +86,12 @@ def test_image_to_image_shares_the_text_to_image_load(executor, store):
 
 
 def test_image_to_image_batch_mixed_sizes(executor, store):
-    from jarvis.runners.local import get_runner
-    runner = get_runner("image-to-image")
-    entry = executor.cache.get((runner.family, tiny.SD_ID), lambda: runner.load(tiny.SD_ID, executor.device))
+    runner = local_runner("image-to-image")
+    entry = executor.cache.get(runner.cache_key(tiny.SD_ID), lambda: runner.load(tiny.SD_ID, executor.device))
     batch = [TaskInputs(image=[_picture(store, (40, 24), "a.png")], text=["make it blue"]),
              TaskInputs(image=[_picture(store, (24, 40), "b.png")]),
              TaskInputs(image=[_picture(store, (40, 24), "c.png")])]
-    outs = runner.run_batch(entry.loaded, batch, _ctx(store, **OPTIONS))
+    outs = runner.run_batch(entry.loaded, batch, _ctx(store, OPTIONS))
     assert len(outs) == 3
     sizes = [_assert_png(o.image, store) for o in outs]
     assert sizes[0] == sizes[2] and sizes[1] == sizes[0][::-1]
@@ -127,7 +129,7 @@ def test_text_to_video_writes_browser_playable_mp4(executor, store):
         assert stream.codec_context.name == "h264"
         assert stream.codec_context.pix_fmt == "yuv420p"
         frames = list(container.decode(stream))
-    assert len(frames) == OPTIONS["video_frames"] > 1
+    assert len(frames) == OPTIONS.video_frames > 1
     assert frames[0].width % 2 == 0 and frames[0].height % 2 == 0
 
 

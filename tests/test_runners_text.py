@@ -4,14 +4,15 @@ Each runner: output types and detail shape, a 5000-word input still runs (trunca
 second call reuses the cached load."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from jarvis.errors import TaskError
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
-from jarvis.runners.local import get_runner
+from jarvis.runners.base import Device, RunContext, TaskInputs
+from jarvis.runners.options import RunOptions
+from jarvis.runners.registry import local_runner
+from tests.helpers import check_detail
 
 LONG = " ".join(["Clara lives in Berkeley and Hugging Face is based in Paris."] * 460)  # ~5000 words
 QUESTION = "Where does Clara live?"
@@ -49,7 +50,7 @@ def executor(hub_cache) -> LocalExecutor:
     from tests.tiny import BUILDERS, build_all
     importlib.import_module("tests.tiny.text")  # only the text builders: the other modalities are not needed
     build_all(hub_cache, only={rid for rid, fn in BUILDERS.items() if fn.__module__ == "tests.tiny.text"})
-    return LocalExecutor(device="cpu", memory_budget_gb=1.0, options={"max_new_tokens": 8})
+    return LocalExecutor(device="cpu", memory_budget_gb=1.0, options=RunOptions(max_new_tokens=8))
 
 
 @pytest.fixture()
@@ -58,7 +59,7 @@ def store(tmp_path) -> ResourceStore:
 
 
 def _ctx(store: ResourceStore, **options) -> RunContext:
-    return RunContext(device=Device(), new_file=store.new_path, options=options)
+    return RunContext(device=Device(), new_file=store.new_path, options=RunOptions(**options))
 
 
 def _run(executor, store, task, texts, **options):
@@ -68,7 +69,7 @@ def _run(executor, store, task, texts, **options):
 
 def test_every_text_task_has_a_runner():
     for task in CASES:
-        assert get_runner(task).task == task
+        assert local_runner(task).task == task
 
 
 @pytest.mark.parametrize("task", list(CASES))
@@ -77,7 +78,7 @@ def test_runner_output_and_cache(executor, store, task):
     out = _run(executor, store, task, texts)
     assert isinstance(out.text, str) and out.text.strip()
     assert out.image is None and out.audio is None and out.video is None
-    json.dumps(out.detail)  # structured results stay JSON-serialisable
+    check_detail(task, out.detail)  # JSON-serialisable, the result under the key remote adapters use too
     assert executor.is_loaded(task, model)
     loads = executor.cache.stats.loads
     again = _run(executor, store, task, texts)

@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from jarvis.errors import TaskError
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.store import ResourceStore
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
-from jarvis.runners.local import get_runner
+from jarvis.runners.base import Device, RunContext, TaskInputs
 from jarvis.runners.local.vision_language import parse_donut_answer
 from jarvis.runners.media.images import MAX_SIDE, canny, draw_boxes, load_rgb, overlay_masks
+from jarvis.runners.options import RunOptions
+from jarvis.runners.registry import local_runner
+from tests.helpers import check_detail
 
 
 def scene(size=(96, 72), mode="RGB") -> Image.Image:
@@ -35,7 +38,7 @@ def scene(size=(96, 72), mode="RGB") -> Image.Image:
 
 @pytest.fixture(scope="module")
 def executor(tiny_models) -> LocalExecutor:
-    return LocalExecutor(device="cpu", memory_budget_gb=1.0, options={"max_new_tokens": 6})
+    return LocalExecutor(device="cpu", memory_budget_gb=1.0, options=RunOptions(max_new_tokens=6))
 
 
 @pytest.fixture()
@@ -50,7 +53,7 @@ def add_image(store: ResourceStore, img: Image.Image, name: str = "photo.png") -
 
 
 def run(executor, store, task, model, image, text=(), **options):
-    ctx = RunContext(device=Device("cpu"), new_file=store.new_path, options=dict(options))
+    ctx = RunContext(device=Device("cpu"), new_file=store.new_path, options=RunOptions(**options))
     outputs = executor.run(task, model, TaskInputs(text=list(text), image=[image]), ctx)
     json.dumps(outputs.detail)
     if outputs.image is not None:
@@ -93,6 +96,7 @@ def test_runner_on_tiny_model(executor, store, task, model, text):
             assert img.size == (96, 72)  # outputs keep the input's size
     if task in NEEDS_TEXT:
         assert out.text
+    check_detail(task, out.detail)
     if task == "image-to-text":
         assert out.detail["caption"]  # the tiny captioners decode to real tokens, not only special ones
     if task in ("depth-estimation", "depth-control"):
@@ -126,8 +130,9 @@ def test_huge_image(executor, store):
 def test_detection_draws_boxes_and_lists_them(executor, store):
     out = run(executor, store, "object-detection", "hustvl/yolos-tiny", add_image(store, scene()),
               detection_threshold=0.0)
-    assert out.detail and {"label", "score", "box"} <= set(out.detail[0])
-    assert out.text.startswith(f"{len(out.detail)} object")
+    objects = out.detail["objects"]
+    assert objects and {"label", "score", "box"} <= set(objects[0])
+    assert out.text.startswith(f"{len(objects)} object")
     assert " at [" in out.text
 
 
@@ -143,7 +148,7 @@ def test_depth_control_shares_the_depth_load(executor, store):
 
 
 def test_canny_is_builtin_and_finds_edges(store):
-    runner = get_runner("canny-control")
+    runner = local_runner("canny-control")
     assert runner.builtin is True and runner.load("anything", Device()) is None
     ctx = RunContext(device=Device(), new_file=store.new_path)
     out = runner.run(None, TaskInputs(image=[add_image(store, scene(size=(128, 128)))]), ctx)

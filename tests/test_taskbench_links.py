@@ -96,9 +96,9 @@ def test_every_taskbench_link_chains(shared_data, tiny_models, media, tmp_path):
                 _, result, failed = run_to_end(controller, session, f"{src} then {dst}", files=media)
             finally:
                 session.close()
-            tasks = result["tasks"] if result else []
-            if failed or len(tasks) != 2 or any(t["status"] != "done" for t in tasks):
-                why = failed or "; ".join(f"{t['task']}: {t['error']}" for t in tasks if t["status"] != "done")
+            tasks = result.tasks if result else []
+            if failed or len(tasks) != 2 or any(t.status != "done" for t in tasks):
+                why = failed or "; ".join(f"{t.task}: {t.error}" for t in tasks if t.status != "done")
                 failures.append(f"{src} -> {dst} ({rtype}): {why}")
             else:
                 passed += 1

@@ -7,29 +7,40 @@ card, and whether Jarvis's runners can load it. Tasks not refreshed keep their c
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from jarvis.catalog.entries import DEFAULT_PATH, Catalog, CatalogError, ModelInfo, is_local_family, summarize_card
+from huggingface_hub import HfApi, constants, get_session
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+from huggingface_hub.hf_api import ExpandModelProperty_T
+
+from jarvis.catalog.card_text import summarize_card
+from jarvis.catalog.eligibility import is_local_family
+from jarvis.catalog.entries import DEFAULT_PATH, Catalog, ModelInfo
+from jarvis.errors import CatalogError
+from jarvis.hub_internals import HubHTTPError, HubTransportError
 from jarvis.runners import registry as tasktypes
+from jarvis.shorten import shorten
 
 # How each task type is found on the Hub; tasks absent here need no model or borrow another's.
 HUB_QUERIES: dict[str, dict] = {
-    **{name: {"pipeline_tag": name} for name in tasktypes.TASK_TYPES},
+    **{t.name: {"pipeline_tag": t.name} for t in tasktypes.TASK_TYPES.values() if t.needs_model and not t.models_of},
     "conversational": {"pipeline_tag": "text-generation", "filter": "conversational"},
     "image-editing": {"pipeline_tag": "image-to-image", "search": "pix2pix"},
     "canny-text-to-image": {"filter": "controlnet", "search": "canny"},
     "depth-text-to-image": {"filter": "controlnet", "search": "depth"},
 }
-for _skip in ("canny-control", "depth-control"):
-    HUB_QUERIES.pop(_skip)
 
-EXPAND = ["downloads", "likes", "tags", "cardData", "config", "library_name", "pipeline_tag",
+EXPAND: list[ExpandModelProperty_T] = ["downloads", "likes", "tags", "cardData", "config", "library_name", "pipeline_tag",
           "inferenceProviderMapping"]
+log = logging.getLogger(__name__)
+
 MIN_LOCAL = 2  # keep at least this many locally runnable models per task when the Hub has them
 
 
@@ -37,8 +48,6 @@ def refresh(path: str | Path, tasks: Iterable[str] | None = None, per_task: int 
             token: str | bool | None = None, endpoint: str | None = None,
             progress: Callable[[str], None] = lambda line: None) -> int:
     """Rewrite the catalog at `path` (atomically) with fresh Hub data; returns the number of entries."""
-    from huggingface_hub import HfApi, constants
-
     if constants.is_offline_mode():
         raise CatalogError("HF_HUB_OFFLINE is set, so the Hub cannot be reached; "
                            "unset it to refresh the catalog")
@@ -82,24 +91,19 @@ def _task_names(tasks: Iterable[str] | None) -> list[str]:
 
 def _check_reachable(endpoint: str) -> None:
     """One quick request without retries, so a machine without network fails fast and plainly."""
-    import httpx2  # the HTTP client huggingface_hub 2 uses
-    from huggingface_hub import get_session
-
     try:
         get_session().get(f"{endpoint}/api/models", params={"limit": 1}, timeout=15)
-    except httpx2.TransportError as exc:
+    except HubTransportError as exc:
         raise CatalogError(f"cannot reach the Hugging Face Hub at {endpoint}: {_reason(exc)}; "
                            "check the network connection (or HF_ENDPOINT)") from None
 
 
-def _fetch_task(api, task: str, per_task: int, cards_dir: str) -> list[ModelInfo]:
-    import httpx2  # the HTTP client huggingface_hub 2 uses
-    from huggingface_hub.errors import HfHubHTTPError
-
+def _fetch_task(api: HfApi, task: str, per_task: int, cards_dir: str) -> list[ModelInfo]:
+    """The task's most downloaded models, topped up with locally runnable ones, with card summaries."""
     query = HUB_QUERIES[task]
     try:
         listed = list(api.list_models(**query, sort="downloads", limit=max(per_task * 4, 20), expand=EXPAND))
-    except (httpx2.HTTPError, HfHubHTTPError, OSError, ValueError) as exc:
+    except (HubHTTPError, HfHubHTTPError, OSError, ValueError) as exc:
         raise CatalogError(f"cannot list '{task}' models from {api.endpoint}: {_reason(exc)}; "
                            "check the network connection (or HF_ENDPOINT)") from None
     models = [_entry(task, info) for info in listed if not getattr(info, "disabled", False)]
@@ -112,7 +116,8 @@ def _fetch_task(api, task: str, per_task: int, cards_dir: str) -> list[ModelInfo
     return chosen
 
 
-def _entry(task: str, info) -> ModelInfo:
+def _entry(task: str, info: Any) -> ModelInfo:
+    """A catalog entry from the Hub's ModelInfo (huggingface_hub.hf_api.ModelInfo)."""
     card = info.card_data
     license_ = getattr(card, "license", None) if card is not None else None
     if isinstance(license_, list):
@@ -129,23 +134,26 @@ def _entry(task: str, info) -> ModelInfo:
         providers=providers or [], providers_known=providers is not None)
 
 
-def _card_summary(api, model_id: str, cards_dir: str) -> str:
+def _card_summary(api: HfApi, model_id: str, cards_dir: str) -> str:
     """The model card's first prose paragraph; empty when the card is missing or unreadable."""
     try:
         readme = api.hf_hub_download(model_id, "README.md", cache_dir=cards_dir)
         return summarize_card(Path(readme).read_text(encoding="utf-8", errors="replace"))
-    except Exception:
+    except (OSError, HubHTTPError, EntryNotFoundError) as exc:  # no card, a gated repo, a failed download
+        log.debug("no model card for %s: %s", model_id, _reason(exc))
+        return ""
+    except Exception:  # one unreadable card must not sink the whole refresh
+        log.warning("reading the model card of %s failed", model_id, exc_info=True)
         return ""
 
 
-def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+def _reason(exc: BaseException) -> str:
+    """The exception's message on one line, cut to 160 characters."""
+    return shorten(exc, 160) or type(exc).__name__
 
 
 def _write_atomic(path: Path, entries: list[ModelInfo]) -> None:
-    import json
-
+    """Write the catalog to a temporary file beside `path`, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

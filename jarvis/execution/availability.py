@@ -72,7 +72,7 @@ class Availability:
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[str, _Entry] = {}
-        self._inflight: dict[str, Future] = {}
+        self._inflight: dict[str, Future[list[Route] | None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jarvis-availability")
         self.lookups = 0   # look-ups started, for the record and the tests
 
@@ -95,7 +95,7 @@ class Availability:
             self._inflight.pop(model_id, None)
         return routes
 
-    def _future(self, model_id: str) -> tuple[Future | None, list[Route] | None]:
+    def _future(self, model_id: str) -> tuple[Future[list[Route] | None] | None, list[Route] | None]:
         """(future in flight, None) or (None, cached routes); starts at most one look-up per model."""
         with self._lock:
             entry = self._cache.get(model_id)
@@ -112,7 +112,7 @@ class Availability:
         """Routes of each model (None when unknown: failed or still running after `timeout`)."""
         timeout = self._lookup_timeout if timeout is None else timeout
         results: dict[str, list[Route] | None] = {}
-        pending: dict[str, Future] = {}
+        pending: dict[str, Future[list[Route] | None]] = {}
         for model_id in dict.fromkeys(model_ids):
             future, routes = self._future(model_id)
             if future is None:
@@ -147,8 +147,11 @@ class Availability:
         if all(self.configured(task, m) for m in model_ids):
             return dict.fromkeys(model_ids, True)
         found = self.lookup(model_ids, timeout)
-        return {m: True if self.configured(task, m) else
-                (None if found[m] is None else bool(self.routes_for(found[m], task))) for m in model_ids}
+        known: dict[str, bool | None] = {}
+        for m in model_ids:
+            routes = found[m]
+            known[m] = True if self.configured(task, m) else None if routes is None else bool(self.routes_for(routes, task))
+        return known
 
     def order(self, task: str, model_ids: list[str], timeout: float | None = None) -> tuple[list[str], list[str]]:
         """(models worth trying remotely, in the given order; models known not to be served)."""
@@ -156,4 +159,5 @@ class Availability:
         return [m for m in model_ids if known[m] is not False], [m for m in model_ids if known[m] is False]
 
     def close(self) -> None:
+        """Stop the look-up pool (look-ups in flight are abandoned)."""
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,8 +1,8 @@
 """Chooses where a task runs (local, remote, hybrid) and records each attempt.
 
-The scheduler calls `Dispatcher.execute` once per task; everything about retries, fallbacks
-to the next candidate and to the other side lives here, so the record shows each attempt:
-{"executor", "model", "ok", "error", "seconds"}.
+The scheduler calls `Dispatcher.execute` once per task; everything about retries, fallbacks to the
+next candidate and to the other side lives here, so the record shows each attempt (an `Attempt`:
+executor, model, ok, error, seconds). Executors are seen only through the `Executor` protocol.
 
 - local: the chosen model on this machine.
 - remote: the chosen model, then the next candidates, on Inference Providers (models the Hub says
@@ -15,140 +15,135 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
-from jarvis.runners.base import RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.errors import ExecutionError, RemoteAccessError
+from jarvis.execution.availability import Availability
+from jarvis.execution.executor import Executor
+from jarvis.pipeline.records import Attempt
+from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
+from jarvis.runners.registry import TASK_TYPES
 
 log = logging.getLogger(__name__)
 
-STOP_REMOTE = ("auth", "no_token", "offline")   # every other remote call would fail the same way
+RetryNote = Callable[[str, float, str], None]    # (message, seconds, model), as RunContext.on_retry
 
 
 @dataclass
 class Execution:
+    """A task that ran: its outputs, the model and executor that produced them, every attempt."""
     outputs: TaskOutputs
     model: str
     executor: str
-    attempts: list[dict] = field(default_factory=list)
-
-
-class ExecutionError(TaskError):
-    def __init__(self, message: str, attempts: list[dict]):
-        super().__init__(message)
-        self.attempts = attempts
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 class Dispatcher:
     """Runs one task on its model or the next candidates, locally, remotely or both."""
 
-    def __init__(self, mode: str, local, remote=None, availability=None):
+    def __init__(self, mode: str, local: Executor | None, remote: Executor | None = None,
+                 availability: Availability | None = None):
         self.mode = mode
         self.local = local
         self.remote = remote
-        self.availability = availability if availability is not None else getattr(remote, "availability", None)
+        self.availability = availability
 
     # -- planning the attempts -------------------------------------------------------------
-    def _remote_capable(self, task: str) -> bool:
-        from jarvis.runners.remote.adapters import REMOTE_TASKS
-        return self.remote is not None and task in REMOTE_TASKS
-
-    def _local_capable(self, task: str) -> bool:
-        from jarvis.runners.local import has_local_runner
-        return self.local is not None and has_local_runner(task)
-
-    def _unserved(self, task: str, models: list[str], attempts: list[dict]) -> set[str]:
+    def _unserved(self, remote: Executor, task: str, models: list[str], attempts: list[Attempt]) -> set[str]:
         """Models the Hub says no provider serves for this task (skipped, and recorded as such)."""
-        from jarvis.runners.remote.adapters import VLM_TASKS
-        if self.availability is None or task in VLM_TASKS or not models:
+        spec = TASK_TYPES.get(task)
+        if self.availability is None or (spec is not None and spec.vlm) or not models:
             return set()
         _, unserved = self.availability.order(task, models)
         for m in unserved:
-            attempts.append({"executor": "remote", "model": m, "ok": False, "seconds": 0.0,
-                             "error": f"skipped: no Inference Provider serves {m} for {task}"})
+            attempts.append(Attempt(remote.name, m, ok=False, seconds=0.0,
+                                    error=f"skipped: no Inference Provider serves {m} for {task}"))
         return set(unserved)
 
-    def _plan(self, task: str, models: list[str], attempts: list[dict]) -> list[tuple[str, str]]:
+    def _plan(self, task: str, models: list[str], attempts: list[Attempt]) -> list[tuple[Executor, str]]:
+        """(executor, model) pairs to try, in order."""
+        local, remote = self.local, self.remote
         if self.mode == "local":
-            return [("local", models[0])] if self.local is not None else []
+            return [(local, models[0])] if local is not None else []
         if self.mode == "remote":
-            if not self._remote_capable(task):
+            if remote is None or not remote.can_run(task):
                 return []
-            skip = self._unserved(task, models, attempts)
-            return [("remote", m) for m in models if m not in skip]
-        from jarvis.execution.readiness import local_ready
-        can_local, can_remote = self._local_capable(task), self._remote_capable(task)
-        ready = {m: can_local and local_ready(self.local, task, m) for m in models}
-        remote_models = [m for m in models if can_remote]
-        skip = self._unserved(task, remote_models, attempts) if remote_models else set()
-        first = [("local", m) if ready[m] else ("remote", m) for m in models]
-        first = [(side, m) for side, m in first if side == "local" or (can_remote and m not in skip)]
-        other = [("remote", m) for m in models if ready[m] and can_remote and m not in skip]
-        if can_local and not ready[models[0]]:
-            other.append(("local", models[0]))
-        return first + other
+            skip = self._unserved(remote, task, models, attempts)
+            return [(remote, m) for m in models if m not in skip]
+        can_local = local is not None and local.can_run(task)
+        ready = {m: local is not None and can_local and local.ready(task, m) for m in models}
+        plan: list[tuple[Executor, str]] = []
+        if remote is not None and remote.can_run(task):
+            unserved = self._unserved(remote, task, models, attempts)
+            plan = [(local, m) if local is not None and ready[m] else (remote, m) for m in models]
+            plan = [(ex, m) for ex, m in plan if ex is not remote or m not in unserved]
+            plan += [(remote, m) for m in models if ready[m] and m not in unserved]
+        elif local is not None:
+            plan = [(local, m) for m in models if ready[m]]
+        if local is not None and can_local and not ready[models[0]]:
+            plan.append((local, models[0]))
+        return plan
 
     # -- batches ---------------------------------------------------------------------------
     def can_batch(self, task: str, model: str) -> bool:
         """Several tasks on this model can run as one batch: local mode and a runner that batches."""
-        if self.mode != "local" or self.local is None or not hasattr(self.local, "run_batch"):
-            return False
-        from jarvis.runners.local import get_runner
-        try:
-            return hasattr(get_runner(task), "run_batch")
-        except TaskError:
-            return False
+        return self.mode == "local" and self.local is not None and self.local.batches(task)
 
     def execute_batch(self, task: str, model: str, batch: list[TaskInputs], ctx: RunContext) -> list[Execution]:
         """One call for several inputs on one local model; raises when the batch as a whole fails."""
+        if self.local is None:
+            raise ExecutionError("local mode has no local executor configured", [])
         start = time.perf_counter()
         outputs = self.local.run_batch(task, model, batch, ctx)
         seconds = round(time.perf_counter() - start, 3)
-        return [Execution(out, model, self.local.name,
-                          [{"executor": self.local.name, "model": model, "ok": True, "seconds": seconds,
-                            "batch": len(batch)}]) for out in outputs]
+        name = self.local.name
+        return [Execution(out, model, name, [Attempt(name, model, ok=True, seconds=seconds, batch=len(batch))])
+                for out in outputs]
 
     # -- running ---------------------------------------------------------------------------
     def execute(self, task: str, model: str, candidates: list[str], inputs: TaskInputs,
                 ctx: RunContext) -> Execution:
-        attempts: list[dict] = []
+        attempts: list[Attempt] = []
         models = [m for m in dict.fromkeys([model, *(candidates or [])]) if m]
         if not models:
             raise ExecutionError(f"no model to run '{task}' on", attempts)
         plan = self._plan(task, models, attempts)
         if not plan:
             raise ExecutionError(self._nothing_to_try(task), attempts)
-        remote_stopped: str | None = None
-        for side, model_id in plan:
-            if side == "remote" and remote_stopped:
+        remote_stopped = False
+        for executor, model_id in plan:
+            if executor is self.remote and remote_stopped:
                 continue
-            executor = self.local if side == "local" else self.remote
             start = time.perf_counter()
             try:
-                if side == "remote":
-                    def on_retry(message: str, seconds: float, model: str | None = None, _m: str = model_id) -> None:
-                        attempts.append({"executor": "remote", "model": model or _m, "ok": False,
-                                         "error": message, "seconds": round(seconds, 3)})
-                    outputs = executor.run(task, model_id, inputs, ctx, on_retry=on_retry)
-                else:
-                    outputs = executor.run(task, model_id, inputs, ctx)
+                outputs = executor.run(task, model_id, inputs, replace(ctx, on_retry=self._recorder(
+                    executor.name, attempts)))
             except Exception as exc:
                 message = str(exc) or type(exc).__name__
                 if isinstance(exc, MemoryError):
                     message = (f"not enough memory to run {model_id} on this machine: lower "
                                "local.memory_budget_gb, use a smaller model, or use remote mode")
-                attempts.append({"executor": executor.name, "model": model_id, "ok": False,
-                                 "error": message, "seconds": round(time.perf_counter() - start, 3)})
-                log.info("%s on %s (%s) failed: %s", task, model_id, side, message)
-                if side == "remote" and getattr(exc, "kind", None) in STOP_REMOTE:
-                    remote_stopped = message
+                attempts.append(Attempt(executor.name, model_id, ok=False,
+                                        seconds=round(time.perf_counter() - start, 3), error=message))
+                log.info("%s on %s (%s) failed: %s", task, model_id, executor.name, message)
+                if executor is self.remote and isinstance(exc, RemoteAccessError):  # every other call would fail alike
+                    remote_stopped = True
                 if len(plan) > 1:
-                    ctx.progress(f"{model_id} ({side}) failed: {message[:160]}; trying the next option")
+                    ctx.progress(f"{model_id} ({executor.name}) failed: {message[:160]}; trying the next option")
                 continue
-            served_by = outputs.detail.get("served_by") if isinstance(outputs.detail, dict) else None
-            attempts.append({"executor": executor.name, "model": served_by or model_id, "ok": True,
-                             "seconds": round(time.perf_counter() - start, 3)})
-            return Execution(outputs, served_by or model_id, executor.name, attempts)
+            served_by = (outputs.detail or {}).get("served_by")
+            used = str(served_by or model_id)
+            attempts.append(Attempt(executor.name, used, ok=True, seconds=round(time.perf_counter() - start, 3)))
+            return Execution(outputs, used, executor.name, attempts)
         raise ExecutionError(self._summary(task, attempts), attempts)
+
+    @staticmethod
+    def _recorder(executor: str, attempts: list[Attempt]) -> RetryNote:
+        """ctx.on_retry for one call: each failed call the executor retried becomes an attempt."""
+        def note(message: str, seconds: float, model: str) -> None:
+            attempts.append(Attempt(executor, model, ok=False, seconds=round(seconds, 3), error=message))
+        return note
 
     def _nothing_to_try(self, task: str) -> str:
         if self.mode == "remote" and self.remote is None:
@@ -161,12 +156,12 @@ class Dispatcher:
         return f"'{task}' can run neither here nor remotely"
 
     @staticmethod
-    def _summary(task: str, attempts: list[dict]) -> str:
-        failed = [a for a in attempts if not a["ok"]]
+    def _summary(task: str, attempts: list[Attempt]) -> str:
+        failed = [a for a in attempts if not a.ok]
         if len(failed) == 1:
-            return failed[0]["error"]
+            return failed[0].error or "failed"
         last_per_try: dict[tuple[str, str], str] = {}
         for a in failed:
-            last_per_try[(a["executor"], a["model"])] = a["error"]
+            last_per_try[(a.executor, a.model)] = a.error or "failed"
         lines = "; ".join(f"{ex} {m}: {err[:200]}" for (ex, m), err in last_per_try.items())
         return f"'{task}' failed on every option tried ({lines})"

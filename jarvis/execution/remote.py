@@ -3,7 +3,7 @@
 Where a call goes: a dedicated endpoint configured for the model or the task type, else the
 self-hosted gateway `remote.base_url` ({base}/models/{model_id}, hf-inference wire format), else
 the Hub's router with `remote.provider`. 429 and 503 (model loading) are retried with backoff;
-every other failure becomes a RemoteError whose `kind` tells the dispatcher what to do next.
+every other failure becomes a RemoteError subclass (jarvis.errors) that tells the dispatcher what to do next.
 """
 from __future__ import annotations
 
@@ -13,27 +13,40 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from huggingface_hub import constants
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled, TextGenerationError
+
 from jarvis.config import RemoteConfig
-from jarvis.runners.base import RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.errors import (
+    BadResponseError,
+    MissingTokenError,
+    ModelLoadingError,
+    NotServedError,
+    RateLimitedError,
+    RemoteAuthError,
+    RemoteBadRequestError,
+    RemoteError,
+    RemoteOfflineError,
+    RemoteTimeoutError,
+    RemoteUnsupportedError,
+    ServiceUnavailableError,
+    TaskError,
+    TransientRemoteError,
+)
+from jarvis.execution.availability import Availability
+from jarvis.hub_internals import HubHttpClient, HubTimeout, HubTransportError, RoutedInferenceClient
+from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
+from jarvis.runners.registry import TASK_TYPES
+from jarvis.runners.remote.adapters import RemoteCall
 
 log = logging.getLogger(__name__)
 
 HUB_HOSTS = ("huggingface.co", "hf.co")
 MAX_WAIT = 30.0          # longest pause honoured from Retry-After / estimated_time
-RETRYABLE = ("rate_limited", "loading")
-
-
-class RemoteError(TaskError):
-    """A remote call failed. kind: auth, not_served, unsupported, rate_limited, loading, timeout,
-    bad_request, bad_response, unavailable, offline, no_token."""
-
-    def __init__(self, message: str, kind: str, wait_hint: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.wait_hint = wait_hint
 
 
 def _is_hub_url(url: str) -> bool:
@@ -41,60 +54,23 @@ def _is_hub_url(url: str) -> bool:
     return any(host == h or host.endswith("." + h) for h in HUB_HOSTS)
 
 
-def _make_client_class():
-    """InferenceClient whose non-streaming requests go through this executor's own HTTP client.
-
-    Why: huggingface_hub's shared session refuses every request under HF_HUB_OFFLINE=1, even to a
-    self-hosted gateway or a private endpoint; we keep that guard for Hub hosts only. The task
-    methods (request building, response parsing) stay the library's own.
-    """
-    import httpx2
-    from huggingface_hub import InferenceClient
-    from huggingface_hub.errors import InferenceTimeoutError
-    from huggingface_hub.inference._common import TASKS_EXPECTING_IMAGES
-    from huggingface_hub.utils import hf_raise_for_status
-
-    class _Client(InferenceClient):
-        def __init__(self, *args: Any, http: httpx2.Client, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self._http = http
-
-        def _inner_post(self, request_parameters, *, stream: bool = False):  # type: ignore[override]
-            if stream:
-                return super()._inner_post(request_parameters, stream=True)
-            headers = request_parameters.headers
-            if request_parameters.task in TASKS_EXPECTING_IMAGES and "Accept" not in headers:
-                headers["Accept"] = "image/png"
-            try:
-                response = self._http.post(request_parameters.url, json=request_parameters.json,
-                                           content=request_parameters.data, headers=headers,
-                                           timeout=self.timeout)
-            except httpx2.TimeoutException as exc:
-                raise InferenceTimeoutError(f"Inference call timed out: {request_parameters.url}") from exc
-            hf_raise_for_status(response)
-            return response.content
-
-    return _Client
-
-
-def _offline_guard(request) -> None:
-    from huggingface_hub import constants
-    from huggingface_hub.errors import OfflineModeIsEnabled
+def _offline_guard(request: Any) -> None:
     if constants.is_offline_mode() and _is_hub_url(str(request.url)):
         raise OfflineModeIsEnabled(f"Cannot reach {request.url.host}: offline mode is enabled (HF_HUB_OFFLINE).")
 
 
 class RemoteExecutor:
-    """Runs a task on a model served remotely; shared by the sessions of one token."""
+    """Runs a task on a model served remotely. It carries one session's token: the controller
+    creates one per run and closes it at the run's end."""
     name = "remote"
 
-    def __init__(self, config: RemoteConfig, token: str, availability=None, backoff: float = 0.5):
+    def __init__(self, config: RemoteConfig, token: str, availability: Availability | None = None,
+                 backoff: float = 0.5):
         self.config = config
         self._token = (token or "").strip()
         self.availability = availability
         self.backoff = backoff
-        self._http = None
-        self._client_cls = None
+        self._http: HubHttpClient | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -115,65 +91,73 @@ class RemoteExecutor:
         """True when calls for this model go to a configured URL (no Hub look-up needed)."""
         return self.target(task, model_id)[1] is None
 
-    def client(self, target: str, provider: str | None):
+    def client(self, target: str, provider: str | None) -> Any:
         """A client for one call: model=URL for endpoints/gateway, provider routing otherwise."""
         with self._lock:
             if self._http is None:
-                import httpx2
-                self._client_cls = _make_client_class()
-                self._http = httpx2.Client(follow_redirects=True, timeout=None,
+                self._http = HubHttpClient(follow_redirects=True, timeout=None,
                                            event_hooks={"request": [_offline_guard]})
+            http = self._http
         is_url = target.startswith(("http://", "https://"))
         if not self._token and not is_url:
-            raise RemoteError("remote execution needs a Hugging Face token: set HF_TOKEN (a token with the "
-                              "'Make calls to Inference Providers' permission) or sign in, or use local mode",
-                              "no_token")
+            raise MissingTokenError("remote execution needs a Hugging Face token: set HF_TOKEN (a token with the "
+                                    "'Make calls to Inference Providers' permission) or sign in, or use local mode")
         # without a session token, send none: never fall back to a token saved on this machine
         headers = {} if self._token else {"authorization": None}
-        return self._client_cls(model=target if is_url else None, provider=None if is_url else provider,
-                                token=self._token or None, timeout=self.config.timeout,
-                                headers=headers, http=self._http)
+        return RoutedInferenceClient(model=target if is_url else None, provider=None if is_url else provider,
+                                     token=self._token or None, timeout=self.config.timeout, headers=headers,
+                                     http=http)
 
-    # -- running -------------------------------------------------------------------------
-    def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext,
-            on_retry: Callable[[str, float, str], None] | None = None) -> TaskOutputs:
-        """Run one task on model_id remotely; 429/503 retried with backoff.
+    # -- the Executor contract -------------------------------------------------------------
+    def can_run(self, task: str) -> bool:
+        spec = TASK_TYPES.get(task)
+        return spec is not None and spec.remote
 
-        on_retry(message, seconds, model) is told of each failed call that did not end the run."""
-        from jarvis.runners.remote import adapters as remote_tasks
-        if task not in remote_tasks.REMOTE_TASKS:
-            raise RemoteError(f"'{task}' cannot run remotely: Inference Providers have no service for it; "
-                              "use local or hybrid mode", "unsupported")
-        vlm_task = task in remote_tasks.VLM_TASKS
+    def ready(self, task: str, model_id: str) -> bool:
+        """Nothing is fetched here first: a served model answers the first call."""
+        return True
+
+    def batches(self, task: str) -> bool:
+        return False   # Inference Providers take one input per request
+
+    def run_batch(self, task: str, model_id: str, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
+        """One call per input, in order."""
+        return [self.run(task, model_id, inputs, ctx) for inputs in batch]
+
+    def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        """Run one task on model_id remotely; 429/503 retried with backoff. Each failed call that did
+        not end the run (a retry, a switch to the vision-language model) is told to ctx.on_retry."""
+        spec = TASK_TYPES.get(task)
+        if spec is None or spec.adapter is None:
+            raise RemoteUnsupportedError(f"'{task}' cannot run remotely: Inference Providers have no service for it; "
+                                         "use local or hybrid mode")
+        adapter, vlm_task = spec.adapter, spec.vlm
         if vlm_task and self._known_unserved(task, model_id):
-            return self._run_vlm(task, model_id, inputs, ctx, on_retry, reason="no provider serves it")
+            return self._run_vlm(task, model_id, inputs, ctx, reason="no provider serves it")
         target, provider = self.target(task, model_id)
         where = "the configured endpoint" if provider is None else f"Inference Providers ({provider})"
         ctx.progress(f"calling {model_id} on {where}")
         try:
-            return self._with_retries(task, model_id, ctx, on_retry, lambda: remote_tasks.call(
-                self.client(target, provider), task, model_id, inputs, ctx, is_url=provider is None))
+            return self._with_retries(task, model_id, ctx, lambda: adapter(
+                RemoteCall(self.client(target, provider), model_id, is_url=provider is None), inputs, ctx))
         except RemoteError as exc:
-            if vlm_task and exc.kind in ("not_served", "unsupported") and self.config.vlm_model:
-                if on_retry is not None:
-                    on_retry(f"{exc}; asking the vision-language model {self.config.vlm_model} instead", 0.0,
+            if vlm_task and isinstance(exc, (NotServedError, RemoteUnsupportedError)) and self.config.vlm_model:
+                ctx.on_retry(f"{exc}; asking the vision-language model {self.config.vlm_model} instead", 0.0,
                              model_id)
-                return self._run_vlm(task, model_id, inputs, ctx, on_retry, reason=str(exc))
+                return self._run_vlm(task, model_id, inputs, ctx, reason=str(exc))
             raise
 
     def close(self) -> None:
-        """Close the HTTP connections (the executor can still be used: they reopen on demand)."""
+        """Close the HTTP connections (a later call would open new ones)."""
         with self._lock:
             http, self._http = self._http, None
         if http is not None:
             http.close()
 
-    def _run_vlm(self, task, model_id, inputs, ctx, on_retry, reason: str) -> TaskOutputs:
-        from jarvis.runners.remote import adapters as remote_tasks
-        vlm = self.config.vlm_model
-        if not vlm:
-            raise RemoteError(f"{model_id} is not served remotely for {task} and remote.vlm_model is empty",
-                              "not_served")
+    def _run_vlm(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext, reason: str) -> TaskOutputs:
+        vlm, adapter = self.config.vlm_model, TASK_TYPES[task].vlm_adapter
+        if not vlm or adapter is None:
+            raise NotServedError(f"{model_id} is not served remotely for {task} and remote.vlm_model is empty")
         endpoints = self.config.endpoints or {}
         if endpoints.get(vlm):
             target, provider = str(endpoints[vlm]), None
@@ -182,10 +166,9 @@ class RemoteExecutor:
         else:
             target, provider = vlm, (self.config.provider or "auto")
         ctx.progress(f"{model_id} is not served for {task}; asking the vision-language model {vlm}")
-        outputs = self._with_retries(task, vlm, ctx, on_retry, lambda: remote_tasks.call_vlm(
-            self.client(target, provider), task, vlm, inputs, ctx))
-        detail = outputs.detail if isinstance(outputs.detail, dict) else {"result": outputs.detail}
-        outputs.detail = {**detail, "served_by": vlm, "requested_model": model_id,
+        outputs = self._with_retries(task, vlm, ctx, lambda: adapter(
+            RemoteCall(self.client(target, provider), vlm, is_url=provider is None), inputs, ctx))
+        outputs.detail = {**(outputs.detail or {}), "served_by": vlm, "requested_model": model_id,
                           "note": f"served by VLM {vlm} through chat completion ({model_id}: {reason[:200]})"}
         return outputs
 
@@ -194,35 +177,34 @@ class RemoteExecutor:
             return False
         return self.availability.serves(model_id, task, timeout=min(5.0, self.config.timeout)) is False
 
-    def _with_retries(self, task: str, model_id: str, ctx: RunContext,
-                      on_retry: Callable[[str, float, str], None] | None, fn: Callable[[], TaskOutputs]) -> TaskOutputs:
+    def _with_retries(self, task: str, model_id: str, ctx: RunContext, fn: Callable[[], TaskOutputs]) -> TaskOutputs:
         retries = max(0, int(self.config.max_retries))
         deadline = time.monotonic() + self.config.timeout * (retries + 1) + MAX_WAIT
         for attempt in range(retries + 1):
             started = time.monotonic()
             try:
                 return fn()
+            except RemoteError as exc:
+                err = exc
             except Exception as exc:
-                err = exc if isinstance(exc, RemoteError) else self.classify(exc, task, model_id)
-                if err is not exc:
-                    err.__cause__ = exc
-                if err.kind not in RETRYABLE or attempt >= retries:
-                    raise err
-                wait = self._wait(attempt, err.wait_hint)
-                if time.monotonic() + wait >= deadline:
-                    raise err
-                log.info("%s: %s; retrying in %.1fs", model_id, err.kind, wait)
-                ctx.progress(f"{model_id}: {err} - retrying in {wait:.1f}s")
-                if on_retry is not None:
-                    on_retry(f"{err} (retried after {wait:.1f}s)", time.monotonic() - started, model_id)
-                time.sleep(wait)
-        raise RemoteError(f"{model_id} failed after {retries} retries", "unavailable")  # pragma: no cover
+                err = self.classify(exc, task, model_id)
+                err.__cause__ = exc
+            if not isinstance(err, TransientRemoteError) or attempt >= retries:
+                raise err
+            wait = self._wait(attempt, err.wait_hint)
+            if time.monotonic() + wait >= deadline:
+                raise err
+            log.info("%s: %s; retrying in %.1fs", model_id, type(err).__name__, wait)
+            ctx.progress(f"{model_id}: {err} - retrying in {wait:.1f}s")
+            ctx.on_retry(f"{err} (retried after {wait:.1f}s)", time.monotonic() - started, model_id)
+            time.sleep(wait)
+        raise ServiceUnavailableError(f"{model_id} failed after {retries} retries")  # pragma: no cover
 
     def _wait(self, attempt: int, hint: float | None) -> float:
         cap = min(MAX_WAIT, float(self.config.timeout))
         if hint is not None and hint >= 0:
             return min(hint, cap)
-        return min(self.backoff * (2 ** attempt) * (1 + 0.1 * random.random()), cap)
+        return min(self.backoff * (2.0 ** attempt) * (1 + 0.1 * random.random()), cap)
 
     # -- errors --------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
@@ -233,82 +215,77 @@ class RemoteExecutor:
 
     def classify(self, exc: BaseException, task: str, model_id: str) -> RemoteError:
         """Turn any failure of a call into a RemoteError with a message a user can act on."""
-        import httpx2
-        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled, TextGenerationError
         timeout = self.config.timeout
         if isinstance(exc, TextGenerationError) and isinstance(exc.__cause__, HfHubHTTPError):
             exc = exc.__cause__  # TGI's typed error: the HTTP status says more
-        if isinstance(exc, (InferenceTimeoutError, httpx2.TimeoutException, TimeoutError)):
-            return RemoteError(f"{model_id} did not answer within {timeout:g}s (remote.timeout); "
-                               "try again later or pick another model", "timeout")
+        if isinstance(exc, (InferenceTimeoutError, HubTimeout, TimeoutError)):
+            return RemoteTimeoutError(f"{model_id} did not answer within {timeout:g}s (remote.timeout); "
+                                      "try again later or pick another model")
         if isinstance(exc, OfflineModeIsEnabled):
-            return RemoteError("HF_HUB_OFFLINE is set, so Inference Providers cannot be reached; unset it, "
-                               "or set remote.base_url (JARVIS_REMOTE_BASE_URL) to a self-hosted gateway", "offline")
+            return RemoteOfflineError("HF_HUB_OFFLINE is set, so Inference Providers cannot be reached; unset it, "
+                                      "or set remote.base_url (JARVIS_REMOTE_BASE_URL) to a self-hosted gateway")
         if isinstance(exc, HfHubHTTPError) and getattr(exc, "response", None) is not None:
             return self._http_error(exc, task, model_id)
-        if isinstance(exc, httpx2.TransportError):
-            return RemoteError(f"could not reach the inference service for {model_id} "
-                               f"({type(exc).__name__}); check the network or remote.base_url", "unavailable")
+        if isinstance(exc, HubTransportError):
+            return ServiceUnavailableError(f"could not reach the inference service for {model_id} "
+                                           f"({type(exc).__name__}); check the network or remote.base_url")
         if isinstance(exc, ValueError) and "not supported" in str(exc).lower() and "provider" in str(exc).lower():
-            return RemoteError(f"{model_id} is not served for {task} by provider {self.config.provider}: "
-                               f"{self._scrub(str(exc))[:200]}", "not_served")
+            return NotServedError(f"{model_id} is not served for {task} by provider {self.config.provider}: "
+                                  f"{self._scrub(str(exc))[:200]}")
         if isinstance(exc, ValueError) and "no provider mapping" in str(exc).lower():
-            return RemoteError(f"no Inference Provider serves {model_id}; pick another model or run it locally",
-                               "not_served")
+            return NotServedError(f"no Inference Provider serves {model_id}; pick another model or run it locally")
         if isinstance(exc, StopIteration):  # the library's "auto" pick over an empty provider mapping
-            return RemoteError(f"no Inference Provider serves {model_id}; pick another model or run it locally",
-                               "not_served")
+            return NotServedError(f"no Inference Provider serves {model_id}; pick another model or run it locally")
         if isinstance(exc, TaskError):
-            return RemoteError(self._scrub(str(exc)), "bad_response")
+            return BadResponseError(self._scrub(str(exc)))
         reason = self._scrub(str(exc)).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        return RemoteError(f"{model_id} returned a response Jarvis could not read ({type(exc).__name__}: "
-                           f"{reason}); try another model", "bad_response")
+        return BadResponseError(f"{model_id} returned a response Jarvis could not read ({type(exc).__name__}: "
+                                f"{reason}); try another model")
 
-    def _http_error(self, exc, task: str, model_id: str) -> RemoteError:
+    def _http_error(self, exc: Any, task: str, model_id: str) -> RemoteError:
         response = exc.response
         status = response.status_code
         server = self._scrub(getattr(exc, "server_message", None) or "").strip().splitlines()
         said = f": {server[0][:200]}" if server else ""
         if status in (401, 403):
-            return RemoteError(
+            return RemoteAuthError(
                 f"the Hugging Face token was refused (HTTP {status}) calling {model_id}: check that HF_TOKEN is "
-                "valid, allowed to 'Make calls to Inference Providers', and has access to this model", "auth")
+                "valid, allowed to 'Make calls to Inference Providers', and has access to this model")
         if status == 402:
-            return RemoteError(f"Inference Providers refused {model_id} (HTTP 402, credits exhausted): add credits "
-                               "or a PRO subscription, or run locally", "auth")
+            return RemoteAuthError(f"Inference Providers refused {model_id} (HTTP 402, credits exhausted): add credits "
+                                   "or a PRO subscription, or run locally")
         if status == 404:
-            return RemoteError(f"{model_id} is not served for {task} (HTTP 404){said}; pick another model "
-                               "or run it locally", "not_served")
+            return NotServedError(f"{model_id} is not served for {task} (HTTP 404){said}; pick another model "
+                                  "or run it locally")
         if status == 429:
-            return RemoteError(f"rate limited calling {model_id} (HTTP 429); wait a moment or check your "
-                               "Inference Providers quota", "rate_limited", _retry_after(response))
+            return RateLimitedError(f"rate limited calling {model_id} (HTTP 429); wait a moment or check your "
+                                    "Inference Providers quota", _retry_after(response))
         if status == 503:
             hint = _estimated_time(response)
             if hint is None:
                 hint = _retry_after(response)
             loading = "loading" in " ".join(server).lower()
-            return RemoteError(f"{model_id} is {'still loading' if loading else 'unavailable'} (HTTP 503){said}; "
-                               "try again in a minute or pick another model", "loading", hint)
+            return ModelLoadingError(f"{model_id} is {'still loading' if loading else 'unavailable'} (HTTP 503){said}; "
+                                     "try again in a minute or pick another model", hint)
         if status in (400, 413, 422):
-            return RemoteError(f"{model_id} rejected the input (HTTP {status}){said}", "bad_request")
-        return RemoteError(f"the inference service failed for {model_id} (HTTP {status}){said}", "unavailable")
+            return RemoteBadRequestError(f"{model_id} rejected the input (HTTP {status}){said}")
+        return ServiceUnavailableError(f"the inference service failed for {model_id} (HTTP {status}){said}")
 
 
-def _retry_after(response) -> float | None:
+def _retry_after(response: Any) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        from email.utils import parsedate_to_datetime
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
         except (TypeError, ValueError):
             return None
 
 
-def _estimated_time(response) -> float | None:
+def _estimated_time(response: Any) -> float | None:
     try:
         data = json.loads(response.content or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -8,7 +8,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from jarvis.files.store import ResourceError, media_type
+import soundfile as sf
+from PIL import Image, UnidentifiedImageError
+
+from jarvis.errors import ResourceError
+from jarvis.files.media_types import media_type
 
 # What each sniffed suffix is called in messages.
 _LABELS = {
@@ -117,8 +121,6 @@ def _pixels_ok(name: str, width: int, height: int, limit: int) -> None:
 
 
 def _check_image(path: Path, limit: int) -> None:
-    from PIL import Image, UnidentifiedImageError
-
     name = path.name
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -142,8 +144,6 @@ def _check_image(path: Path, limit: int) -> None:
 
 
 def _check_audio(path: Path, sniffed: str | None) -> None:
-    import soundfile as sf
-
     name = path.name
     try:
         with sf.SoundFile(str(path)) as f:
@@ -180,13 +180,15 @@ def _check_av(path: Path, sniffed: str | None, kind: str, limit: int) -> None:
             if not streams:
                 raise ResourceError(f"{name} has no {kind} stream")
             stream = streams[0]
-            if kind == "video":
-                _pixels_ok(name, stream.codec_context.width, stream.codec_context.height, limit)
+            codec = stream.codec_context
+            if isinstance(codec, av.VideoCodecContext):
+                _pixels_ok(name, codec.width, codec.height, limit)
             for count, packet in enumerate(container.demux(stream)):
                 frames = packet.decode()
                 if frames:
-                    if kind == "audio":
-                        _audio_sane(name, frames[0].samples, frames[0].sample_rate, len(frames[0].layout.channels))
+                    frame = frames[0]
+                    if isinstance(frame, av.AudioFrame):
+                        _audio_sane(name, frame.samples, frame.sample_rate, len(frame.layout.channels))
                     return
                 if count >= _MAX_PACKETS:
                     break

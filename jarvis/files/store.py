@@ -13,27 +13,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-MEDIA_SUFFIXES = {
-    "image": {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"},
-    "audio": {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"},
-    "video": {".mp4", ".webm", ".mov", ".mkv", ".avi"},
-}
-
-
-class ResourceError(Exception):
-    """A resource named in a plan cannot be used; the message says why and what to do."""
-
-
-def media_type(name: str) -> str | None:
-    suffix = Path(name).suffix.lower()
-    for rtype, suffixes in MEDIA_SUFFIXES.items():
-        if suffix in suffixes:
-            return rtype
-    return None
+from jarvis.errors import ResourceError
+from jarvis.files.media_types import media_type
+from jarvis.files.url_fetch import fetch_to_store
 
 
 @dataclass
 class Resource:
+    """One file of a session, as the planner knows it."""
     name: str        # what the planner calls it
     path: Path
     type: str        # image | audio | video | text
@@ -49,7 +36,7 @@ def _safe_name(name: str) -> str:
 class ResourceStore:
     """The files one session may use. URL fetches take their caps (config.files) from here."""
 
-    def __init__(self, root: Path | None = None, *, max_download_mb: float = 25.0,
+    def __init__(self, root: str | Path | None = None, *, max_download_mb: float = 25.0,
                  fetch_timeout: float = 20.0, max_image_megapixels: float = 40.0):
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="jarvis-session-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -88,6 +75,7 @@ class ResourceStore:
         return self._unique(f"{stem}-{uuid.uuid4().hex[:8]}{suffix}")
 
     def register_generated(self, path: Path) -> Resource:
+        """Record a file a task wrote into this store."""
         return self._register(Path(path), "generated")
 
     def register_fetched(self, path: Path, url: str) -> Resource:
@@ -102,10 +90,8 @@ class ResourceStore:
             cached = self._fetched.get(url)
         if cached is not None and cached.is_file():
             return cached
-        from jarvis.files.url_fetch import fetch_to_store
-        path = fetch_to_store(url, self, max_bytes=self.max_download_bytes, timeout=self.fetch_timeout,
+        return fetch_to_store(url, self, max_bytes=self.max_download_bytes, timeout=self.fetch_timeout,
                               max_megapixels=self.max_image_megapixels)
-        return self.register_fetched(path, url).path
 
     def _register(self, path: Path, origin: str) -> Resource:
         res = Resource(path.name, path, media_type(path.name) or "text", origin)
@@ -115,6 +101,7 @@ class ResourceStore:
 
     # -- reading --------------------------------------------------------
     def list(self) -> list[Resource]:
+        """Every file of the session, in the order it arrived."""
         with self._lock:
             return list(self._items.values())
 
@@ -148,6 +135,7 @@ class ResourceStore:
         )
 
     def cleanup(self) -> None:
+        """Delete the directory and forget its files."""
         shutil.rmtree(self.root, ignore_errors=True)
         with self._lock:
             self._items.clear()

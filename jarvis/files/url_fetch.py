@@ -10,17 +10,22 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
 import httpcore
 import httpx
 
-from jarvis.files.store import MEDIA_SUFFIXES, ResourceError, ResourceStore, media_type
+from jarvis.errors import ResourceError
+from jarvis.files.content_checks import check_media, sniff_bytes
+from jarvis.files.media_types import MEDIA_SUFFIXES, MIME_SUFFIXES, SUFFIX_TYPES, all_suffixes, media_type
+from jarvis.shorten import shorten
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = {301, 302, 303, 307, 308}
@@ -29,24 +34,23 @@ _HEADERS = {
     "Accept": "image/*, audio/*, video/*, application/octet-stream;q=0.5",
     "Accept-Encoding": "identity",
 }
-# Content types Jarvis can use, and the file suffix each one gets in the store.
-_CONTENT_SUFFIX = {
-    "image/png": ".png", "image/apng": ".png", "image/jpeg": ".jpg", "image/jpg": ".jpg",
-    "image/pjpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp", "image/bmp": ".bmp",
-    "image/x-ms-bmp": ".bmp", "image/tiff": ".tiff",
-    "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
-    "audio/flac": ".flac", "audio/x-flac": ".flac", "audio/mpeg": ".mp3", "audio/mp3": ".mp3",
-    "audio/ogg": ".ogg", "audio/vorbis": ".ogg", "audio/opus": ".opus", "audio/mp4": ".m4a",
-    "audio/x-m4a": ".m4a",
-    "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov",
-    "video/x-matroska": ".mkv", "video/x-msvideo": ".avi", "video/avi": ".avi",
-}
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+
+
+class FetchTarget(Protocol):
+    """Where a fetched file goes: a session's ResourceStore. Structural, so that the store can
+    call this fetcher without the fetcher depending on the store."""
+    root: Path
+
+    def new_path(self, stem: str, suffix: str) -> Path: ...
+
+    def register_fetched(self, path: Path, url: str) -> Any: ...
 
 
 # -- address vetting -------------------------------------------------------
@@ -98,23 +102,24 @@ def _literal_address(host: str) -> IPAddress | None:
 
 def _resolve(host: str, port: int, deadline: float) -> list[IPAddress]:
     """getaddrinfo with the fetch's deadline (the lookup runs in a daemon thread)."""
-    box: dict[str, object] = {}
+    infos: list[tuple[Any, ...]] = []
+    failures: list[Exception] = []
 
     def work() -> None:
         try:
-            box["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except (OSError, UnicodeError) as exc:
-            box["error"] = exc
+            failures.append(exc)
 
     worker = threading.Thread(target=work, name="jarvis-dns", daemon=True)
     worker.start()
     worker.join(max(0.0, deadline - time.monotonic()))
     if worker.is_alive():
         raise httpcore.ConnectTimeout(f"DNS lookup of {host} did not finish")
-    if "error" in box:
-        raise ResourceError(f"could not find the host {host!r} (DNS lookup failed: {box['error']})")
+    if failures:
+        raise ResourceError(f"could not find the host {host!r} (DNS lookup failed: {failures[0]})")
     addresses: list[IPAddress] = []
-    for info in box["infos"]:  # type: ignore[union-attr]
+    for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if ip not in addresses:
             addresses.append(ip)
@@ -178,11 +183,12 @@ class _DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
         left = self._backend.time_left(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, left), self._backend)
 
-    def get_extra_info(self, info: str):
+    def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
 
 
@@ -206,7 +212,8 @@ class PinnedBackend(httpcore.NetworkBackend):
             raise error("the overall time limit was reached")
         return left if timeout is None else min(timeout, left)
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[SocketOption] | None = None) -> httpcore.NetworkStream:
         addresses = self._pins.get(str(host).lower())
         if not addresses:
             raise ResourceError(f"refused: {host} was not checked before connecting")
@@ -222,7 +229,8 @@ class PinnedBackend(httpcore.NetworkBackend):
         assert failure is not None
         raise failure
 
-    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[SocketOption] | None = None) -> httpcore.NetworkStream:
         raise ResourceError("refused: unix sockets are never used for fetching")
 
 
@@ -231,7 +239,7 @@ class _Body(httpx.SyncByteStream):
         self._response = response
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._response.stream  # type: ignore[union-attr]
+        yield from cast(Iterable[bytes], self._response.stream)   # a sync pool's stream is sync
 
     def close(self) -> None:
         self._response.close()
@@ -262,10 +270,11 @@ class PinnedTransport(httpx.BaseTransport):
 
 
 # -- the fetch -------------------------------------------------------------
-def fetch_to_store(url: str, store: ResourceStore, *, max_bytes: int = 25 * 2**20,
+def fetch_to_store(url: str, store: FetchTarget, *, max_bytes: int = 25 * 2**20,
                    timeout: float = 20.0, allow_private: bool = False,
                    max_megapixels: float = 40.0) -> Path:
-    """Download the image/audio/video at a public http(s) URL into `store`; returns its path.
+    """Download the image/audio/video at a public http(s) URL into `store` (registered there as
+    fetched from `url`); returns its path.
 
     `allow_private` is for tests only: it lets loopback addresses (a local test server) through;
     every other non-public range stays refused.
@@ -297,7 +306,7 @@ def fetch_to_store(url: str, store: ResourceStore, *, max_bytes: int = 25 * 2**2
                         f"the server answered {response.status_code} {response.reason_phrase} "
                         f"for {_short(str(current))}"
                     )
-                return _save(response, httpx.URL(url), store, max_bytes, max_megapixels)
+                return _save(response, url, store, max_bytes, max_megapixels)
             finally:
                 response.close()
         raise ResourceError(f"too many redirects (more than {MAX_REDIRECTS}) fetching {_short(url)}")
@@ -311,15 +320,14 @@ def fetch_to_store(url: str, store: ResourceStore, *, max_bytes: int = 25 * 2**2
         transport.close()
 
 
-def _save(response: httpx.Response, original: httpx.URL, store: ResourceStore, max_bytes: int,
+def _save(response: httpx.Response, url: str, store: FetchTarget, max_bytes: int,
           max_megapixels: float) -> Path:
     """Check type and size, stream the body to a store file, check the media; returns its path."""
-    from jarvis.files.content_checks import check_media, sniff_bytes
-
+    original = httpx.URL(url)
     content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     url_suffix = PurePosixPath(unquote(original.path)).suffix.lower()
     declared = _suffix_for(content_type, url_suffix, str(original))
-    rtype = media_type("x" + declared)
+    rtype = SUFFIX_TYPES[declared]
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ResourceError(
@@ -353,13 +361,14 @@ def _save(response: httpx.Response, original: httpx.URL, store: ResourceStore, m
     except ResourceError:
         dest.unlink(missing_ok=True)
         raise
-    store.register_generated(dest)
+    store.register_fetched(dest, url)
     return dest
 
 
 def _suffix_for(content_type: str, url_suffix: str, url: str) -> str:
-    if content_type in _CONTENT_SUFFIX:
-        return _CONTENT_SUFFIX[content_type]
+    """The media suffix the response declares (its content type, else the URL's suffix); refused otherwise."""
+    if content_type in MIME_SUFFIXES:
+        return MIME_SUFFIXES[content_type]
     major = content_type.split("/", 1)[0]
     if major in MEDIA_SUFFIXES and url_suffix in MEDIA_SUFFIXES[major] and content_type != "image/svg+xml":
         return url_suffix
@@ -368,7 +377,7 @@ def _suffix_for(content_type: str, url_suffix: str, url: str) -> str:
     shown = content_type or "no content type"
     raise ResourceError(
         f"{_short(url)} is {shown}, not an image, audio or video file Jarvis can use "
-        f"(accepted: {', '.join(sorted({s for v in MEDIA_SUFFIXES.values() for s in v}))})"
+        f"(accepted: {', '.join(all_suffixes())})"
     )
 
 
@@ -387,7 +396,5 @@ def _size(n: int) -> str:
 
 
 def _short(url: str, hide_userinfo: bool = False) -> str:
-    text = str(url)
-    if hide_userinfo:
-        text = re.sub(r"//[^/@]*@", "//", text)
-    return text if len(text) <= 100 else text[:97] + "..."
+    """The URL as messages show it: at most 100 characters; without its user name and password if asked."""
+    return shorten(re.sub(r"//[^/@]*@", "//", url) if hide_userinfo else url, 100)

@@ -1,17 +1,26 @@
 """Command line: `python -m jarvis run "REQUEST" [--file PATH]... [--json]`, `chat`, `catalog refresh`,
-`serve`. Progress goes to stderr; the answer (or --json's single object) to stdout."""
+`serve`. Progress goes to stderr; the answer (or --json's single object, RunResult.to_dict()) to
+stdout. The server stacks (gradio for `ui`; fastapi and uvicorn for `serve`) load only for those commands."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
-from jarvis.config import ConfigError, load_config
+from jarvis.catalog.entries import Catalog
+from jarvis.catalog.refresh import main as refresh_main
+from jarvis.config import load_config
+from jarvis.errors import CatalogError, ConfigError
 from jarvis.events import (
     AnswerDelta,
     Done,
+    Event,
     Failed,
     ModelChosen,
     PlanReady,
@@ -21,6 +30,9 @@ from jarvis.events import (
     TaskSkipped,
     TaskStarted,
 )
+from jarvis.pipeline.controller import Controller
+from jarvis.pipeline.records import RunResult
+from jarvis.session import Session
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,13 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(event, out) -> None:
+def _progress(event: Event, out: TextIO) -> None:
+    """One line on stderr per step, so a person can follow the run."""
     if isinstance(event, PlanReady):
         if not event.tasks:
             print("plan: no tasks (plain conversation)", file=out)
         for t in event.tasks:
-            print(f"plan: task {t['id']} {t['task']} dep={t['dep']} args={json.dumps(t['args'], ensure_ascii=False)}"
-                  + (f"  !! {t['error']}" if t.get("error") else ""), file=out)
+            print(f"plan: task {t.id} {t.task} dep={t.dep or [-1]} args={json.dumps(t.args_json(), ensure_ascii=False)}"
+                  + (f"  !! {t.error}" if t.error else ""), file=out)
         for r in event.repairs:
             print(f"plan: repaired: {r}", file=out)
     elif isinstance(event, ModelChosen):
@@ -65,17 +78,20 @@ def _progress(event, out) -> None:
     elif isinstance(event, TaskProgress):
         print(f"run: task {event.task_id}: {event.message}", file=out)
     elif isinstance(event, TaskFinished):
-        outs = ", ".join(f"{k}={v[:80] if k == 'text' else v}" for k, v in event.outputs.items())
-        print(f"done: task {event.task_id} in {event.finished - event.started:.2f}s: {outs}", file=out)
+        rec = event.record
+        outs = ", ".join(f"{k}={v[:80] if k == 'text' else v}" for k, v in rec.outputs.items())
+        print(f"done: task {rec.id} in {rec.seconds or 0.0:.2f}s: {outs}", file=out)
     elif isinstance(event, TaskFailed):
-        print(f"failed: task {event.task_id} {event.task}: {event.error}", file=out)
+        print(f"failed: task {event.record.id} {event.record.task}: {event.record.error}", file=out)
     elif isinstance(event, TaskSkipped):
-        print(f"skipped: task {event.task_id} {event.task}: {event.reason}", file=out)
+        print(f"skipped: task {event.record.id} {event.record.task}: {event.record.error}", file=out)
     out.flush()
 
 
-def _answer(controller, session, request, files, *, as_json: bool) -> int:
-    result = None
+def _answer(controller: Controller, session: Session, request: str, files: Sequence[str | Path], *,
+            as_json: bool) -> int:
+    """Run one request: the answer streamed to stdout (or the --json record); 0 when answered."""
+    result: RunResult | None = None
     streamed = False
     for event in controller.run(session, request, files):
         if isinstance(event, Failed):
@@ -94,7 +110,7 @@ def _answer(controller, session, request, files, *, as_json: bool) -> int:
             continue
         _progress(event, sys.stderr)
     if as_json:
-        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        print(json.dumps(result.to_dict() if result is not None else None, ensure_ascii=False, indent=2, default=str))
     elif streamed:
         print()
     return 0 if result is not None else 1
@@ -106,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "catalog" and args.action == "refresh":
-        from jarvis.catalog.refresh import main as refresh_main
         return refresh_main(args.rest)
     try:
         config = load_config(args.config)
@@ -116,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad config: {exc}", file=sys.stderr)
         return 2
     if args.command == "catalog":
-        from jarvis.catalog.entries import Catalog
         cat = Catalog.load(config.catalog.path or None)
         for task in cat.tasks():
             print(f"{task}: {', '.join(m.id for m in cat.candidates(task, k=10, mode='hybrid'))}")
@@ -127,28 +141,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ui":
         from jarvis.frontends.web.app import launch
         return launch(config)
-    from jarvis.catalog.entries import CatalogError
-    from jarvis.pipeline.controller import Controller
-    from jarvis.session import Session
     try:
         controller = Controller(config)
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run_or_chat(args, controller)
+    finally:
+        controller.close()
+
+
+def _run_or_chat(args: argparse.Namespace, controller: Controller) -> int:
+    """`run` or `chat` in a new session whose files go to a new folder under --out: reported at the
+    end (they are the user's results), removed when nothing was produced."""
     if args.command == "run":
         missing = [f for f in args.file if not Path(f).is_file()]
         if missing:
             print(f"error: file not found: {missing[0]}", file=sys.stderr)
             return 2
-    import time
-    import uuid
     out_dir = Path(args.out) / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     try:
         out_dir.mkdir(parents=True)
     except OSError as exc:
         print(f"error: cannot create the output folder {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
-    session = Session.create(config, root=out_dir)  # kept after the run: the files are the user's results
+    session = Session.create(controller.config, root=out_dir)
     try:
         if args.command == "run":
             return _answer(controller, session, args.request, args.file, as_json=args.json)
@@ -156,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         session.cancel.set()
         if not any(session.store.root.iterdir()):
-            session.store.root.rmdir()  # nothing produced: leave no empty folder behind
+            session.store.root.rmdir()
         else:
             print(f"files of this run: {session.store.root}", file=sys.stderr)
 
 
-def _chat(controller, session, files) -> int:
+def _chat(controller: Controller, session: Session, files: Sequence[str | Path]) -> int:
+    """Read requests from stdin until /quit; each answer keeps the session's history."""
     print("Jarvis chat. Attach files with '/file PATH', quit with '/quit' or Ctrl-D.", file=sys.stderr)
     pending = list(files)
     while True:

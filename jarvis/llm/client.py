@@ -11,15 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from jarvis.config import Config
+from jarvis.errors import LLMError
 
 log = logging.getLogger(__name__)
-
-
-class LLMError(Exception):
-    """The LLM could not answer; the message says why and what to do."""
 
 
 @dataclass
@@ -60,6 +58,11 @@ def _text_of(content) -> str | None:
     return None
 
 
+def _limit(max_tokens: int | None) -> dict[str, Any]:
+    """The max_tokens argument when a limit is set (servers differ in what they do with null)."""
+    return {"max_tokens": max_tokens} if max_tokens else {}
+
+
 def _host(url: str) -> str:
     parsed = urlparse(url)
     return parsed.netloc or url
@@ -69,19 +72,20 @@ class LLM:
     """One configured LLM endpoint. Cheap to build: one per session (each session has its own key)."""
 
     def __init__(self, config: Config):
-        import openai  # lazy: keeps `python -m jarvis --help` fast
+        import openai  # lazy: its import takes ~0.3 s, paid at the first request instead of at app start
 
         self._openai = openai
         self.base_url, key, self.model = config.llm_endpoint()
         self._key = key
         self.temperature = config.llm.temperature
         self.max_answer_tokens = config.llm.max_answer_tokens
-        common = dict(api_key=key or "missing", timeout=config.llm.timeout, max_retries=config.llm.max_retries)
+        api_key, timeout, retries = key or "missing", config.llm.timeout, config.llm.max_retries
+        self.client: openai.OpenAI
         if config.llm.api_type == "azure":
-            self.client = openai.AzureOpenAI(azure_endpoint=self.base_url,
-                                             api_version=config.llm.azure_api_version, **common)
+            self.client = openai.AzureOpenAI(azure_endpoint=self.base_url, api_version=config.llm.azure_api_version,
+                                             api_key=api_key, timeout=timeout, max_retries=retries)
         else:
-            self.client = openai.OpenAI(base_url=self.base_url, **common)
+            self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=retries)
         self.has_key = bool(key)
 
     # -- errors ---------------------------------------------------------
@@ -130,12 +134,9 @@ class LLM:
         start = time.perf_counter()
         try:
             resp = self.client.chat.completions.create(
-                model=self.model, messages=messages,
-                temperature=self.temperature if temperature is None else temperature,
-                **({"max_tokens": max_tokens} if max_tokens else {}))
-        except self._openai.OpenAIError as exc:
-            raise self._explain(exc) from None
-        except Exception as exc:
+                model=self.model, messages=cast(Any, messages),
+                temperature=self.temperature if temperature is None else temperature, **_limit(max_tokens))
+        except Exception as exc:  # the SDK's errors and a malformed body alike: one message, no key in it
             raise self._explain(exc) from None
         # a malformed body is parsed without validation: check every level before using it
         choices = getattr(resp, "choices", None)
@@ -157,9 +158,8 @@ class LLM:
         """A streamed chat completion: yields text deltas; counts usage from the final chunk."""
         try:
             chunks = self.client.chat.completions.create(
-                model=self.model, messages=messages, temperature=self.temperature, stream=True,
-                stream_options={"include_usage": True},
-                **({"max_tokens": max_tokens} if max_tokens else {}))
+                model=self.model, messages=cast(Any, messages), temperature=self.temperature, stream=True,
+                stream_options={"include_usage": True}, **_limit(max_tokens))
         except self._openai.OpenAIError as exc:
             raise self._explain(exc) from None
         prompt = completion = 0
@@ -176,9 +176,7 @@ class LLM:
                     text = getattr(delta, "content", None) if delta else None
                     if text and isinstance(text, str):
                         yield text
-        except self._openai.OpenAIError as exc:
-            raise self._explain(exc) from None
-        except Exception as exc:
+        except Exception as exc:  # a dropped stream, a malformed chunk: one message, no key in it
             raise self._explain(exc) from None
         finally:
             usage.add(prompt, completion)

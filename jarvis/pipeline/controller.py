@@ -1,25 +1,36 @@
 """The controller: runs HuggingGPT's four stages for one request and emits a stream of events.
-The web UI, the CLI and the HTTP API only consume this stream."""
+The web UI, the CLI and the HTTP API only consume this stream.
+
+It owns the executors: the local one (with the process's model cache) lives as long as the
+controller, a remote one is created for each run that needs it (it carries the session's token)
+and closed when the run ends; `close()` releases the shared ones when the app stops.
+"""
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
-from jarvis.catalog.entries import Catalog, describe
+from jarvis.catalog.entries import Catalog, ModelInfo, describe
 from jarvis.config import Config
+from jarvis.errors import LLMError, PlanError, ResourceError
 from jarvis.events import AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady
+from jarvis.execution.availability import Availability
 from jarvis.execution.dispatch import Dispatcher
+from jarvis.execution.executor import Executor
 from jarvis.execution.local import LocalExecutor
-from jarvis.files.store import ResourceError
+from jarvis.execution.remote import RemoteExecutor
+from jarvis.files.content_checks import check_media
 from jarvis.llm import prompts
-from jarvis.llm.client import LLM, LLMError, Usage
-from jarvis.pipeline.plan import Plan, PlanError, parse_plan
-from jarvis.pipeline.respond import answer_messages, chat_messages, fallback_answer
+from jarvis.llm.client import LLM, Usage
+from jarvis.pipeline.inputs import MediaCheck
+from jarvis.pipeline.plan import Plan, parse_plan
+from jarvis.pipeline.records import LLMUsage, RunResult, StageTimings, TaskRecord
+from jarvis.pipeline.respond import Message, answer_messages, chat_messages, fallback_answer
 from jarvis.pipeline.scheduler import Scheduler
-from jarvis.pipeline.selection import select_models
+from jarvis.pipeline.selection import Choice, select_models
 from jarvis.runners.registry import TASK_TYPES
 from jarvis.session import Session
 
@@ -27,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def task_list_for_prompt(mode: str) -> str:
+    """The task types the planner may use in this mode, one line each: name: inputs -> outputs."""
     lines = []
     for t in TASK_TYPES.values():
         if (mode == "local" and not t.local) or (mode == "remote" and not t.remote):
@@ -36,44 +48,44 @@ def task_list_for_prompt(mode: str) -> str:
     return "\n".join(lines)
 
 
-class Controller:
-    """Shared by every session: holds the catalog and the local model cache, nothing per user."""
+def _elapsed(since: float) -> float:
+    return round(time.perf_counter() - since, 3)
 
-    def __init__(self, config: Config, catalog: Catalog | None = None, local: LocalExecutor | None = None):
+
+class Controller:
+    """Shared by every session: the catalog, the local executor and the provider-availability
+    caches; nothing per user. `llm` builds a run's LLM client from the session's config."""
+
+    def __init__(self, config: Config, catalog: Catalog | None = None, local: Executor | None = None,
+                 llm: Callable[[Config], LLM] = LLM):
         self.config = config
         self.catalog = catalog or Catalog.load(config.catalog.path or None)
-        self.local = local or LocalExecutor(config.local.device, config.local.memory_budget_gb,
-                                            options={"max_new_tokens": config.local.max_new_tokens,
-                                                     "diffusion_steps": config.local.diffusion_steps})
-        self._availability: dict[str, object] = {}
+        self.local: Executor = local or LocalExecutor.from_config(config.local)
+        self._llm = llm
+        self._availability: dict[str, Availability] = {}
         self._availability_lock = threading.Lock()
 
-    # -- pieces -----------------------------------------------------------
-    def _dispatcher(self, cfg: Config) -> Dispatcher:
-        mode = cfg.inference.mode
-        remote = None
-        if mode in ("remote", "hybrid"):
-            from jarvis.execution.remote import RemoteExecutor
-            remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token, availability=self._shared_availability(cfg))
-        return Dispatcher(mode, self.local, remote)
+    def close(self) -> None:
+        """Release the shared executor and look-up pools (the app is stopping)."""
+        self.local.close()
+        with self._availability_lock:
+            pools, self._availability = list(self._availability.values()), {}
+        for availability in pools:
+            availability.close()
 
-    def _shared_availability(self, cfg: Config):
+    # -- pieces -----------------------------------------------------------
+    def _shared_availability(self, cfg: Config) -> Availability:
         """One provider-availability cache per remote setup, shared by all sessions. Look-ups read
         public model metadata, so they carry no user's token."""
-        from jarvis.execution.availability import Availability
         key = repr((cfg.remote.base_url, cfg.remote.provider, sorted(cfg.remote.endpoints.items())))
         with self._availability_lock:
             if key not in self._availability:
                 self._availability[key] = Availability(cfg.remote)
             return self._availability[key]
 
-    def _candidates(self, plan: Plan, cfg: Config) -> dict[int, list]:
-        out = {}
-        for task in plan.tasks:
-            if task.error:
-                continue
-            out[task.id] = self.catalog.candidates(task.task, k=cfg.inference.top_k, mode=cfg.inference.mode)
-        return out
+    def _candidates(self, plan: Plan, cfg: Config) -> dict[int, list[ModelInfo]]:
+        return {task.id: self.catalog.candidates(task.task, k=cfg.inference.top_k, mode=cfg.inference.mode)
+                for task in plan.tasks if not task.error}
 
     def _plan(self, llm: LLM, session: Session, request: str, usage: Usage) -> Plan:
         cfg = session.config
@@ -85,8 +97,58 @@ class Controller:
         text = llm.complete(messages, usage, max_tokens=1500)
         return parse_plan(text, max_tasks=cfg.inference.max_tasks, files=[r.name for r in session.store.list()])
 
+    def _execute(self, session: Session, plan: Plan, choices: dict[int, Choice], t0: float,
+                 records: list[TaskRecord]) -> Iterator[Event]:
+        """Stage 3 with this run's executors: a remote one when the mode needs it, closed at the end.
+        Fills `records` in plan order."""
+        cfg = session.config
+        mode = cfg.inference.mode
+        remote: RemoteExecutor | None = None
+        availability: Availability | None = None
+        try:
+            if mode in ("remote", "hybrid"):
+                availability = self._shared_availability(cfg)
+                remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token, availability=availability)
+            dispatcher = Dispatcher(mode, self.local, remote, availability)
+        except Exception as exc:
+            log.exception("could not set up %s execution", mode)
+            yield Failed(f"could not set up {mode} execution: {exc}")
+            return
+        try:
+            scheduler = Scheduler(dispatcher, session.store, max_parallel=cfg.inference.max_parallel,
+                                  task_timeout=cfg.inference.task_timeout, cancel=session.cancel,
+                                  check=_media_check(cfg))
+            yield from scheduler.run(plan, choices, t0)
+            records.extend(scheduler.records[t.id] for t in plan.tasks)
+        finally:
+            if remote is not None:
+                remote.close()
+
+    def _respond(self, llm: LLM, session: Session, messages: list[Message], records: list[TaskRecord],
+                 usage: Usage, answer: list[str]) -> Iterator[Event]:
+        """Stage 4: the answer streamed into `answer`; without the LLM, the results themselves."""
+        cfg = session.config
+        if session.cancel.is_set():
+            text = fallback_answer(records, "stopped by the user") if records else "Stopped."
+            answer.append(text)
+            yield AnswerDelta(text)
+            return
+        try:
+            for delta in llm.stream(messages, usage, max_tokens=cfg.llm.max_answer_tokens):
+                answer.append(delta)
+                yield AnswerDelta(delta)
+                if session.cancel.is_set():
+                    break
+        except LLMError as exc:
+            if not records:
+                yield Failed(str(exc))
+                return
+            extra = fallback_answer(records, str(exc))
+            answer.append(("\n\n" if answer else "") + extra)
+            yield AnswerDelta(extra)
+
     # -- the four stages ----------------------------------------------------
-    def run(self, session: Session, request: str, files: Iterable[str | Path] = ()) -> Iterator[Event]:
+    def run(self, session: Session, request: str, files: Iterable[str | Path] = ()) -> Generator[Event, None, None]:
         """Answer one request; yields events and ends with Done (or Failed when no answer is possible).
         An unexpected error ends the run with Failed, never an exception into the UI, CLI or API."""
         try:
@@ -99,7 +161,7 @@ class Controller:
     def _run(self, session: Session, request: str, files: Iterable[str | Path]) -> Iterator[Event]:
         cfg = session.config
         t0 = time.perf_counter()
-        timings = {"plan": 0.0, "select": 0.0, "execute": 0.0, "respond": 0.0, "total": 0.0}
+        timings = StageTimings()
         usage = Usage()
         session.cancel.clear()
         session.touch()
@@ -116,13 +178,11 @@ class Controller:
             return
         if not request:
             request = "Describe the attached file(s)."
-        if attached:
-            request_for_llm = f"{request}\n(attached: {', '.join(attached)})"
-        else:
-            request_for_llm = request
+        request_for_llm = f"{request}\n(attached: {', '.join(attached)})" if attached else request
         try:
-            llm = LLM(cfg)
+            llm = self._llm(cfg)
         except Exception as exc:
+            log.exception("could not set up the LLM client")
             yield Failed(f"could not set up the LLM client: {exc}")
             return
         # 1. plan
@@ -133,68 +193,44 @@ class Controller:
             return
         except PlanError as exc:
             plan = Plan(repairs=[f"the plan could not be read ({exc}); answered directly"])
-        timings["plan"] = round(time.perf_counter() - t0, 3)
-        yield PlanReady(plan.to_list(), plan.repairs, timings["plan"])
-        records: list[dict] = []
-        answer = ""
+        timings.plan = _elapsed(t0)
+        yield PlanReady(list(plan.tasks), plan.repairs, timings.plan)
+        records: list[TaskRecord] = []
         if plan.tasks:
             # 2. select
             t1 = time.perf_counter()
-            candidates = self._candidates(plan, cfg)
-            choices = select_models(plan, request_for_llm, candidates, llm, usage, describe=describe)
+            choices = select_models(plan, request_for_llm, self._candidates(plan, cfg), llm, usage, describe=describe)
+            task_type = {t.id: t.task for t in plan.tasks}
             for tid, choice in sorted(choices.items()):
-                task = plan.get(tid)
-                yield ModelChosen(tid, task.task, choice.model, choice.reason, choice.candidates)
-            timings["select"] = round(time.perf_counter() - t1, 3)
+                yield ModelChosen(tid, task_type[tid], choice.model, choice.reason, choice.candidates)
+            timings.select = _elapsed(t1)
             # 3. execute
             t2 = time.perf_counter()
-            try:
-                dispatcher = self._dispatcher(cfg)
-            except Exception as exc:
-                yield Failed(f"could not set up {cfg.inference.mode} execution: {exc}")
-                return
-            scheduler = Scheduler(dispatcher, session.store, max_parallel=cfg.inference.max_parallel,
-                                  task_timeout=cfg.inference.task_timeout, cancel=session.cancel,
-                                  check=_media_check(cfg))
-            yield from scheduler.run(plan, choices, t0)
-            records = [scheduler.records[t.id] for t in plan.tasks]
-            timings["execute"] = round(time.perf_counter() - t2, 3)
+            for event in self._execute(session, plan, choices, t0, records):
+                yield event
+                if isinstance(event, Failed):
+                    return
+            timings.execute = _elapsed(t2)
             messages = answer_messages(request_for_llm, records, session.recent_history())
         else:
             messages = chat_messages(request_for_llm, session.recent_history())
         # 4. respond
         t3 = time.perf_counter()
-        if session.cancel.is_set():
-            answer = fallback_answer(records, "stopped by the user") if records else "Stopped."
-            yield AnswerDelta(answer)
-        else:
-            try:
-                for delta in llm.stream(messages, usage, max_tokens=cfg.llm.max_answer_tokens):
-                    answer += delta
-                    yield AnswerDelta(delta)
-                    if session.cancel.is_set():
-                        break
-            except LLMError as exc:
-                if not records:
-                    yield Failed(str(exc))
-                    return
-                extra = fallback_answer(records, str(exc))
-                answer += ("\n\n" if answer else "") + extra
-                yield AnswerDelta(extra)
-        timings["respond"] = round(time.perf_counter() - t3, 3)
-        timings["total"] = round(time.perf_counter() - t0, 3)
-        generated = [Path(v).name for r in records for k, v in (r.get("outputs") or {}).items() if k != "text"]
-        session.remember(request, attached, answer, generated)
+        answer: list[str] = []
+        for event in self._respond(llm, session, messages, records, usage, answer):
+            yield event
+            if isinstance(event, Failed):
+                return
+        timings.respond = _elapsed(t3)
+        timings.total = _elapsed(t0)
+        text = "".join(answer)
+        session.remember(request, attached, text, [path.name for r in records for _, path in r.files()])
         session.touch()
-        result = {"request": request, "files": attached, "tasks": records, "plan_repairs": plan.repairs,
-                  "answer": answer, "usage": usage.as_dict(), "timings": timings}
-        yield Done(result)
+        yield Done(RunResult(request=request, files=attached, tasks=records, plan_repairs=plan.repairs, answer=text,
+                             usage=LLMUsage(usage.llm_calls, usage.prompt_tokens, usage.completion_tokens),
+                             timings=timings))
 
 
-def _media_check(cfg: Config):
-    try:
-        from jarvis.files.content_checks import check_media
-    except ImportError:
-        return None
+def _media_check(cfg: Config) -> MediaCheck:
     limit = cfg.files.max_image_megapixels
     return lambda path, rtype: check_media(path, rtype, max_megapixels=limit)

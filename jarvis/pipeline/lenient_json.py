@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from typing import Any
 
 MAX_CHARS = 200_000      # longest LLM answer read; a planner answer is a few KB (max_tokens caps it)
 MAX_SCAN_DEPTH = 4       # braces deeper than this are never parsed on their own (bounds the scan)
@@ -18,7 +19,8 @@ _SMART = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "
 
 
 def strip_fences(text: str) -> str:
-    blocks = _FENCE.findall(text)
+    """The JSON inside a Markdown code fence (the longest, when there are several); else the text."""
+    blocks: list[str] = _FENCE.findall(text)
     if blocks:
         return max(blocks, key=len)
     if text.lstrip().startswith("```"):  # an unclosed fence: drop the opening line
@@ -26,7 +28,7 @@ def strip_fences(text: str) -> str:
     return text
 
 
-def loads_lenient(text: str):
+def loads_lenient(text: str) -> Any:
     """Parse text as JSON, trying a few repairs; raises ValueError when none works."""
     text = text.strip().translate(_SMART)
     attempts = [text, _TRAILING_COMMA.sub(r"\1", text)]
@@ -51,7 +53,8 @@ def balanced_spans(text: str, opener: str = "{", closer: str = "}",
     With max_depth, only spans nested at most that deep are returned: parsing every span of a
     deeply nested text would take time quadratic in its length.
     """
-    spans, stack = [], []
+    spans: list[tuple[int, int]] = []
+    stack: list[int] = []
     in_string = escape = False
     for i, ch in enumerate(text):
         if in_string:
@@ -73,13 +76,13 @@ def balanced_spans(text: str, opener: str = "{", closer: str = "}",
     return spans
 
 
-def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict], bool]:
+def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], bool]:
     """Outermost dicts in text that parse (leniently) and hold one of `must_have` keys.
 
     Returns (objects in order, truncated) where truncated says an object was opened but never closed.
     """
     spans = sorted(balanced_spans(text, max_depth=MAX_SCAN_DEPTH), key=lambda s: (s[0], -s[1]))
-    found: list[tuple[int, dict]] = []
+    found: list[tuple[int, dict[str, Any]]] = []
     covered_until = -1
     for start, end in spans:
         if start < covered_until:
@@ -96,7 +99,7 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict]
     return [o for _, o in found], truncated
 
 
-def extract_json(text: str):
+def extract_json(text: str) -> Any:
     """The JSON value an LLM meant, or raise ValueError. Tries the whole text, then the first
     bracketed value inside it."""
     text = strip_fences(text[:MAX_CHARS])

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
+from jarvis.errors import PlanError
+from jarvis.files.media_types import media_type
 from jarvis.pipeline.lenient_json import MAX_CHARS, extract_json, find_objects, strip_fences
-from jarvis.runners.registry import RESOURCE_TYPES, TASK_TYPES, UNSUPPORTED_TASKS, canonical_task
+from jarvis.runners.registry import RESOURCE_TYPES, TASK_TYPES, UNSUPPORTED_TASKS, TaskType, canonical_task
 
 # Possessive quantifiers: with plain \s* a long run of spaces after "<GENERATED" backtracks for
 # minutes. At most 9 digits, so a 5000-digit "id" is text, never an int too long to convert.
@@ -38,10 +41,6 @@ _ARG_ALIASES = {
 }
 
 
-class PlanError(Exception):
-    """The LLM's answer holds no usable plan; the message says what was wrong."""
-
-
 @dataclass
 class Ref:
     """A value that is the output of another task."""
@@ -51,16 +50,21 @@ class Ref:
         return f"<GENERATED>-{self.task_id}"
 
 
+ArgValue = str | Ref   # a literal (text, file name, URL) or another task's output
+
+
 @dataclass
 class Task:
+    """One planned task: its type, the tasks it waits for, its inputs by resource type."""
     id: int
     task: str
     dep: list[int]
-    args: dict[str, list]              # resource type -> values (str, or Ref) in input order
+    args: dict[str, list[ArgValue]]    # resource type -> values in input order
     error: str | None = None           # set when the task cannot run as planned
 
     def refs(self) -> set[int]:
-        out = set()
+        """The tasks whose outputs this task uses."""
+        out: set[int] = set()
         for values in self.args.values():
             for v in values:
                 if isinstance(v, Ref):
@@ -69,16 +73,17 @@ class Task:
                     out.update(int(m) for m in REF.findall(v))
         return out
 
-    def args_json(self) -> dict:
+    def args_json(self) -> dict[str, str | list[str]]:
         """Args as the seed's format shows them: one value, or a list when there are several."""
-        out = {}
+        out: dict[str, str | list[str]] = {}
         for rtype, values in self.args.items():
             shown = [str(v) for v in values]
             out[rtype] = shown[0] if len(shown) == 1 else shown
         return out
 
-    def to_dict(self) -> dict:
-        d = {"id": self.id, "task": self.task, "dep": self.dep or [-1], "args": self.args_json()}
+    def to_dict(self) -> dict[str, Any]:
+        """The task in HuggingGPT's plan format (plus its error, when it cannot run)."""
+        d: dict[str, Any] = {"id": self.id, "task": self.task, "dep": self.dep or [-1], "args": self.args_json()}
         if self.error:
             d["error"] = self.error
         return d
@@ -86,6 +91,7 @@ class Task:
 
 @dataclass
 class Plan:
+    """The validated plan: its tasks in plan order, and what the parser repaired."""
     tasks: list[Task] = field(default_factory=list)
     repairs: list[str] = field(default_factory=list)
     raw: str = ""
@@ -93,12 +99,12 @@ class Plan:
     def get(self, task_id: int) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
 
-    def to_list(self) -> list[dict]:
+    def to_list(self) -> list[dict[str, Any]]:
         return [t.to_dict() for t in self.tasks]
 
 
 # -- parsing --------------------------------------------------------------
-def _raw_tasks(text: str) -> tuple[list, list[str]]:
+def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
     """The list of task-like dicts in the LLM's answer, and what had to be repaired to find it."""
     repairs: list[str] = []
     if not text or not text.strip():
@@ -131,14 +137,14 @@ def _raw_tasks(text: str) -> tuple[list, list[str]]:
                     '[{"task": ..., "id": 0, "dep": [-1], "args": {...}}])')
 
 
-def _first(d: dict, keys: tuple[str, ...]):
+def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for k in keys:
         if k in d:
             return d[k]
     return None
 
 
-def _as_int(value) -> int | None:
+def _as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -152,13 +158,13 @@ def _as_int(value) -> int | None:
     return None
 
 
-def _flatten(value, depth: int = 0) -> list:
+def _flatten(value: Any, depth: int = 0) -> list[str]:
     if depth > _MAX_NESTING:
         raise RecursionError("nested too deeply")
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        out = []
+        out: list[str] = []
         for v in value:
             out.extend(_flatten(v, depth + 1))
         return out
@@ -169,11 +175,10 @@ def _flatten(value, depth: int = 0) -> list:
     return [str(value)]
 
 
-def _normalise_args(raw, task_type: str, notes: list[str], tid: int) -> dict[str, list]:
-    from jarvis.files.store import media_type
+def _normalise_args(raw: Any, task_type: str, notes: list[str], tid: int) -> dict[str, list[str]]:
     spec = TASK_TYPES.get(task_type)
-    slots: dict[str, dict[int, object]] = {}
-    loose: dict[str, list] = {}
+    slots: dict[str, dict[int, str]] = {}
+    loose: dict[str, list[str]] = {}
     if isinstance(raw, (str, list)):
         raw = {"text": raw}
     if not isinstance(raw, dict):
@@ -191,24 +196,24 @@ def _normalise_args(raw, task_type: str, notes: list[str], tid: int) -> dict[str
                 for i, v in enumerate(values):
                     slots.setdefault(rtype, {})[slot + i] = v
         else:
-            guessed = None
+            guessed: str | None = None
             for v in values:
                 if isinstance(v, str) and not REF.search(v):
                     guessed = media_type(v.split("?")[0])
-            rtype = guessed or ("text" if k in ("src", "source", "target", "file", "path", "url", "value") else None)
-            if rtype is None and spec and len(set(spec.inputs)) == 1:
-                rtype = spec.inputs[0]
-            if rtype:
-                loose.setdefault(rtype, []).extend(values)
-                notes.append(f"task {tid}: read argument {str(key)[:40]!r} as {rtype}")
+            as_type = guessed or ("text" if k in ("src", "source", "target", "file", "path", "url", "value") else None)
+            if as_type is None and spec and len(set(spec.inputs)) == 1:
+                as_type = spec.inputs[0]
+            if as_type:
+                loose.setdefault(as_type, []).extend(values)
+                notes.append(f"task {tid}: read argument {str(key)[:40]!r} as {as_type}")
             else:
                 notes.append(f"task {tid}: ignored unknown argument {str(key)[:40]!r}")
-    args: dict[str, list] = {}
+    args: dict[str, list[str]] = {}
     for rtype in set(slots) | set(loose):
         fixed = slots.get(rtype, {})
         rest = list(loose.get(rtype, []))
         size = max([len(fixed) + len(rest)] + [i + 1 for i in fixed])
-        ordered = []
+        ordered: list[str] = []
         for i in range(size):
             if i in fixed:
                 ordered.append(fixed[i])
@@ -219,10 +224,10 @@ def _normalise_args(raw, task_type: str, notes: list[str], tid: int) -> dict[str
     return {k: v for k, v in args.items() if v}
 
 
-def _to_refs(values: list) -> list:
-    out = []
+def _to_refs(values: list[str]) -> list[ArgValue]:
+    out: list[ArgValue] = []
     for v in values:
-        m = _FULL_REF.match(v) if isinstance(v, str) else None
+        m = _FULL_REF.match(v)
         out.append(Ref(int(m.group(1))) if m else v)
     return out
 
@@ -264,7 +269,7 @@ def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None
     return plan
 
 
-def _read_task(item: dict, index: int, used_ids: set[int], id_map: dict[int, int], repairs: list[str]) -> Task:
+def _read_task(item: dict[str, Any], index: int, used_ids: set[int], id_map: dict[int, int], repairs: list[str]) -> Task:
     """One task from one plan item; numbers it and records what was repaired."""
     name = _first(item, _TASK_KEYS)
     raw_id = _as_int(_first(item, _ID_KEYS))
@@ -288,8 +293,7 @@ def _read_task(item: dict, index: int, used_ids: set[int], id_map: dict[int, int
         canonical = key[:60]
     elif canonical != name:
         repairs.append(f"task {tid}: read task type {str(name)[:40]!r} as {canonical!r}")
-    args = _normalise_args(_first(item, _ARGS_KEYS), canonical, repairs, tid)
-    args = {k: _to_refs(v) for k, v in args.items()}
+    args = {k: _to_refs(v) for k, v in _normalise_args(_first(item, _ARGS_KEYS), canonical, repairs, tid).items()}
     dep_raw = _flatten(_first(item, _DEP_KEYS))
     dep = sorted({d for d in (_as_int(x) for x in dep_raw) if d is not None and d >= 0})
     return Task(tid, canonical, dep, args, error)
@@ -303,9 +307,10 @@ def _validate(plan: Plan, files: list[str]) -> None:
         spec = TASK_TYPES.get(t.task)
         # references: exist, not self, produce the type they are used as
         for rtype in list(t.args):
-            values = t.args[rtype]
-            for i, v in enumerate(values):
+            kept: list[ArgValue] = []
+            for v in t.args[rtype]:
                 if not isinstance(v, Ref):
+                    kept.append(v)
                     continue
                 src = by_id.get(v.task_id)
                 if v.task_id == t.id:
@@ -316,13 +321,13 @@ def _validate(plan: Plan, files: list[str]) -> None:
                     produced = TASK_TYPES[src.task].outputs
                     wanted = [r for r in produced if spec and r in spec.inputs]
                     if wanted:
-                        values[i] = None
                         t.args.setdefault(wanted[0], []).append(v)
                         notes.append(f"task {t.id}: task {src.id} produces {wanted[0]}, not {rtype}; used it as {wanted[0]}")
-                    else:
-                        t.error = t.error or (f"task {t.id} wants {rtype} from task {src.id} ({src.task}), "
-                                              f"which produces {', '.join(produced)} only")
-            t.args[rtype] = [v for v in values if v is not None]
+                        continue
+                    t.error = t.error or (f"task {t.id} wants {rtype} from task {src.id} ({src.task}), "
+                                          f"which produces {', '.join(produced)} only")
+                kept.append(v)
+            t.args[rtype] = kept
         t.args = {k: v for k, v in t.args.items() if v}
         refs = sorted(r for r in t.refs() if r in by_id and r != t.id)
         if refs != sorted(t.dep):
@@ -333,8 +338,7 @@ def _validate(plan: Plan, files: list[str]) -> None:
     _break_cycles(plan)
 
 
-def _check_inputs(t: Task, spec, files: list[str], notes: list[str]) -> None:
-    from jarvis.files.store import media_type
+def _check_inputs(t: Task, spec: TaskType, files: list[str], notes: list[str]) -> None:
     for rtype in set(spec.inputs):
         need = spec.count(rtype)
         have = len(t.args.get(rtype, []))
@@ -370,7 +374,9 @@ def _break_cycles(plan: Plan) -> None:
 
 
 def topological_order(plan: Plan) -> list[Task]:
-    order, done = [], set()
+    """The plan's tasks, each after the tasks it depends on (tasks on a cycle last)."""
+    order: list[Task] = []
+    done: set[int] = set()
     pending = list(plan.tasks)
     while pending:
         ready = [t for t in pending if set(t.dep) <= done]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from jarvis.llm import prompts
-from jarvis.llm.client import LLM, Usage
+from jarvis.pipeline.records import TaskRecord
 
 MAX_TEXT = 600
+
+Message = dict[str, Any]   # one chat message as the LLM takes it: {"role", "content"}
 
 
 def _trim(value: str, limit: int = MAX_TEXT) -> str:
@@ -17,42 +20,41 @@ def _trim(value: str, limit: int = MAX_TEXT) -> str:
     return value if len(value) <= limit else value[:limit] + f"... [{len(value) - limit} more characters]"
 
 
-def workflow_summary(records: list[dict]) -> list[dict]:
-    """Compact per-task results for the answer prompt: file outputs by name, texts trimmed."""
-    out = []
+def _shown_outputs(record: TaskRecord) -> dict[str, str]:
+    """A task's outputs as the answer sees them: texts trimmed, files by name."""
+    return {rtype: _trim(value) if rtype == "text" else Path(value).name for rtype, value in record.outputs.items()}
+
+
+def workflow_summary(records: Sequence[TaskRecord]) -> list[dict[str, Any]]:
+    """Compact per-task results for the answer prompt (JSON): file outputs by name, texts trimmed."""
+    out: list[dict[str, Any]] = []
     for r in records:
-        item = {"id": r["id"], "task": r["task"], "model": r.get("model"), "status": r["status"]}
-        outputs = {}
-        for rtype, value in (r.get("outputs") or {}).items():
-            outputs[rtype] = _trim(value) if rtype == "text" else Path(value).name
+        item: dict[str, Any] = {"id": r.id, "task": r.task, "model": r.model, "status": r.status}
+        outputs = _shown_outputs(r)
         if outputs:
             item["outputs"] = outputs
-        if r.get("error"):
-            item["error"] = _trim(r["error"], 300)
+        if r.error:
+            item["error"] = _trim(r.error, 300)
         out.append(item)
     return out
 
 
-def answer_messages(request: str, records: list[dict], history: list[dict]) -> list[dict]:
+def answer_messages(request: str, records: Sequence[TaskRecord], history: list[Message]) -> list[Message]:
     results = json.dumps(workflow_summary(records), ensure_ascii=False, separators=(",", ":"))
     return [{"role": "system", "content": prompts.load("respond")},
             *history,
             {"role": "user", "content": f"Request: {request}\nResults: {results}"}]
 
 
-def chat_messages(request: str, history: list[dict]) -> list[dict]:
+def chat_messages(request: str, history: list[Message]) -> list[Message]:
     return [{"role": "system", "content": prompts.load("chat")}, *history, {"role": "user", "content": request}]
 
 
-def stream_answer(llm: LLM, messages: list[dict], usage: Usage, max_tokens: int) -> Iterator[str]:
-    yield from llm.stream(messages, usage, max_tokens=max_tokens)
-
-
-def fallback_answer(records: list[dict], why: str) -> str:
+def fallback_answer(records: Sequence[TaskRecord], why: str) -> str:
     """An answer built without the LLM, so results are never lost when the last call fails."""
     lines = [f"I could not write the final answer ({why}). Here are the results:"]
-    for item in workflow_summary(records):
-        outputs = ", ".join(f"{k}: {v}" for k, v in (item.get("outputs") or {}).items())
-        detail = outputs or item.get("error") or item["status"]
-        lines.append(f"- task {item['id']} {item['task']} ({item.get('model') or 'no model'}): {detail}")
+    for r in records:
+        outputs = ", ".join(f"{k}: {v}" for k, v in _shown_outputs(r).items())
+        detail = outputs or (_trim(r.error, 300) if r.error else "") or r.status
+        lines.append(f"- task {r.id} {r.task} ({r.model or 'no model'}): {detail}")
     return "\n".join(lines)

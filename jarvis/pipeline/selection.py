@@ -5,25 +5,38 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from jarvis.catalog.entries import ModelInfo
+from jarvis.errors import LLMError
 from jarvis.llm import prompts
-from jarvis.llm.client import LLM, LLMError, Usage
+from jarvis.llm.client import LLM, Usage
 from jarvis.pipeline.lenient_json import extract_json
 from jarvis.pipeline.plan import Plan, Task
 
 log = logging.getLogger(__name__)
 
 
+Describe = Callable[[Sequence[ModelInfo]], str]   # candidates as the selection prompt lists them
+
+
 @dataclass
 class Choice:
+    """The model picked for one task, why, and the ranked candidates it was picked from."""
     task_id: int
     model: str
     reason: str
     candidates: list[str]
 
 
-def _describe(task: Task, candidates, describe) -> str:
+def list_ids(candidates: Sequence[ModelInfo]) -> str:
+    """The plainest candidate list: one id per line."""
+    return "\n".join(f"- {c.id}" for c in candidates)
+
+
+def _describe(task: Task, candidates: Sequence[ModelInfo], describe: Describe) -> str:
     args = "; ".join(f"{k}: {', '.join(str(v)[:80] for v in vs)}" for k, vs in task.args.items())
     return f"Task {task.id}: {task.task} ({args})\n{describe(candidates)}"
 
@@ -32,7 +45,7 @@ UNASSIGNED = -1   # a bare {"id": MODEL, "reason": ...} (HuggingGPT's per-task f
 _TASK_KEY = re.compile(r"\s*+(?:task\s*+(?:id)?\s*+[#:_-]?\s*+)?(\d{1,9}+)\s*+", re.I)
 
 
-def _task_key(key) -> int | None:
+def _task_key(key: Any) -> int | None:
     if isinstance(key, bool):
         return None
     if isinstance(key, int):
@@ -50,7 +63,7 @@ def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
     except (ValueError, RecursionError):
         return {}
     out: dict[int, tuple[str, str]] = {}
-    items = []
+    items: list[tuple[Any, Any]] = []
     if isinstance(data, dict):
         if "id" in data and isinstance(data.get("id"), str) and ("task_id" in data or "task" in data):
             items = [(data.get("task_id", data.get("task")), data)]
@@ -74,8 +87,8 @@ def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
     return out
 
 
-def select_models(plan: Plan, request: str, candidates: dict[int, list], llm: LLM | None,
-                  usage: Usage, describe=lambda cs: "\n".join(f"- {c.id}" for c in cs)) -> dict[int, Choice]:
+def select_models(plan: Plan, request: str, candidates: Mapping[int, Sequence[ModelInfo]], llm: LLM | None,
+                  usage: Usage, describe: Describe = list_ids) -> dict[int, Choice]:
     """Choose a model per task. `candidates` maps task id -> ranked candidates (objects with .id)."""
     choices: dict[int, Choice] = {}
     needs_llm = []

@@ -1,4 +1,5 @@
-"""The contract every task runner keeps: inputs by resource type in, outputs by resource type out.
+"""What the local runners and remote adapters share: inputs and outputs by resource type, the device,
+the run context, and the Runner base class whose capabilities are declared class attributes.
 
 A runner is stateless. `load` builds what a model needs (pipeline, model + processor...) once;
 the model cache keeps the result and hands it back to `run` for every call. torch and
@@ -6,14 +7,14 @@ transformers are imported inside `load`/`run`, never at module import, so the ap
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, overload
 
-
-class TaskError(Exception):
-    """A task could not run; the message tells the user what went wrong and what to do."""
+from jarvis.errors import TaskError
+from jarvis.runners.options import RunOptions
 
 
 @dataclass
@@ -24,8 +25,15 @@ class TaskInputs:
     audio: list[Path] = field(default_factory=list)
     video: list[Path] = field(default_factory=list)
 
-    def first(self, rtype: str):
-        values = getattr(self, rtype)
+    @overload
+    def first(self, rtype: Literal["text"]) -> str: ...
+
+    @overload
+    def first(self, rtype: Literal["image", "audio", "video"]) -> Path: ...
+
+    def first(self, rtype: str) -> str | Path:
+        """The first input of a resource type; a TaskError when the task got none."""
+        values: list[str] | list[Path] = getattr(self, rtype)
         if not values:
             raise TaskError(f"this task needs a {rtype} input and got none")
         return values[0]
@@ -38,7 +46,13 @@ class TaskOutputs:
     image: Path | None = None
     audio: Path | None = None
     video: Path | None = None
-    detail: Any = None  # structured result (labels, scores, boxes) for the record, JSON-serialisable
+    # JSON-serialisable structured result, one shape whether the task ran locally or remotely (or None):
+    # a dict whose result keys are the same on both sides - "labels" [{label, score}] (classification),
+    # "entities" (token classification), "objects" [{label, score, box}], "segments" [{label, score}],
+    # "answers" [{answer, score}] (visual and document QA), "answer"/"score"/"start"/"end" (extractive QA),
+    # "similarity", "summary", "translation", "reply", "continuation", "generated_text", "caption";
+    # its other keys say how it ran (truncated, seconds, served_by...)
+    detail: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {k: str(v) for k in ("text", "image", "audio", "video") if (v := getattr(self, k)) is not None}
@@ -53,15 +67,41 @@ class Device:
 
 @dataclass
 class RunContext:
+    """What a run may use besides its inputs: the device, where to write files, progress, options."""
     device: Device
     new_file: Callable[[str, str], Path]          # (stem, suffix like ".png") -> unique path in the session dir
     progress: Callable[[str], None] = lambda message: None
-    options: dict = field(default_factory=dict)   # per-task knobs from config (max_new_tokens, steps...)
+    options: RunOptions = field(default_factory=RunOptions)
+    # told of each failed call an executor retried or worked around (message, seconds, model), for the record
+    on_retry: Callable[[str, float, str], None] = lambda message, seconds, model: None
 
 
-class Runner(Protocol):
-    task: str
+class Runner(ABC):
+    """The local runner of one task type. Its capabilities are class attributes, read directly:
 
-    def load(self, model_id: str, device: Device) -> Any: ...
+    task      the task type it serves; the registry's entry for that task names this class
+    family    loads are cached per (family, model id): task types of one family share a model's
+              load ("causal-lm": text-generation and conversational); "" = the task's own
+    batching  run_batch takes several inputs in one model call, so the scheduler groups them
+    builtin   needs no model: load returns None and the planner's task needs no candidate
+    """
+    task: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    batching: ClassVar[bool] = False
+    builtin: ClassVar[bool] = False
 
-    def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs: ...
+    def cache_key(self, model_id: str) -> tuple[str, str]:
+        """The model cache's key for a load of model_id by this runner."""
+        return (self.family or self.task, model_id)
+
+    @abstractmethod
+    def load(self, model_id: str, device: Device) -> Any:
+        """Build what the model needs on the device (once: the model cache keeps it)."""
+
+    @abstractmethod
+    def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        """Run one task's inputs on the loaded model."""
+
+    def run_batch(self, loaded: Any, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
+        """One output per input, in order; one input at a time unless a runner that batches overrides it."""
+        return [self.run(loaded, inputs, ctx) for inputs in batch]

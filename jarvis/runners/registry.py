@@ -1,76 +1,177 @@
-"""The task vocabulary: every task type the planner may name, with its inputs and outputs.
+"""Every task type Jarvis knows, declared once, in one table: TASK_TYPES.
 
-One table serves the planner prompt, the plan validator, the catalog and the runners.
-Inputs and outputs are resource types: "text", "image", "audio", "video".
-A task may take two inputs of one type (question answering: question then context); the
-plan carries them in order as a list under that type: {"text": [QUESTION, CONTEXT]}.
+Everything about task types derives from it: the planner prompt's task list and plan validation
+(names, inputs, outputs), dispatch (can it run here or remotely, does it need a model), the remote call
+(each task's adapter in jarvis.runners.remote.adapters) and the catalog's eligibility rules (which
+models its local runner loads, whose models it borrows). Adding a task type means one entry here plus
+its runner; tests/test_registry.py fails when anything disagrees with this table.
+
+Inputs and outputs are resource types: "text", "image", "audio", "video". A task may take two inputs
+of one type (question answering: question then context); the plan carries them in order as a list
+under that type: {"text": [QUESTION, CONTEXT]}.
+
+Local runners are named "module:Class" under jarvis.runners.local and imported at the first local
+task of their type, so importing this table loads neither torch nor transformers.
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Literal
+
+from jarvis.errors import TaskError
+from jarvis.runners.base import Runner
+from jarvis.runners.remote import adapters as remote
+from jarvis.runners.remote.adapters import Adapter
 
 RESOURCE_TYPES = ("text", "image", "audio", "video")
+RUNNER_PACKAGE = "jarvis.runners.local"
+
+
+@dataclass(frozen=True)
+class LocalModels:
+    """Which Hub models a task's local runner loads, as the catalog can tell from their metadata."""
+    library: Literal["transformers", "diffusers", "skops"] = "transformers"
+    # transformers: config model_type -> id hints (for files without a config); empty = any architecture
+    model_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # diffusers: pipeline classes the runner builds (Hub tag "diffusers:<Class>"), and id/tag hints
+    # used when a model carries no class tag
+    pipeline_classes: frozenset[str] = frozenset()
+    hints: tuple[str, ...] = ()
+    sd15_controlnet: bool = False  # a ControlNet, which must be built for Stable Diffusion 1.x
+
+
+TRANSFORMERS = LocalModels()
 
 
 @dataclass(frozen=True)
 class TaskType:
+    """One task type: what it takes and gives, and where and how it runs."""
     name: str
-    inputs: tuple[str, ...]           # resource types, in order (repeats allowed)
-    outputs: tuple[str, ...]          # resource types it produces
+    inputs: tuple[str, ...]                 # resource types, in order (repeats allowed)
+    outputs: tuple[str, ...]                # resource types it produces
     description: str
-    input_names: tuple[str, ...] = ()  # what each input means, for the prompt and errors
-    local: bool = True                # a locally runnable model family exists
-    remote: bool = True               # Inference Providers (or a VLM) can serve it
-    aliases: tuple[str, ...] = field(default=())
+    runner: str | None                      # "module:Class" under jarvis.runners.local; None = remote only
+    adapter: Adapter | None                 # the remote call; None = Inference Providers do not serve it
+    vlm_adapter: Adapter | None = None      # the task asked of a vision-language model instead
+    input_names: tuple[str, ...] = ()       # what each input means, for the prompt and errors
+    aliases: tuple[str, ...] = ()
+    needs_model: bool = True                # False: built in (canny-control), no model to choose
+    models_of: str = ""                     # its candidates are this task's models (depth-control)
+    local_models: LocalModels = TRANSFORMERS
+
+    @property
+    def local(self) -> bool:
+        """A local runner ships for it."""
+        return self.runner is not None
+
+    @property
+    def remote(self) -> bool:
+        """Inference Providers can serve it."""
+        return self.adapter is not None
+
+    @property
+    def vlm(self) -> bool:
+        """A vision-language model can answer it when no provider serves the chosen model."""
+        return self.vlm_adapter is not None
 
     def count(self, rtype: str) -> int:
+        """How many inputs of a resource type it takes."""
         return sum(1 for t in self.inputs if t == rtype)
 
 
-def _t(name, inputs, outputs, description, input_names=(), local=True, remote=True, aliases=()):
-    return TaskType(name, tuple(inputs), tuple(outputs), description, tuple(input_names), local, remote, tuple(aliases))
+def _diffusers(*classes: str, hints: tuple[str, ...]) -> LocalModels:
+    return LocalModels("diffusers", pipeline_classes=frozenset(classes), hints=hints)
 
+
+_CONTROLNET = LocalModels("diffusers", hints=("controlnet",), sd15_controlnet=True)
+_TEXT, _IMAGE, _AUDIO = ("text",), ("image",), ("audio",)
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
     # text
-    _t("token-classification", ["text"], ["text"], "label each word: named entities, parts of speech", aliases=("ner",)),
-    _t("text-classification", ["text"], ["text"], "label a whole text: sentiment, topic", aliases=("sentiment-analysis",)),
-    _t("summarization", ["text"], ["text"], "shorten a text keeping its meaning"),
-    _t("translation", ["text"], ["text"], "translate a text into another language"),
-    _t("question-answering", ["text", "text"], ["text"], "answer a question from a context text",
-       input_names=("question", "context")),
-    _t("conversational", ["text"], ["text"], "reply to a message as a chat assistant"),
-    _t("text-generation", ["text"], ["text"], "continue or write text from a prompt"),
-    _t("text2text-generation", ["text"], ["text"], "rewrite text into text (paraphrase, correct, answer)"),
-    _t("sentence-similarity", ["text", "text"], ["text"], "score how similar two sentences are",
-       input_names=("first sentence", "second sentence")),
-    _t("tabular-classification", ["text"], ["text"], "classify the rows of a table (CSV text or file)", remote=False),
+    TaskType("token-classification", _TEXT, _TEXT, "label each word: named entities, parts of speech",
+             "text:TokenClassificationRunner", remote.token_classification, aliases=("ner",)),
+    TaskType("text-classification", _TEXT, _TEXT, "label a whole text: sentiment, topic",
+             "text:TextClassificationRunner", remote.text_classification, aliases=("sentiment-analysis",)),
+    TaskType("summarization", _TEXT, _TEXT, "shorten a text keeping its meaning",
+             "text_seq2seq:SummarizationRunner", remote.summarization),
+    TaskType("translation", _TEXT, _TEXT, "translate a text into another language",
+             "text_seq2seq:TranslationRunner", remote.translation),
+    TaskType("question-answering", ("text", "text"), _TEXT, "answer a question from a context text",
+             "text_encoders:QuestionAnsweringRunner", remote.question_answering,
+             input_names=("question", "context")),
+    TaskType("conversational", _TEXT, _TEXT, "reply to a message as a chat assistant",
+             "text_causal:ConversationalRunner", remote.conversational),
+    TaskType("text-generation", _TEXT, _TEXT, "continue or write text from a prompt",
+             "text_causal:TextGenerationRunner", remote.text_generation),
+    TaskType("text2text-generation", _TEXT, _TEXT, "rewrite text into text (paraphrase, correct, answer)",
+             "text_seq2seq:Text2TextRunner", remote.text2text_generation),
+    TaskType("sentence-similarity", ("text", "text"), _TEXT, "score how similar two sentences are",
+             "text_encoders:SentenceSimilarityRunner", remote.sentence_similarity,
+             input_names=("first sentence", "second sentence")),
+    TaskType("tabular-classification", _TEXT, _TEXT, "classify the rows of a table (CSV text or file)",
+             "text_tabular:TabularClassificationRunner", None, local_models=LocalModels("skops")),
     # vision
-    _t("image-classification", ["image"], ["text"], "label what an image shows"),
-    _t("object-detection", ["image"], ["image", "text"], "find objects: boxes drawn on the image, and a list"),
-    _t("image-segmentation", ["image"], ["image", "text"], "split an image into labelled regions (colour overlay)"),
-    _t("depth-estimation", ["image"], ["image"], "estimate depth: a depth map image", remote=False),
-    _t("image-to-text", ["image"], ["text"], "describe (caption) an image", aliases=("image-captioning",)),
-    _t("visual-question-answering", ["image", "text"], ["text"], "answer a question about an image",
-       input_names=("image", "question")),
-    _t("document-question-answering", ["image", "text"], ["text"], "answer a question about a document image",
-       input_names=("document image", "question")),
-    _t("text-to-image", ["text"], ["image"], "generate an image from a description"),
-    _t("image-to-image", ["image"], ["image"], "transform an image into a new image"),
-    _t("image-editing", ["image", "text"], ["image"], "edit an image following an instruction",
-       input_names=("image", "instruction")),
-    _t("canny-control", ["image"], ["image"], "extract the edges of an image (canny) as a control image", remote=False),
-    _t("depth-control", ["image"], ["image"], "extract a depth map of an image as a control image", remote=False),
-    _t("canny-text-to-image", ["text", "image"], ["image"], "draw a new image from a description following an edge map",
-       input_names=("description", "edge image"), remote=False),
-    _t("depth-text-to-image", ["text", "image"], ["image"], "draw a new image from a description following a depth map",
-       input_names=("description", "depth image"), remote=False),
+    TaskType("image-classification", _IMAGE, _TEXT, "label what an image shows",
+             "vision:ImageClassificationRunner", remote.image_classification),
+    TaskType("object-detection", _IMAGE, ("image", "text"), "find objects: boxes drawn on the image, and a list",
+             "vision:ObjectDetectionRunner", remote.object_detection),
+    TaskType("image-segmentation", _IMAGE, ("image", "text"), "split an image into labelled regions (colour overlay)",
+             "vision:ImageSegmentationRunner", remote.image_segmentation),
+    TaskType("depth-estimation", _IMAGE, _IMAGE, "estimate depth: a depth map image",
+             "vision:DepthEstimationRunner", None),
+    TaskType("image-to-text", _IMAGE, _TEXT, "describe (caption) an image",
+             "vision_language:ImageToTextRunner", remote.image_to_text, remote.caption_by_vlm,
+             aliases=("image-captioning",),
+             local_models=LocalModels(model_types={"vision-encoder-decoder": ("vit-gpt2", "trocr", "donut"),
+                                                   "blip": ("blip-image",)})),
+    TaskType("visual-question-answering", ("image", "text"), _TEXT, "answer a question about an image",
+             "vision_language:VisualQARunner", remote.visual_question_answering, remote.answer_by_vlm,
+             input_names=("image", "question"),
+             local_models=LocalModels(model_types={"vilt": ("vilt",), "blip": ("blip-vqa",)})),
+    TaskType("document-question-answering", ("image", "text"), _TEXT, "answer a question about a document image",
+             "vision_language:DocumentQARunner", remote.document_question_answering, remote.document_answer_by_vlm,
+             input_names=("document image", "question"),
+             local_models=LocalModels(model_types={"vision-encoder-decoder": ("donut",)})),
+    TaskType("text-to-image", _TEXT, _IMAGE, "generate an image from a description",
+             "generation_image:TextToImageRunner", remote.text_to_image,
+             local_models=_diffusers("StableDiffusionPipeline", hints=("stable-diffusion",))),
+    TaskType("image-to-image", _IMAGE, _IMAGE, "transform an image into a new image",
+             "generation_image:ImageToImageRunner", remote.image_to_image,
+             local_models=_diffusers("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
+                                     hints=("stable-diffusion",))),
+    TaskType("image-editing", ("image", "text"), _IMAGE, "edit an image following an instruction",
+             "generation_image:ImageEditingRunner", remote.image_to_image, input_names=("image", "instruction"),
+             local_models=_diffusers("StableDiffusionInstructPix2PixPipeline", hints=("pix2pix",))),
+    TaskType("canny-control", _IMAGE, _IMAGE, "extract the edges of an image (canny) as a control image",
+             "vision:CannyControlRunner", None, needs_model=False),
+    TaskType("depth-control", _IMAGE, _IMAGE, "extract a depth map of an image as a control image",
+             "vision:DepthControlRunner", None, models_of="depth-estimation"),
+    TaskType("canny-text-to-image", ("text", "image"), _IMAGE,
+             "draw a new image from a description following an edge map",
+             "generation_image:CannyTextToImageRunner", None, input_names=("description", "edge image"),
+             local_models=_CONTROLNET),
+    TaskType("depth-text-to-image", ("text", "image"), _IMAGE,
+             "draw a new image from a description following a depth map",
+             "generation_image:DepthTextToImageRunner", None, input_names=("description", "depth image"),
+             local_models=_CONTROLNET),
     # audio and video
-    _t("automatic-speech-recognition", ["audio"], ["text"], "transcribe speech to text", aliases=("speech-recognition", "asr")),
-    _t("text-to-speech", ["text"], ["audio"], "speak a text aloud", aliases=("tts",)),
-    _t("audio-classification", ["audio"], ["text"], "label a sound or speech clip"),
-    _t("audio-to-audio", ["audio"], ["audio"], "transform audio: enhance, separate, denoise"),
-    _t("text-to-video", ["text"], ["video"], "generate a short video from a description"),
+    TaskType("automatic-speech-recognition", _AUDIO, _TEXT, "transcribe speech to text",
+             "audio:SpeechRecognitionRunner", remote.automatic_speech_recognition,
+             aliases=("speech-recognition", "asr")),
+    TaskType("text-to-speech", _TEXT, _AUDIO, "speak a text aloud",
+             "audio:TextToSpeechRunner", remote.text_to_speech, aliases=("tts",),
+             local_models=LocalModels(model_types={"vits": ("mms-tts",)})),
+    TaskType("audio-classification", _AUDIO, _TEXT, "label a sound or speech clip",
+             "audio:AudioClassificationRunner", remote.audio_classification),
+    TaskType("audio-to-audio", _AUDIO, _AUDIO, "transform audio: enhance, separate, denoise",
+             "audio:AudioToAudioRunner", remote.audio_to_audio,
+             local_models=LocalModels(model_types={"speecht5": ("speecht5_vc",)})),
+    TaskType("text-to-video", _TEXT, ("video",), "generate a short video from a description",
+             "generation_video:TextToVideoRunner", remote.text_to_video,
+             local_models=_diffusers("TextToVideoSDPipeline", hints=("text-to-video-ms", "zeroscope"))),
 ]}
 
 # HuggingGPT names ControlNet conditions we do not ship; known, so the message is precise.
@@ -92,4 +193,24 @@ def canonical_task(name: str) -> str | None:
 
 
 def get(name: str) -> TaskType:
-    return TASK_TYPES[name]
+    """The task type of a name (or alias); a TaskError that lists the known task types otherwise."""
+    canonical = canonical_task(name)
+    if canonical is None:
+        raise TaskError(f"unknown task type {str(name)[:60]!r}; the known task types are: {', '.join(TASK_TYPES)}")
+    return TASK_TYPES[canonical]
+
+
+def local_runner(name: str) -> Runner:
+    """The local runner of a task type, its module imported at the first call; TaskError when none ships."""
+    spec = get(name)
+    if spec.runner is None:
+        raise TaskError(f"no local runner for task '{spec.name}'; it runs only remotely")
+    return _runner_instance(spec.runner)
+
+
+@cache
+def _runner_instance(path: str) -> Runner:
+    """One instance per runner class (runners are stateless), from its "module:Class" path."""
+    module_name, _, class_name = path.partition(":")
+    runner: Runner = getattr(importlib.import_module(f"{RUNNER_PACKAGE}.{module_name}"), class_name)()
+    return runner

@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from jarvis.errors import PlanError
 from jarvis.llm.client import Usage
-from jarvis.pipeline.plan import Plan, PlanError, Ref, Task, parse_plan
+from jarvis.pipeline.plan import Plan, Ref, Task, parse_plan
 from jarvis.pipeline.selection import _parse_choices, select_models
 from jarvis.runners.registry import RESOURCE_TYPES
 

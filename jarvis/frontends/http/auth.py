@@ -2,8 +2,8 @@
 
 The server may require access tokens (server.access_token; several may be given, comma-separated).
 Upstream keys come either all from the server's configuration or all from the request's headers,
-never mixed: a request naming its own LLM endpoint must bring its own key, and the server's keys
-go only to the server's configured endpoint.
+never mixed; where each key may go is jarvis.credentials' policy (a request naming its own LLM
+endpoint must bring its own key; the server's keys go only to the server's configured endpoint).
 """
 from __future__ import annotations
 
@@ -13,22 +13,16 @@ import ipaddress
 import socket
 from urllib.parse import urlparse
 
-from jarvis.config import Config, ConfigError, _is_hf_router
+from jarvis.config import Config
+from jarvis.credentials import endpoint_key, is_hf_router, names_other_endpoint
+from jarvis.errors import ApiError, ConfigError
+from jarvis.files.url_fetch import address_refusal
 
 # Request headers carrying a caller's own upstream settings (documented in docs/api.md).
 H_OPENAI_KEY = "x-openai-api-key"
 H_HF_TOKEN = "x-hf-token"
 H_BASE_URL = "x-llm-base-url"
 H_MODEL = "x-llm-model"
-
-
-class ApiError(Exception):
-    """A request the API refuses: HTTP status, a message telling the caller what to fix, a code."""
-
-    def __init__(self, status: int, message: str, code: str = "invalid_request_error",
-                 headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
 def access_tokens(config: Config) -> list[str]:
@@ -68,19 +62,18 @@ def authorize(authorization: str, tokens: list[str]) -> str:
 
 def request_config(config: Config, *, api_key: str = "", hf_token: str = "", base_url: str = "",
                    model: str = "") -> Config:
-    """The Config one request runs with. Without own credentials: the server's, unchanged (a model
-    name is then ignored: the server's key stays on the server's model). With any: only the
+    """The Config one request runs with. Without own credentials or endpoint: the server's, unchanged
+    (a model name is then ignored: the server's key stays on the server's model). With any: only the
     request's credentials, and a request naming its own endpoint must bring its key for it."""
     api_key, hf_token, base_url, model = (v.strip() for v in (api_key, hf_token, base_url, model))
-    if not (api_key or hf_token or base_url):
+    if not (api_key or hf_token or names_other_endpoint(base_url, config.llm.base_url)):
         return config
-    llm: dict = {}
+    llm: dict[str, str] = {}
     if base_url:
         if not base_url.startswith(("http://", "https://")):
             raise ApiError(400, f"X-LLM-Base-URL must be an http(s) URL, got {base_url[:80]!r}")
-        key_for_it = (hf_token or api_key) if _is_hf_router(base_url) else api_key
-        if not key_for_it:
-            needed = "X-HF-Token (or X-OpenAI-Api-Key)" if _is_hf_router(base_url) else "X-OpenAI-Api-Key"
+        if not endpoint_key(base_url, api_key, hf_token):
+            needed = "X-HF-Token (or X-OpenAI-Api-Key)" if is_hf_router(base_url) else "X-OpenAI-Api-Key"
             raise ApiError(400, f"a request naming its own LLM endpoint (X-LLM-Base-URL) must bring its own key "
                                 f"for it in {needed}; the server's key is only used with the server's endpoint",
                            "missing_upstream_key")
@@ -96,8 +89,6 @@ def request_config(config: Config, *, api_key: str = "", hf_token: str = "", bas
 def endpoint_refusal(url: str) -> str | None:
     """Why a caller-named LLM endpoint must not be contacted from this server (private, loopback,
     link-local...), or None. Blocking (DNS): run it in a thread."""
-    from jarvis.files.url_fetch import address_refusal
-
     host = (urlparse(url).hostname or "").strip("[]")
     if not host:
         return "it names no host"

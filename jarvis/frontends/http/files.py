@@ -16,23 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jarvis.config import Config
-from jarvis.files.store import MEDIA_SUFFIXES, ResourceError, ResourceStore, media_type
+from jarvis.errors import InputError, ResourceError
+from jarvis.files.content_checks import check_media, sniff_bytes
+from jarvis.files.media_types import MEDIA_SUFFIXES, MIME_SUFFIXES, media_type
+from jarvis.files.store import ResourceStore
+from jarvis.files.url_fetch import fetch_to_store
 
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
-_MIME_SUFFIX = {
-    "image/png": ".png", "image/jpeg": ".jpg", "image/jpg": ".jpg", "image/gif": ".gif",
-    "image/webp": ".webp", "image/bmp": ".bmp", "image/tiff": ".tiff",
-    "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/flac": ".flac",
-    "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/ogg": ".ogg", "audio/mp4": ".m4a",
-    "audio/x-m4a": ".m4a", "audio/opus": ".opus", "audio/webm": ".webm",
-    "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",
-}
-
-
-class InputError(Exception):
-    """A media part of the request cannot be used; the message tells the caller what to send instead."""
 
 
 @dataclass
@@ -147,12 +139,12 @@ def parse_data_url(url: str, kind: str) -> MediaPart:
     mime = params[0].strip().lower()
     if "base64" not in [p.strip().lower() for p in params[1:]]:
         raise InputError("data: URLs must be base64-encoded (data:<type>;base64,<data>)")
-    suffix = _MIME_SUFFIX.get(mime)
-    rtype = media_type("x" + suffix) if suffix else None
+    suffix = MIME_SUFFIXES.get(mime, "")
+    rtype = media_type("x" + suffix)
     if rtype is None or (kind != "any" and rtype != kind):
         wanted = "image, audio or video" if kind == "any" else kind
         raise InputError(f"a data: URL of type {mime or 'unknown'!r} is not an {wanted} type Jarvis reads "
-                         f"(accepted: {', '.join(sorted(m for m in _MIME_SUFFIX if kind in ('any', m.split('/')[0])))})")
+                         f"(accepted: {', '.join(sorted(m for m in MIME_SUFFIXES if kind in ('any', m.split('/')[0])))})")
     return MediaPart(rtype, decode_base64(payload), suffix)
 
 
@@ -185,9 +177,6 @@ def decode_base64(text: str) -> bytes:
 def stage_media(parts: list[MediaPart], cfg: Config) -> tuple[Path, list[Path]]:
     """Write/fetch every part into a fresh staging directory (blocking: run it in a thread).
     Returns (directory, files); the caller deletes the directory after the run."""
-    from jarvis.files.content_checks import check_media, sniff_bytes
-    from jarvis.files.url_fetch import fetch_to_store
-
     staging = Path(tempfile.mkdtemp(prefix="jarvis-api-in-"))
     store = ResourceStore(staging)
     paths: list[Path] = []

@@ -3,19 +3,16 @@ and scripts work unchanged: POST /hugginggpt -> {"message"}, /tasks -> the plan,
 per-task results with the chosen model and reason (no final answer, as in HuggingGPT)."""
 from __future__ import annotations
 
-import json
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 
-from jarvis.events import Done, Event, Failed, ModelChosen, PlanReady, TaskFailed, TaskFinished, TaskSkipped
-from jarvis.frontends.http.auth import ApiError
-
-if TYPE_CHECKING:
-    from jarvis.frontends.http.app import Api, Run
-
-_TERMINAL = (TaskFinished, TaskFailed, TaskSkipped)
+from jarvis.errors import ApiError
+from jarvis.events import Done, Event, Failed, ModelChosen, PlanReady, TaskEnded, TaskFailed, TaskFinished, TaskSkipped
+from jarvis.frontends.http.runs import Api, Run, failed_error
+from jarvis.pipeline.records import json_safe
 
 
 def endpoint_base(endpoint: str) -> str:
@@ -23,7 +20,7 @@ def endpoint_base(endpoint: str) -> str:
     return re.sub(r"/(chat/)?completions/?$", "", endpoint.strip())
 
 
-def linkify(answer: str, files: list[dict]) -> str:
+def linkify(answer: str, files: list[dict[str, Any]]) -> str:
     """Generated file names in the answer become their download URLs (HuggingGPT's clients render
     media from the URLs in the message); files the answer does not name are listed after it."""
     if not files:
@@ -34,7 +31,7 @@ def linkify(answer: str, files: list[dict]) -> str:
                          + r")(?![\w.-])")
     seen: set[str] = set()
 
-    def swap(m: re.Match) -> str:
+    def swap(m: re.Match[str]) -> str:
         seen.add(m.group(1))
         return urls[m.group(1)]
     text = pattern.sub(swap, answer)
@@ -52,15 +49,15 @@ class _AllTasksEnded:
     def __call__(self, event: Event) -> bool:
         if isinstance(event, PlanReady):
             self.planned = len(event.tasks)
-        elif isinstance(event, _TERMINAL):
+        elif isinstance(event, TaskEnded):
             self.ended.add(event.task_id)
-        return bool(self.planned) and len(self.ended) >= self.planned
+        return self.planned is not None and 0 < self.planned <= len(self.ended)
 
 
 def router(api: Api) -> APIRouter:
     r = APIRouter()
 
-    async def start(request: Request, until=None) -> Run:
+    async def start(request: Request, until: Callable[[Event], bool] | None = None) -> Run:
         owner, body, text, parts, history = await api.chat_request(request)
         api_type = str(body.get("api_type") or "openai").lower()
         if api_type not in ("openai", "local"):
@@ -74,49 +71,52 @@ def router(api: Api) -> APIRouter:
                                    base_url=endpoint_base(fields["api_endpoint"] or ""), model=fields["model"] or "")
         return await api.start(request, cfg, owner, text, parts, history, until)
 
-    async def collect(run: Run) -> tuple[list[dict] | None, dict, dict, dict | None]:
-        plan, chosen, ended, result = None, {}, {}, None
+    async def collect(run: Run) -> tuple[list[dict[str, Any]] | None, dict[int, ModelChosen], dict[int, TaskEnded], str]:
+        """The run's plan (HuggingGPT's format), choices and task ends by task id, and its answer."""
+        plan: list[dict[str, Any]] | None = None
+        chosen: dict[int, ModelChosen] = {}
+        ended: dict[int, TaskEnded] = {}
+        answer = ""
         async for event in run.events():
             if isinstance(event, Failed):
-                from jarvis.frontends.http.app import failed_error
                 raise failed_error(event)
             if isinstance(event, PlanReady):
-                plan = event.tasks
+                plan = [t.to_dict() for t in event.tasks]
             elif isinstance(event, ModelChosen):
                 chosen[event.task_id] = event
-            elif isinstance(event, _TERMINAL):
+            elif isinstance(event, TaskEnded):
                 ended[event.task_id] = event
             elif isinstance(event, Done):
-                result = event.result
-        return plan, chosen, ended, result
+                answer = event.result.answer
+        return plan, chosen, ended, answer
 
     @r.post("/hugginggpt")
-    async def hugginggpt(request: Request):
+    async def hugginggpt(request: Request) -> dict[str, Any]:
         run = await start(request)
         try:
             result = await run.result()
-            return {"message": linkify(result["answer"], run.files(result["tasks"]))}
+            return {"message": linkify(result.answer, run.files(result.tasks))}
         finally:
             run.close()
 
     @r.post("/tasks")
-    async def tasks(request: Request):
+    async def tasks(request: Request) -> list[dict[str, Any]] | dict[str, Any]:
         run = await start(request, until=lambda e: isinstance(e, PlanReady) and bool(e.tasks))
         try:
-            plan, _, _, result = await collect(run)
+            plan, _, _, answer = await collect(run)
         finally:
             run.close()
         if plan:
             return plan
-        return {"message": (result or {}).get("answer", "")}   # no tasks: HuggingGPT chats instead
+        return {"message": answer}   # no tasks: HuggingGPT chats instead
 
     @r.post("/results")
-    async def results(request: Request):
+    async def results(request: Request) -> dict[str, Any]:
         run = await start(request, until=_AllTasksEnded())
         try:
-            plan, chosen, ended, result = await collect(run)
+            plan, chosen, ended, answer = await collect(run)
             if not plan:
-                return {"message": (result or {}).get("answer", "")}
+                return {"message": answer}
             return _results(run, plan, chosen, ended)
         finally:
             run.close()
@@ -124,28 +124,28 @@ def router(api: Api) -> APIRouter:
     return r
 
 
-def _results(run: Run, plan: list[dict], chosen: dict, ended: dict) -> dict:
+def _results(run: Run, plan: list[dict[str, Any]], chosen: dict[int, ModelChosen],
+             ended: dict[int, TaskEnded]) -> dict[str, Any]:
     """HuggingGPT's /results shape: {task id: {"task", "inference result", "choose model result"}}."""
-    out = {}
+    out: dict[str, Any] = {}
     for task in plan:
         tid = task["id"]
         choice = chosen.get(tid)
         event = ended.get(tid)
         model = choice.model if choice else None
+        inference: dict[str, Any] = {}
         if isinstance(event, TaskFinished):
-            model = next((a.get("model") for a in event.attempts if a.get("ok")), model)
-            inference = {}
-            for rtype, value in event.outputs.items():
+            rec = event.record
+            model = next((a.model for a in rec.attempts if a.ok), model)
+            for rtype, value in rec.outputs.items():
                 if rtype == "text":
                     inference["generated text"] = value
                 elif run.owns(value):
                     inference[f"generated {rtype}"] = run.link(value)
-            if event.detail is not None:
-                inference["predicted"] = json.loads(json.dumps(event.detail, default=str))
-        elif isinstance(event, TaskFailed):
-            inference = {"error": event.error}
-        elif isinstance(event, TaskSkipped):
-            inference = {"error": event.reason}
+            if rec.detail is not None:
+                inference["predicted"] = json_safe(rec.detail)
+        elif isinstance(event, (TaskFailed, TaskSkipped)):
+            inference = {"error": event.record.error}
         else:
             inference = {"error": "the task did not run (the request was stopped)"}
         out[str(tid)] = {"task": task, "inference result": inference,

@@ -6,11 +6,12 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from jarvis.errors import ApiError
 from jarvis.events import (
     AnswerDelta,
     Done,
@@ -18,33 +19,33 @@ from jarvis.events import (
     Failed,
     ModelChosen,
     PlanReady,
+    TaskEnded,
     TaskFailed,
     TaskFinished,
     TaskProgress,
     TaskSkipped,
     TaskStarted,
 )
-from jarvis.frontends.http.auth import ApiError
-
-if TYPE_CHECKING:
-    from jarvis.frontends.http.app import Api, Run
+from jarvis.frontends.http.runs import Api, Run, failed_error
+from jarvis.pipeline.records import RunResult
 
 MODEL_ID = "jarvis"
 STEP_MODES = ("think", "reasoning", "none")
 _CREATED = int(time.time())
 
 
-def _model_card() -> dict:
+def _model_card() -> dict[str, Any]:
     return {"id": MODEL_ID, "object": "model", "created": _CREATED, "owned_by": "jarvis"}
 
 
-def usage_of(result: dict | None) -> dict:
-    u = (result or {}).get("usage") or {}
-    prompt, completion = int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))
+def usage_of(result: RunResult | None) -> dict[str, int]:
+    """The run's token counts in OpenAI's usage shape."""
+    prompt = result.usage.prompt_tokens if result else 0
+    completion = result.usage.completion_tokens if result else 0
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def files_markdown(files: list[dict]) -> str:
+def files_markdown(files: list[dict[str, Any]]) -> str:
     """The generated files as Markdown links (images inline), appended after the answer."""
     if not files:
         return ""
@@ -66,9 +67,9 @@ def step_line(event: Event, run: Run) -> str | None:
             return None
         lines = [f"Plan: {len(event.tasks)} task(s)"]
         for t in event.tasks:
-            after = [d for d in t.get("dep") or [] if d != -1]
-            lines.append(f"- task {t['id']}: {t['task']}" + (f", after task {', '.join(map(str, after))}" if after
-                                                             else "") + (f" (!! {t['error']})" if t.get("error") else ""))
+            after = [d for d in t.dep if d != -1]
+            lines.append(f"- task {t.id}: {t.task}" + (f", after task {', '.join(map(str, after))}" if after
+                                                       else "") + (f" (!! {t.error})" if t.error else ""))
         lines += [f"- repaired: {r}" for r in event.repairs]
         return "\n".join(lines) + "\n"
     if isinstance(event, ModelChosen):
@@ -78,13 +79,20 @@ def step_line(event: Event, run: Run) -> str | None:
     if isinstance(event, TaskProgress):
         return f"Task {event.task_id}: {_trim(event.message)}\n"
     if isinstance(event, TaskFinished):
-        outs = [f"{_trim(v)}" if k == "text" else (run.link(v) if run.owns(v) else k)
-                for k, v in event.outputs.items()]
-        return f"Task {event.task_id} done in {event.finished - event.started:.1f} s: {'; '.join(outs)}\n"
+        rec = event.record
+        outs = [f"{_trim(v)}" if k == "text" else (run.link(v) if run.owns(v) else k) for k, v in rec.outputs.items()]
+        return f"Task {rec.id} done in {rec.seconds or 0.0:.1f} s: {'; '.join(outs)}\n"
     if isinstance(event, TaskFailed):
-        return f"Task {event.task_id} failed: {_trim(event.error, 300)}\n"
+        return f"Task {event.task_id} failed: {_trim(event.record.error or '', 300)}\n"
     if isinstance(event, TaskSkipped):
-        return f"Task {event.task_id} skipped: {_trim(event.reason, 300)}\n"
+        return f"Task {event.task_id} skipped: {_trim(event.record.error or '', 300)}\n"
+    return None
+
+
+def _task_id(event: Event) -> int | None:
+    """The task a step event is about; None for events about the whole run."""
+    if isinstance(event, (ModelChosen, TaskStarted, TaskProgress, TaskEnded)):
+        return event.task_id
     return None
 
 
@@ -125,7 +133,6 @@ def router(api: Api) -> APIRouter:
         try:  # wait for the plan, so that early failures (bad key, LLM down) get a real HTTP status
             first = await events.__anext__()
             if isinstance(first, Failed):
-                from jarvis.frontends.http.app import failed_error
                 raise failed_error(first)
         except StopAsyncIteration:
             run.close()
@@ -139,9 +146,9 @@ def router(api: Api) -> APIRouter:
     return r
 
 
-def _completion(run: Run, result: dict) -> dict:
-    files = run.files(result["tasks"])
-    content = result["answer"] + files_markdown(files) + _timeout_note(run)
+def _completion(run: Run, result: RunResult) -> dict[str, Any]:
+    files = run.files(result.tasks)
+    content = result.answer + files_markdown(files) + _timeout_note(run)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": MODEL_ID, "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -149,12 +156,12 @@ def _completion(run: Run, result: dict) -> dict:
             "usage": usage_of(result), "jarvis": _extra(run, result, files)}
 
 
-def _extra(run: Run, result: dict, files: list[dict]) -> dict:
+def _extra(run: Run, result: RunResult, files: list[dict[str, Any]]) -> dict[str, Any]:
     """Jarvis's own record of the request (plan, models, results, timings): an extra field that
     OpenAI clients ignore and programs may read."""
-    return {"tasks": run.public_tasks(result["tasks"]), "files": files, "timings": result.get("timings"),
-            "llm_calls": (result.get("usage") or {}).get("llm_calls", 0),
-            "plan_repairs": result.get("plan_repairs", []), "timed_out": run.timed_out}
+    return {"tasks": run.public_tasks(result.tasks), "files": files, "timings": result.timings.to_dict(),
+            "llm_calls": result.usage.llm_calls, "plan_repairs": list(result.plan_repairs),
+            "timed_out": run.timed_out}
 
 
 def _timeout_note(run: Run) -> str:
@@ -178,12 +185,16 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
         async for event in events:
             yield event
 
-    result, thinking = None, False
+    def error(message: str, code: str) -> str:
+        return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': code}})}\n\n"
+
+    result: RunResult | None = None
+    thinking = False
     try:
         yield chunk({"role": "assistant", "content": ""})
         async for event in all_events():
             if isinstance(event, Failed):
-                yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'server_error', 'code': 'upstream_error'}})}\n\n"
+                yield error(event.message, "upstream_error")
                 return
             if isinstance(event, Done):
                 result = event.result
@@ -197,7 +208,7 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
             line = step_line(event, run) if mode != "none" else None
             if not line:
                 continue
-            info = {"event": type(event).__name__, "task_id": getattr(event, "task_id", None)}
+            info = {"event": type(event).__name__, "task_id": _task_id(event)}
             if mode == "reasoning":
                 yield chunk({"reasoning_content": line}, jarvis=info)
             else:
@@ -207,15 +218,17 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
         if thinking:
             yield chunk({"content": "</think>\n\n"})
         if result is not None:
-            files = run.files(result["tasks"])
+            files = run.files(result.tasks)
             tail = files_markdown(files) + _timeout_note(run)
             if tail:
                 yield chunk({"content": tail})
             yield chunk({}, "stop", jarvis=_extra(run, result, files))
             if include_usage:
-                yield (f"data: {json.dumps({'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': MODEL_ID, 'choices': [], 'usage': usage_of(result)})}\n\n")
+                usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
+                         "choices": [], "usage": usage_of(result)}
+                yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
     except ApiError as exc:
-        yield f"data: {json.dumps({'error': {'message': exc.message, 'type': 'server_error', 'code': exc.code}})}\n\n"
+        yield error(exc.message, exc.code)
     finally:
         run.close()

@@ -1,7 +1,7 @@
 """The web app (Gradio 6): chat in the browser with live steps, inline media, per-session keys and
 files, ready for a Hugging Face Space. It only maps the controller's events to chat messages.
 
-`launch(config)` serves it (with the HTTP API of jarvis.frontends.http.app on the same port when present);
+`launch(config)` serves it with the HTTP API of jarvis.frontends.http.app on the same port;
 `build_ui(config, controller)` returns the Blocks for tests and embedding."""
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+import uvicorn
 
-from jarvis.config import Config, ConfigError
+from jarvis.config import Config
+from jarvis.errors import ConfigError, JarvisError
 from jarvis.events import AnswerDelta
-from jarvis.frontends.web.credentials import field_hint, resolve, status_markdown
+from jarvis.frontends.http.app import create_app
+from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
 from jarvis.frontends.web.render import TurnRenderer, user_messages
 from jarvis.frontends.web.sessions import LocalGate, SessionRegistry
 from jarvis.pipeline.controller import Controller
@@ -68,15 +72,8 @@ def _files_of(message) -> tuple[str, list[str]]:
 
 
 def _oauth_ready() -> bool:
-    """Sign-in shows on a Space with `hf_oauth: true` (which sets OAUTH_CLIENT_ID) and gradio[oauth] installed."""
-    if not (os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID")):
-        return False
-    try:
-        import authlib  # noqa: F401 - what gradio's OAuth routes need
-    except ImportError:
-        log.warning("hf_oauth is on but authlib is missing: install gradio[oauth] to show the sign-in button")
-        return False
-    return True
+    """Sign-in shows on a Space with `hf_oauth: true`, which sets OAUTH_CLIENT_ID (gradio[oauth] is a dependency)."""
+    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
 def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL_SLOTS) -> gr.Blocks:
@@ -87,7 +84,8 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
     sign_in = _oauth_ready()
     env = config.credentials
 
-    def settings(openai_key, hf_token, base_url, model, mode, oauth_token):
+    def settings(openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
+                 oauth_token: gr.OAuthToken | None) -> Choice:
         return resolve(config, openai_key, hf_token, base_url, model, mode,
                        oauth_token.token if oauth_token is not None else None)
 
@@ -160,7 +158,7 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
         if item is not None:
             item.session.cancel.set()
 
-    def clear(request: gr.Request):
+    def clear(request: gr.Request) -> tuple[list[dict[str, Any]], str]:
         item = registry.peek(request.session_hash or "anonymous")
         if item is not None:
             item.session.cancel.set()
@@ -216,10 +214,10 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                                          "hybrid: local when possible")
                 gr.Markdown("### 📁 Files of this session")
                 resources = gr.Markdown(_resources_markdown(None), elem_id="jarvis-resources")
-        keys = [openai_key, hf_token, base_url, model, mode]
+        keys: list[gr.Textbox | gr.Radio] = [openai_key, hf_token, base_url, model, mode]
         demo.load(show_status, keys, status, api_name="status")
         for comp in keys:
-            comp.change(show_status, keys, status, api_name=False, show_progress="hidden")
+            comp.change(show_status, keys, status, api_visibility="private", show_progress="hidden")
         box.submit(respond, [box, *keys], [chatbot, box, resources], api_name="chat",
                    concurrency_id="jarvis-chat", concurrency_limit=CHAT_CONCURRENCY, show_progress="minimal")
         stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
@@ -234,38 +232,32 @@ def _address() -> tuple[str, int]:
     try:
         port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
     except ValueError:
-        raise ConfigError(f"GRADIO_SERVER_PORT must be a port number, got {os.environ['GRADIO_SERVER_PORT']!r}")
+        raise ConfigError(f"GRADIO_SERVER_PORT must be a port number, got {os.environ['GRADIO_SERVER_PORT']!r}") from None
     return host, port
 
 
 def launch(config: Config) -> int:
-    """Serve the app on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT; with jarvis.frontends.http.app present, its HTTP API
-    is served on the same port (the web app at /). Returns an exit code."""
+    """Serve the app on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT, with the HTTP API of jarvis.frontends.http.app
+    on the same port (the web app at /). Returns an exit code."""
     try:
         host, port = _address()
         controller = Controller(config)
     except Exception as exc:
+        if not isinstance(exc, (JarvisError, OSError)):   # not one Jarvis explains: the log has the trace
+            log.exception("the web app could not start")
         print(f"error: cannot start the web app: {exc}", flush=True)
         return 2
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
     allowed = [str(EXAMPLES_DIR)]
-    try:
-        from jarvis.frontends.http.app import create_app
-    except ImportError:
-        create_app = None
     shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
-    print(f"Jarvis web app on {shown}" + (" (and the HTTP API on the same port)" if create_app else ""), flush=True)
+    print(f"Jarvis web app on {shown} (and the HTTP API on the same port)", flush=True)
     try:
-        if create_app is None:
-            demo.launch(server_name=host, server_port=port, allowed_paths=allowed, ssr_mode=False,
-                        show_error=True, footer_links=["api", "gradio"])
-        else:
-            import uvicorn
-            app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=allowed,
-                                      ssr_mode=False, show_error=True)
-            uvicorn.run(app, host=host, port=port, log_level="warning")
+        app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=allowed,
+                                  ssr_mode=False, show_error=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     except KeyboardInterrupt:
         pass
     finally:
         demo.jarvis_registry.close_all()
+        controller.close()
     return 0

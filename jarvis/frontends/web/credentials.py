@@ -1,12 +1,14 @@
 """Which credentials and LLM settings one browser session uses: typed fields first, then the
-Hugging Face sign-in (OAuth) token, then the server's environment / Space secrets; and a one-line
-status telling the person what will be used or what to enter."""
+Hugging Face sign-in (OAuth) token, then the server's environment / Space secrets, within
+jarvis.credentials' policy of where each key may go; and a one-line status telling the person
+what will be used or what to enter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from jarvis.config import Config
+from jarvis.credentials import names_other_endpoint
 
 
 @dataclass
@@ -27,11 +29,11 @@ def field_hint(env_value: str, name: str, secret: str) -> str:
 
 def resolve(config: Config, openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
             oauth_token: str | None) -> Choice:
-    """The Config for one session; empty fields keep the server's settings. A server-side OpenAI key is not sent to a base URL the person
-    typed in (it would hand the Space owner's secret to any server)."""
+    """The Config for one session; empty fields keep the server's settings. A server-side OpenAI key
+    is not sent to a base URL the person typed in (it would hand the Space owner's secret to any server)."""
     typed_url, model = (base_url or "").strip(), (model or "").strip() or config.llm.model
     env = config.credentials
-    custom_url = bool(typed_url) and typed_url.rstrip("/") != config.llm.base_url.strip().rstrip("/")
+    custom_url = names_other_endpoint(typed_url, config.llm.base_url)
     base_url = typed_url or config.llm.base_url
     openai_key, hf_token = (openai_key or "").strip(), (hf_token or "").strip()
     if openai_key:

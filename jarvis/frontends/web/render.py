@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from jarvis.events import (
     AnswerDelta,
@@ -20,7 +21,8 @@ from jarvis.events import (
     TaskSkipped,
     TaskStarted,
 )
-from jarvis.files.store import media_type
+from jarvis.files.media_types import media_type
+from jarvis.pipeline.plan import ArgValue, Task
 
 _REF = re.compile(r"<\s*GENERATED\s*>\s*-\s*(\d+)", re.I)
 _VALUE_CHARS = 120
@@ -32,7 +34,7 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
-def _value(v) -> str:
+def _value(v: ArgValue) -> str:
     text = str(v)
     text = _REF.sub(lambda m: f"the output of task {m.group(1)}", text)
     if text != str(v):
@@ -42,24 +44,20 @@ def _value(v) -> str:
     return f"“{_short(text, _VALUE_CHARS)}”"
 
 
-def plan_markdown(tasks: list[dict], repairs: list[str]) -> str:
+def plan_markdown(tasks: list[Task], repairs: list[str]) -> str:
     """The plan as a readable numbered list: task type, its inputs, what it waits for."""
     if not tasks:
         lines = ["No model is needed for this request: answering directly."]
     else:
         lines = []
         for t in tasks:
-            args = t.get("args") or {}
-            parts = []
-            for rtype, values in args.items():
-                values = values if isinstance(values, list) else [values]
-                parts.append(f"{rtype} " + ", ".join(_value(v) for v in values))
-            deps = [d for d in (t.get("dep") or []) if d != -1]
-            line = f"{t['id']}. **{t['task']}** on " + ("; ".join(parts) or "no input")
+            parts = [f"{rtype} " + ", ".join(_value(v) for v in values) for rtype, values in t.args.items()]
+            deps = [d for d in t.dep if d != -1]
+            line = f"{t.id}. **{t.task}** on " + ("; ".join(parts) or "no input")
             if deps:
                 line += f" (after task{'s' if len(deps) > 1 else ''} {', '.join(map(str, deps))})"
-            if t.get("error"):
-                line += f"  \n   ⚠️ {t['error']}"
+            if t.error:
+                line += f"  \n   ⚠️ {t.error}"
             lines.append(line)
     if repairs:
         lines.append("")
@@ -67,13 +65,13 @@ def plan_markdown(tasks: list[dict], repairs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def media_message(path: str | Path, role: str = "assistant") -> dict:
+def media_message(path: str | Path, role: str = "assistant") -> dict[str, Any]:
     """A chat message holding one file; images, audio and video render inline and play."""
     p = Path(path)
     return {"role": role, "content": {"path": str(p), "alt_text": p.name}}
 
 
-def user_messages(text: str, files: list[str]) -> list[dict]:
+def user_messages(text: str, files: list[str]) -> list[dict[str, Any]]:
     """The user's turn: the text, then each attached file shown as media."""
     out = []
     if text.strip():
@@ -89,19 +87,19 @@ class TurnRenderer:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self._plan = {"role": "assistant", "content": "Reading the request and planning the tasks…",
+        self._plan: dict[str, Any] = {"role": "assistant", "content": "Reading the request and planning the tasks…",
                       "metadata": {"title": "🧭 Planning", "status": "pending", "id": "plan"}}
-        self._steps: dict[int, dict] = {}
+        self._steps: dict[int, dict[str, Any]] = {}
         self._order: list[int] = []
-        self._answer: dict | None = None
-        self._media: list[dict] = []
-        self._tail: list[dict] = []
+        self._answer: dict[str, Any] | None = None
+        self._media: list[dict[str, Any]] = []
+        self._tail: list[dict[str, Any]] = []
         self.answer_text = ""
         self.error: str | None = None
 
     # -- view -------------------------------------------------------------
     @property
-    def messages(self) -> list[dict]:
+    def messages(self) -> list[dict[str, Any]]:
         out = [self._plan] + [self._steps[i] for i in self._order]
         if self._answer is not None:
             out.append(self._answer)
@@ -112,7 +110,7 @@ class TurnRenderer:
         self._plan["content"] = text
 
     # -- events -----------------------------------------------------------
-    def _step(self, task_id: int, task: str) -> dict:
+    def _step(self, task_id: int, task: str) -> dict[str, Any]:
         if task_id not in self._steps:
             self._steps[task_id] = {"role": "assistant", "content": "",
                                     "metadata": {"title": f"⚙️ Task {task_id}: {task}", "status": "pending",
@@ -121,7 +119,7 @@ class TurnRenderer:
         return self._steps[task_id]
 
     @staticmethod
-    def _add(step: dict, text: str) -> None:
+    def _add(step: dict[str, Any], text: str) -> None:
         step["content"] = (step["content"] + "\n\n" + text) if step["content"] else text
 
     def update(self, event: Event) -> None:
@@ -144,49 +142,49 @@ class TurnRenderer:
             step["metadata"]["title"] = f"⚙️ Task {event.task_id}: {event.task} · {event.model}"
             step["metadata"]["log"] = f"running ({event.executor})"
         elif isinstance(event, TaskProgress):
-            step = self._steps.get(event.task_id)
-            if step is not None:
-                step["metadata"]["log"] = _short(event.message, 80)
+            progressing = self._steps.get(event.task_id)
+            if progressing is not None:
+                progressing["metadata"]["log"] = _short(event.message, 80)
         elif isinstance(event, TaskFinished):
-            step = self._step(event.task_id, event.task)
+            rec = event.record
+            step = self._step(rec.id, rec.task)
             meta = step["metadata"]
-            meta.update(status="done", duration=round(max(0.0, event.finished - event.started), 2))
+            meta.update(status="done", duration=round(rec.seconds or 0.0, 2))
             meta["title"] = "✅ " + meta["title"].removeprefix("⚙️ ")
             meta.pop("log", None)
-            for rtype, value in event.outputs.items():
+            for rtype, value in rec.outputs.items():
                 if rtype == "text":
                     self._add(step, "**Result:** " + _short(value, _RESULT_CHARS))
                 else:
                     self._add(step, f"**Produced {rtype}:** `{Path(value).name}`")
                     self._media.append(media_message(value))
         elif isinstance(event, TaskFailed):
-            step = self._step(event.task_id, event.task)
+            rec = event.record
+            step = self._step(rec.id, rec.task)
             meta = step["metadata"]
             meta.update(status="done")
-            if event.started is not None:
-                meta["duration"] = round(max(0.0, event.finished - event.started), 2)
+            if rec.seconds is not None:
+                meta["duration"] = round(rec.seconds, 2)
             meta["title"] = "❌ " + meta["title"].removeprefix("⚙️ ") + " (failed)"
             meta.pop("log", None)
-            self._add(step, f"**Failed:** {event.error}")
+            self._add(step, f"**Failed:** {rec.error}")
         elif isinstance(event, TaskSkipped):
-            step = self._step(event.task_id, event.task)
+            step = self._step(event.record.id, event.record.task)
             step["metadata"].update(status="done")
             step["metadata"]["title"] = "⏭️ " + step["metadata"]["title"].removeprefix("⚙️ ") + " (skipped)"
             step["metadata"].pop("log", None)
-            self._add(step, f"**Skipped:** {event.reason}")
+            self._add(step, f"**Skipped:** {event.record.error}")
         elif isinstance(event, AnswerDelta):
             self.answer_text += event.text
             self._answer = {"role": "assistant", "content": self.answer_text}
         elif isinstance(event, Done):
             self._finish_pending()
-            usage = event.result.get("usage") or {}
-            timings = event.result.get("timings") or {}
-            text = (f"{usage.get('llm_calls', 0)} LLM calls, {usage.get('prompt_tokens', 0)} prompt + "
-                    f"{usage.get('completion_tokens', 0)} completion tokens. Seconds: "
-                    + ", ".join(f"{k} {v}" for k, v in timings.items()))
+            usage, timings = event.result.usage, event.result.timings
+            text = (f"{usage.llm_calls} LLM calls, {usage.prompt_tokens} prompt + "
+                    f"{usage.completion_tokens} completion tokens. Seconds: "
+                    + ", ".join(f"{k} {v}" for k, v in timings.to_dict().items()))
             self._tail = [{"role": "assistant", "content": text,
-                           "metadata": {"title": "📊 Usage", "status": "done",
-                                        "duration": timings.get("total", 0)}}]
+                           "metadata": {"title": "📊 Usage", "status": "done", "duration": timings.total}}]
         elif isinstance(event, Failed):
             self.fail(event.message)
 

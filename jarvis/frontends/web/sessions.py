@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from jarvis.config import Config
 from jarvis.session import Session
@@ -21,8 +22,7 @@ log = logging.getLogger(__name__)
 class UISession:
     """What the web app keeps for one browser session: the controller's Session and the chat as shown."""
     session: Session
-    display: list[dict] = field(default_factory=list)   # chat messages in Gradio's messages format
-    credentials_key: tuple = ()                          # (openai key, hf token, base_url, model, mode) in use
+    display: list[dict[str, Any]] = field(default_factory=list)   # chat messages in Gradio's messages format
 
 
 class SessionRegistry:

@@ -13,25 +13,27 @@ from typing import Any
 
 import numpy as np
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import first_line, torch_dtype
 from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
 
 WINDOW_SECONDS = 30.0          # Whisper's fixed window; CTC and seq2seq models get the same pieces
 VC_WINDOW_SECONDS = 20.0       # SpeechT5 encodes at most ~80 s; shorter pieces keep memory flat
-CLASSIFY_MAX_SECONDS = 60.0    # a label needs a clip, not an hour
 VOCODER_ID = "microsoft/speecht5_hifigan"
 CTC_TYPES = {"wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "sew", "sew-d", "unispeech",
              "unispeech-sat", "mctct", "wav2vec2-bert", "parakeet_ctc"}
 
 
-def _dtype(device: Device):
-    import torch
-    return torch.float16 if device.half else torch.float32
-
-
-def _config(model_id: str):
+def _config(model_id: str) -> Any:
+    """The repo's transformers config."""
     from transformers import AutoConfig
     return AutoConfig.from_pretrained(model_id)
+
+
+def _on_device(model: Any, device: Device) -> Any:
+    """A loaded model moved to the device, in eval mode."""
+    return model.to(device.name).eval()
 
 
 def _sampling_rate(extractor: Any, default: int = 16000) -> int:
@@ -48,7 +50,7 @@ class _ASR:
     model_id: str
 
 
-class SpeechRecognitionRunner:
+class SpeechRecognitionRunner(Runner):
     """Whisper (generate, task forced to transcribe), other speech seq2seq models, and CTC models
     (wav2vec2 family, greedy decoding). Audio longer than 30 s is cut into 30 s pieces and joined."""
     task = "automatic-speech-recognition"
@@ -57,6 +59,7 @@ class SpeechRecognitionRunner:
         from transformers import AutoModelForCTC, AutoModelForSpeechSeq2Seq, AutoProcessor
         config = _config(model_id)
         archs = list(getattr(config, "architectures", None) or [])
+        auto: Any
         if config.model_type == "whisper" or any("ConditionalGeneration" in a or "SpeechSeq2Seq" in a
                                                  for a in archs):
             kind, auto = ("whisper" if config.model_type == "whisper" else "seq2seq"), AutoModelForSpeechSeq2Seq
@@ -66,18 +69,17 @@ class SpeechRecognitionRunner:
             raise TaskError(f"{model_id} ({config.model_type}) is not a speech recognizer this app can run "
                             "locally; pick a Whisper or wav2vec2-style CTC model")
         try:
-            model = auto.from_pretrained(model_id, dtype=_dtype(device)).to(device.name).eval()
+            model = _on_device(auto.from_pretrained(model_id, dtype=torch_dtype(device)), device)
         except ValueError as exc:  # an architecture the Auto class does not map to speech recognition
             raise TaskError(f"{model_id} cannot be loaded as a speech recognizer: "
-                            f"{str(exc).splitlines()[0][:200]}") from exc
+                            f"{first_line(exc, 200)}") from exc
         processor = AutoProcessor.from_pretrained(model_id)
         extractor = getattr(processor, "feature_extractor", processor)
         return _ASR(model, processor, kind, _sampling_rate(extractor), model_id)
 
     def run(self, loaded: _ASR, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
-        clip = read_audio(inputs.first("audio"), loaded.rate,
-                          max_seconds=float(ctx.options.get("asr_max_seconds", 3600)))
+        clip = read_audio(inputs.first("audio"), loaded.rate, max_seconds=ctx.options.asr_max_seconds)
         pieces = chunks(clip.samples, clip.rate, WINDOW_SECONDS)
         if len(pieces) > 1:
             ctx.progress(f"transcribing {clip.seconds:.0f} s of audio in {len(pieces)} pieces of 30 s")
@@ -114,12 +116,11 @@ class SpeechRecognitionRunner:
         gen = model.generation_config
         limit = int(getattr(model.config, "max_target_positions", 0) or 0)
         if not (loaded.kind == "whisper" and limit and 0 < int(getattr(gen, "max_length", 0) or 0) <= limit):
-            kwargs["max_new_tokens"] = max(8, limit - 8) if limit else int(ctx.options.get("asr_max_new_tokens", 256))
-        if loaded.kind == "whisper":
-            if getattr(gen, "is_multilingual", False) or hasattr(gen, "task_to_id"):
-                kwargs["task"] = "transcribe"  # never translate: the user asked for what was said
-                if ctx.options.get("language"):
-                    kwargs["language"] = ctx.options["language"]
+            kwargs["max_new_tokens"] = max(8, limit - 8) if limit else ctx.options.asr_max_new_tokens
+        if loaded.kind == "whisper" and (getattr(gen, "is_multilingual", False) or hasattr(gen, "task_to_id")):
+            kwargs["task"] = "transcribe"  # never translate: the user asked for what was said
+            if ctx.options.language:
+                kwargs["language"] = ctx.options.language
         try:
             ids = model.generate(**kwargs)
         except ValueError as exc:
@@ -137,7 +138,7 @@ class _TTS:
     model_id: str
 
 
-class TextToSpeechRunner:
+class TextToSpeechRunner(Runner):
     """VITS / MMS-TTS through VitsModel: characters outside the vocabulary are dropped, long texts
     are spoken sentence by sentence. Other models go through the text-to-audio pipeline."""
     task = "text-to-speech"
@@ -147,10 +148,10 @@ class TextToSpeechRunner:
         config = _config(model_id)
         if config.model_type == "vits":
             from transformers import AutoTokenizer, VitsModel
-            model = VitsModel.from_pretrained(model_id).to(device.name).eval()  # float32: flows are fragile in fp16
+            model = _on_device(VitsModel.from_pretrained(model_id), device)  # float32: flows are fragile in fp16
             return _TTS(model, AutoTokenizer.from_pretrained(model_id), None, model_id)
         from transformers import pipeline
-        pipe = pipeline("text-to-audio", model=model_id, device=device.name, dtype=_dtype(device))
+        pipe = pipeline("text-to-audio", model=model_id, device=device.name, dtype=torch_dtype(device))
         return _TTS(None, None, pipe, model_id)
 
     def run(self, loaded: _TTS, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
@@ -175,7 +176,7 @@ class TextToSpeechRunner:
         gap = np.zeros(int(0.15 * rate), dtype=np.float32)
         parts: list[np.ndarray] = []
         with torch.inference_mode(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(ctx.options.get("seed", 0)))  # VITS samples noise: same text, same voice
+            torch.manual_seed(ctx.options.seed or 0)  # VITS samples noise: same text, same voice
             for piece in _split_text(spoken, self.max_chars):
                 encoded = tokenizer(piece, return_tensors="pt").to(model.device)
                 if encoded["input_ids"].shape[-1] == 0:
@@ -239,24 +240,22 @@ def _split_text(text: str, max_chars: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- audio classification
-class AudioClassificationRunner:
+class AudioClassificationRunner(Runner):
     """The audio-classification pipeline (AST, wav2vec2 and kin), fed mono audio at its rate."""
     task = "audio-classification"
-    top_k = 5
 
     def load(self, model_id: str, device: Device) -> Any:
         from transformers import pipeline
         try:
-            return pipeline("audio-classification", model=model_id, device=device.name, dtype=_dtype(device))
+            return pipeline("audio-classification", model=model_id, device=device.name, dtype=torch_dtype(device))
         except (ValueError, KeyError) as exc:
             raise TaskError(f"{model_id} is not an audio classifier this app can run locally: "
-                            f"{str(exc).splitlines()[0][:200]}") from exc
+                            f"{first_line(exc, 200)}") from exc
 
     def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         rate = _sampling_rate(loaded.feature_extractor)
-        clip = read_audio(inputs.first("audio"), rate,
-                          max_seconds=float(ctx.options.get("classify_max_seconds", CLASSIFY_MAX_SECONDS)))
-        results = loaded(clip.samples, top_k=int(ctx.options.get("top_k", self.top_k)))
+        clip = read_audio(inputs.first("audio"), rate, max_seconds=ctx.options.classify_max_seconds)
+        results = loaded(clip.samples, top_k=ctx.options.top_k_labels)
         labels = [{"label": str(r["label"]), "score": round(float(r["score"]), 4)} for r in results]
         text = "\n".join(f"{r['label']}: {r['score']:.3f}" for r in labels)
         return TaskOutputs(text=text, detail={"labels": labels, "seconds": round(clip.seconds, 2),
@@ -273,7 +272,7 @@ class _VC:
     rate: int
 
 
-class AudioToAudioRunner:
+class AudioToAudioRunner(Runner):
     """SpeechT5 voice conversion: the speech is re-spoken in a fixed voice through the HiFi-GAN
     vocoder. The speaker embedding is a seeded unit vector, so the output voice never changes."""
     task = "audio-to-audio"
@@ -286,9 +285,9 @@ class AudioToAudioRunner:
         if config.model_type != "speecht5" or not any("SpeechToSpeech" in a for a in archs):
             raise TaskError(f"{model_id} ({config.model_type}) is not supported for local audio-to-audio; "
                             "use microsoft/speecht5_vc, or run this task remotely")
-        dtype = _dtype(device)
-        model = SpeechT5ForSpeechToSpeech.from_pretrained(model_id, dtype=dtype).to(device.name).eval()
-        vocoder = SpeechT5HifiGan.from_pretrained(VOCODER_ID, dtype=dtype).to(device.name).eval()
+        dtype = torch_dtype(device)
+        model = _on_device(SpeechT5ForSpeechToSpeech.from_pretrained(model_id, dtype=dtype), device)
+        vocoder = _on_device(SpeechT5HifiGan.from_pretrained(VOCODER_ID, dtype=dtype), device)
         extractor = AutoFeatureExtractor.from_pretrained(model_id)
         generator = torch.Generator().manual_seed(7)
         speaker = torch.randn(1, int(config.speaker_embedding_dim), generator=generator)
@@ -297,8 +296,7 @@ class AudioToAudioRunner:
 
     def run(self, loaded: _VC, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
-        clip = read_audio(inputs.first("audio"), loaded.rate,
-                          max_seconds=float(ctx.options.get("vc_max_seconds", 600)))
+        clip = read_audio(inputs.first("audio"), loaded.rate, max_seconds=ctx.options.vc_max_seconds)
         parts: list[np.ndarray] = []
         pieces = chunks(clip.samples, clip.rate, VC_WINDOW_SECONDS)
         with torch.inference_mode():
@@ -313,7 +311,3 @@ class AudioToAudioRunner:
         path = write_wav(ctx.new_file("converted", ".wav"), audio, rate)
         return TaskOutputs(audio=path, detail={"sampling_rate": rate, "seconds": round(len(audio) / rate, 2),
                                                "input_seconds": round(clip.seconds, 2), "pieces": len(pieces)})
-
-
-RUNNERS = {runner.task: runner for runner in (SpeechRecognitionRunner(), TextToSpeechRunner(),
-                                              AudioClassificationRunner(), AudioToAudioRunner())}

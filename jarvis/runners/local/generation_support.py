@@ -4,36 +4,41 @@ diffusers and torch are imported inside the functions so importing this module s
 """
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from PIL import Image
 
-DEFAULT_STEPS = 20
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import first_line, torch_dtype
+from jarvis.runners.media import images
+from jarvis.runners.media.video_files import read_first_frame
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi"}
 
 
-def torch_dtype(device: Device):
-    import torch
-
-    return torch.float16 if device.half else torch.float32
-
-
-def model_index(model_id: str) -> dict:
+def model_index(model_id: str) -> dict[str, Any]:
     """A diffusers repo's model_index.json (a local folder or the Hub/cache); {} when it cannot be read."""
-    import json
-
     local = Path(model_id) / "model_index.json"
     try:
         if local.is_file():
-            return json.loads(local.read_text())
-        from huggingface_hub import hf_hub_download
-        return json.loads(Path(hf_hub_download(model_id, "model_index.json")).read_text())
-    except Exception:
+            index = json.loads(local.read_text())
+        else:
+            from huggingface_hub import hf_hub_download
+            index = json.loads(Path(hf_hub_download(model_id, "model_index.json")).read_text())
+    except Exception as exc:  # no index (not a diffusers repo) or unreadable: the caller's defaults apply
+        log.debug("no usable model_index.json for %s: %s", model_id, exc)
         return {}
+    return index if isinstance(index, dict) else {}
 
 
-def safety_kwargs(model_id: str) -> dict:
+def safety_kwargs(model_id: str) -> dict[str, Any]:
     """Turn the safety checker off cleanly when the repo ships none; keep it (default load) when present."""
     index = model_index(model_id)
     if "safety_checker" not in index:
@@ -67,23 +72,21 @@ def prepare(obj: Any, device: Device) -> Any:
 
 
 def steps(ctx: RunContext) -> int:
-    try:
-        value = int(ctx.options.get("diffusion_steps", DEFAULT_STEPS))
-    except (TypeError, ValueError) as exc:
-        raise TaskError("local.diffusion_steps must be a whole number, like 20") from exc
+    """Denoising steps (config local.diffusion_steps); at least 1."""
+    value = ctx.options.diffusion_steps
     if value < 1:
         raise TaskError("local.diffusion_steps must be at least 1")
     return value
 
 
-def generator(ctx: RunContext):
+def generator(ctx: RunContext) -> Any:
     """A seeded torch.Generator when options carry a `seed`, else None (random)."""
-    seed = ctx.options.get("seed")
+    seed = ctx.options.seed
     if seed is None:
         return None
     import torch
 
-    return torch.Generator("cpu").manual_seed(int(seed))
+    return torch.Generator("cpu").manual_seed(seed)
 
 
 def default_side(pipe: Any) -> int:
@@ -95,19 +98,12 @@ def default_side(pipe: Any) -> int:
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
 
 
-def load_rgb(path: Path):
-    """Open an image file as RGB; a video gives its first frame."""
-    from PIL import Image, UnidentifiedImageError
-
+def load_source(path: Path) -> Image.Image:
+    """An input image as RGB at full size (the pipeline scales it); a video gives its first frame."""
     path = Path(path)
-    if path.suffix.lower() in {".mp4", ".webm", ".mov", ".mkv", ".avi"}:
-        from jarvis.runners.media.video_files import read_first_frame
+    if path.suffix.lower() in VIDEO_SUFFIXES:
         return read_first_frame(path)
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise TaskError(f"could not open image {path.name}: is it a PNG/JPEG file?") from exc
+    return images.load_rgb(path, max_side=None)
 
 
 def fit_size(width: int, height: int, max_side: int, multiple: int = 8) -> tuple[int, int]:
@@ -118,7 +114,7 @@ def fit_size(width: int, height: int, max_side: int, multiple: int = 8) -> tuple
     return w, h
 
 
-def fit_image(image, pipe: Any):
+def fit_image(image: Image.Image, pipe: Any) -> Image.Image:
     """Resize an input image to the pipeline's native scale, keeping its aspect ratio."""
     multiple = max(8, int(getattr(pipe, "vae_scale_factor", 8)))
     w, h = fit_size(image.width, image.height, default_side(pipe), multiple)
@@ -126,6 +122,7 @@ def fit_image(image, pipe: Any):
 
 
 def prompt_of(inputs: TaskInputs, default: str = "") -> str:
+    """The task's first text, stripped (the prompt), or `default` when it has none."""
     return str(inputs.text[0]).strip() if inputs.text else default
 
 
@@ -139,16 +136,16 @@ def call_pipe(pipe: Any, model_id: str, **kwargs: Any) -> Any:
     except torch.OutOfMemoryError as exc:
         raise TaskError(f"{model_id} ran out of GPU memory; lower local.diffusion_steps or use remote mode") from exc
     except (ValueError, RuntimeError) as exc:
-        raise TaskError(f"{model_id} could not generate: {str(exc).splitlines()[0][:300]}") from exc
+        raise TaskError(f"{model_id} could not generate: {first_line(exc)}") from exc
 
 
-def save_images(images: Iterable[Any], nsfw: Iterable[Any] | None, ctx: RunContext, stem: str,
+def save_images(generated: Iterable[Any], nsfw: Iterable[Any] | None, ctx: RunContext, stem: str,
                 model_id: str, prompts: list[str] | None = None) -> list[TaskOutputs]:
     """One TaskOutputs per generated image, saved as PNG; notes when the safety checker blanked one."""
-    images = list(images)
-    flags = list(nsfw) if nsfw is not None else [False] * len(images)
+    pictures = list(generated)
+    flags = list(nsfw) if nsfw is not None else [False] * len(pictures)
     outs = []
-    for i, img in enumerate(images):
+    for i, img in enumerate(pictures):
         path = ctx.new_file(stem, ".png")
         img.save(path, format="PNG")
         flagged = bool(flags[i]) if i < len(flags) else False

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
 from jarvis.runners.local import generation_support as common
 from jarvis.runners.media.video_files import write_mp4
 
-DEFAULT_FRAMES = 16
-DEFAULT_FPS = 8
 
+class TextToVideoRunner(Runner):
+    """A prompt in, a short MP4 out; options video_frames / video_fps tune length and speed.
 
-class TextToVideoRunner:
-    """A prompt in, a short MP4 out; ctx.options video_frames / video_fps tune length and speed."""
+    It does not batch: videos are memory-heavy, so several prompts on one model take turns."""
     task = "text-to-video"
 
-    def load(self, model_id: str, device: Device) -> dict:
+    def load(self, model_id: str, device: Device) -> dict[str, Any]:
         from diffusers import DiffusionPipeline, TextToVideoSDPipeline
 
         index = common.model_index(model_id)
@@ -32,8 +32,8 @@ class TextToVideoRunner:
         if not prompt:
             raise TaskError("text-to-video needs a description of the video to make")
         model_id = loaded["model_id"]
-        frames_n = max(2, int(ctx.options.get("video_frames", DEFAULT_FRAMES)))
-        fps = max(1, int(ctx.options.get("video_fps", DEFAULT_FPS)))
+        frames_n = max(2, ctx.options.video_frames)
+        fps = max(1, ctx.options.video_fps)
         n = common.steps(ctx)
         ctx.progress(f"making a {frames_n}-frame video with {model_id}, {n} steps")
         result = common.call_pipe(loaded["pipe"], model_id, prompt=prompt, num_frames=frames_n, num_inference_steps=n,
@@ -43,10 +43,3 @@ class TextToVideoRunner:
         detail = {"model": model_id, "prompt": prompt, "frames": len(frames), "fps": fps}
         return TaskOutputs(text=f"generated {path.name} ({len(frames)} frames at {fps} fps)", video=path,
                            detail=detail)
-
-    def run_batch(self, loaded: Any, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
-        """Videos are memory-heavy: one prompt at a time."""
-        return [self.run(loaded, inputs, ctx) for inputs in batch]
-
-
-RUNNERS = {"text-to-video": TextToVideoRunner()}

@@ -1,27 +1,23 @@
-"""Local runners of the text task types, and the RUNNERS table the executor reads.
-
-Token and text classification use the transformers pipelines (which still exist in
-transformers 5); the other text runners live in text_*.py and use the model classes.
+"""Local runners of token and text classification, on the transformers pipelines (which still exist
+in transformers 5); the other text runners live in text_*.py and use the model classes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
-from jarvis.runners.local.text_causal import ConversationalRunner, TextGenerationRunner
-from jarvis.runners.local.text_encoders import QuestionAnsweringRunner, SentenceSimilarityRunner
-from jarvis.runners.local.text_seq2seq import SummarizationRunner, Text2TextRunner, TranslationRunner
-from jarvis.runners.local.text_support import TextModel, cut_to_tokens, first_line, input_cap, model_max_tokens, num, text_input
-from jarvis.runners.local.text_tabular import TabularClassificationRunner
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import first_line, torch_dtype
+from jarvis.runners.local.text_support import TextModel, cut_to_tokens, input_cap, model_max_tokens, num, text_input
 
 
 def _pipeline(task: str, model_id: str, device: Device) -> TextModel:
     """A transformers pipeline whose tokenizer knows the model's real input window."""
     from transformers import pipeline
-
-    from jarvis.runners.local.text_support import torch_dtype
+    build: Callable[..., Any] = pipeline  # its overloads name each task literally; ours is a variable
     try:
-        pipe = pipeline(task, model=model_id, device=device.name, dtype=torch_dtype(device))
+        pipe = build(task, model=model_id, device=device.name, dtype=torch_dtype(device))
     except (ValueError, KeyError) as exc:
         raise TaskError(f"{model_id} cannot run {task} locally ({first_line(exc)}); "
                         f"pick a {task} model of a supported architecture") from exc
@@ -30,11 +26,11 @@ def _pipeline(task: str, model_id: str, device: Device) -> TextModel:
     return TextModel(pipe, pipe.tokenizer, limit, device)
 
 
-class TokenClassificationRunner:
+class TokenClassificationRunner(Runner):
     """Named entities (or other word labels) with scores and character offsets.
 
     A long text is read in overlapping windows of the model's size (the pipeline's stride),
-    up to options["max_input_tokens"] tokens in all."""
+    up to options.max_input_tokens tokens in all."""
     task = "token-classification"
 
     def load(self, model_id: str, device: Device) -> TextModel:
@@ -58,7 +54,7 @@ class TokenClassificationRunner:
         return TaskOutputs(text=lines, detail={"entities": entities, "truncated": cut})
 
 
-class TextClassificationRunner:
+class TextClassificationRunner(Runner):
     """Labels of a whole text with their scores, best first; long texts are truncated."""
     task = "text-classification"
 
@@ -71,8 +67,8 @@ class TextClassificationRunner:
         scores = loaded.model(text, top_k=None, truncation=True, max_length=limit)
         if scores and isinstance(scores[0], list):
             scores = scores[0]
-        labels = sorted(({"label": str(s["label"]), "score": num(s["score"])} for s in scores),
-                        key=lambda s: -s["score"])
+        ranked = sorted(((str(s["label"]), num(s["score"])) for s in scores), key=lambda pair: -pair[1])
+        labels = [{"label": label, "score": score} for label, score in ranked]
         if not labels:
             raise TaskError("the classifier returned no labels; pick another text-classification model")
         best = labels[0]
@@ -80,11 +76,3 @@ class TextClassificationRunner:
         summary = f"{best['label']} (score {best['score']:.2f})" + (f"; others: {others}" if others else "")
         n_tokens = len(loaded.tokenizer(text, add_special_tokens=True)["input_ids"])
         return TaskOutputs(text=summary, detail={"labels": labels, "truncated": n_tokens > limit})
-
-
-_RUNNERS: list[Any] = [
-    TokenClassificationRunner(), TextClassificationRunner(), QuestionAnsweringRunner(),
-    SentenceSimilarityRunner(), SummarizationRunner(), TranslationRunner(), Text2TextRunner(),
-    TextGenerationRunner(), ConversationalRunner(), TabularClassificationRunner(),
-]
-RUNNERS: dict[str, Any] = {runner.task: runner for runner in _RUNNERS}

@@ -3,23 +3,17 @@ template). Both share one cached load per model (family "causal-lm"): AutoModelF
 tokenizer; the prompt is cut to leave room in the context window for the generated tokens."""
 from __future__ import annotations
 
-from jarvis.runners.base import Device, RunContext, TaskInputs, TaskOutputs
-from jarvis.runners.local.text_support import (
-    DEFAULT_MAX_INPUT_TOKENS,
-    TextModel,
-    load_parts,
-    max_new_tokens,
-    text_input,
-    truncate_ids,
-)
+from typing import Any
+
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.text_support import TextModel, load_parts, text_input, truncate_ids
 
 PROMPT_ECHO_CHARS = 2000  # text-generation repeats the prompt before its continuation up to this size
 _GAP = " … "
 
 
-class _CausalRunner:
+class _CausalRunner(Runner):
     """Shared load and generate for the decoder-only task types."""
-    task = ""
     family = "causal-lm"
 
     def load(self, model_id: str, device: Device) -> TextModel:
@@ -33,18 +27,17 @@ class _CausalRunner:
     @staticmethod
     def budget(loaded: TextModel, ctx: RunContext) -> tuple[int, int]:
         """(prompt tokens allowed, new tokens): prompt + new tokens fit the model's window."""
-        new = max_new_tokens(ctx)
+        new = ctx.options.new_tokens("text")
         if loaded.max_tokens - new < 8:
             new = max(1, loaded.max_tokens // 2)
-        cap = int(ctx.options.get("max_input_tokens", DEFAULT_MAX_INPUT_TOKENS))
-        return max(1, min(loaded.max_tokens - new, cap)), new
+        return max(1, min(loaded.max_tokens - new, ctx.options.max_input_tokens)), new
 
     @staticmethod
     def generate(loaded: TextModel, ids: list[int], new: int) -> tuple[str, int]:
         """Decoded continuation of `ids` (new tokens only) and how many tokens it has."""
         import torch
         input_ids = torch.tensor([ids], device=loaded.device.name)
-        kwargs = {"max_new_tokens": new, "attention_mask": torch.ones_like(input_ids)}
+        kwargs: dict[str, Any] = {"max_new_tokens": new, "attention_mask": torch.ones_like(input_ids)}
         if loaded.extra.get("pad_token_id") is not None:
             kwargs["pad_token_id"] = loaded.extra["pad_token_id"]
         with torch.no_grad():
@@ -107,7 +100,7 @@ class ConversationalRunner(_CausalRunner):
                                    "new_tokens": n_new, "truncated": cut or cut_again})
 
     @staticmethod
-    def _prompt_ids(tok, message: str, templated: bool) -> list[int]:
+    def _prompt_ids(tok: Any, message: str, templated: bool) -> list[int]:
         """Token ids of the chat prompt ending where the assistant's reply starts."""
         if templated:
             ids = tok.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True,

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
-from jarvis.runners.local.text_support import (
-    DEFAULT_MAX_INPUT_TOKENS,
-    TextModel,
-    cut_to_tokens,
-    load_parts,
-    num,
-    to_device,
-    two_texts,
-)
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.text_support import TextModel, cut_to_tokens, load_parts, num, to_device, two_texts
+
+log = logging.getLogger(__name__)
 
 MAX_ANSWER_TOKENS = 30
 
 
-class QuestionAnsweringRunner:
+class QuestionAnsweringRunner(Runner):
     """Finds the answer span to a question in a context text (inputs.text = [question, context]).
 
     A context longer than the model's window is read in overlapping windows; the best-scoring
@@ -41,7 +37,7 @@ class QuestionAnsweringRunner:
         question, context = two_texts(inputs, "question", "context")
         tok, limit = loaded.tokenizer, loaded.max_tokens
         question, _ = cut_to_tokens(question, tok, max(4, limit // 4))
-        budget = max(limit, int(ctx.options.get("max_input_tokens", DEFAULT_MAX_INPUT_TOKENS)))
+        budget = max(limit, ctx.options.max_input_tokens)
         context, cut = cut_to_tokens(context, tok, budget)
         enc = tok(question, context, truncation="only_second", max_length=limit, stride=max(1, limit // 4),
                   return_overflowing_tokens=True, return_offsets_mapping=True, padding="longest",
@@ -66,7 +62,7 @@ class QuestionAnsweringRunner:
         return TaskOutputs(text=best["answer"], detail={**best, "truncated": cut})
 
 
-def _best_span(start_logits, end_logits, context_idx: list[int]) -> tuple[int, int, float] | None:
+def _best_span(start_logits: Any, end_logits: Any, context_idx: list[int]) -> tuple[int, int, float] | None:
     """(start, end, probability) of the most likely answer inside the context tokens."""
     import torch
     index = torch.tensor(context_idx)
@@ -80,7 +76,7 @@ def _best_span(start_logits, end_logits, context_idx: list[int]) -> tuple[int, i
     return (context_idx[s], context_idx[e], score) if score > 0 else None
 
 
-class SentenceSimilarityRunner:
+class SentenceSimilarityRunner(Runner):
     """Cosine similarity of sentence embeddings (inputs.text = [a, b, ...]: a against each other).
 
     Pooling follows the sentence-transformers repo (1_Pooling/config.json: CLS or mean tokens);
@@ -121,13 +117,14 @@ class SentenceSimilarityRunner:
                                               "pooling": loaded.extra["pooling"], "truncated": truncated})
 
 
-def _repo_json(model_id: str, filename: str) -> dict:
+def _repo_json(model_id: str, filename: str) -> dict[str, Any]:
     """A JSON file of the repo, or {} when it has none (or it cannot be fetched)."""
     from huggingface_hub import hf_hub_download
     try:
         with open(hf_hub_download(model_id, filename)) as fh:
             data = json.load(fh)
-    except Exception:
+    except Exception as exc:  # absent (a plain transformers repo) or unreadable: the defaults apply
+        log.debug("%s has no usable %s: %s", model_id, filename, exc)
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -3,14 +3,16 @@
 The three share one cached load per model (family "seq2seq"): AutoModelForSeq2SeqLM + tokenizer,
 input truncated to the encoder window, AutoModelForSeq2SeqLM.generate, decoded without special
 tokens. Translation: Marian models per language pair; T5/flan models get a
-"translate English to X:" prefix (X from options["target_language"], French by default).
+"translate English to X:" prefix (X from options.target_language, French by default).
 """
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
-from jarvis.runners.local.text_support import TextModel, input_cap, load_parts, max_new_tokens, text_input, to_device
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.text_support import TextModel, input_cap, load_parts, text_input, to_device
 
 # Generation settings a model card may keep under config.task_specific_params[task].
 _TASK_GEN_KEYS = ("num_beams", "no_repeat_ngram_size", "length_penalty", "early_stopping", "min_length")
@@ -26,9 +28,8 @@ _TARGET = re.compile(r"\b(?:in)?to\s+([a-z]+)", re.IGNORECASE)
 _SOURCE = re.compile(r"\bfrom\s+([a-z]+)|^\s*translate\s+([a-z]+)\s+(?:in)?to\b", re.IGNORECASE)
 
 
-class _Seq2SeqRunner:
+class _Seq2SeqRunner(Runner):
     """Shared load and generate for the seq2seq task types."""
-    task = ""
     family = "seq2seq"
 
     def load(self, model_id: str, device: Device) -> TextModel:
@@ -38,15 +39,15 @@ class _Seq2SeqRunner:
         return loaded
 
     def generate(self, loaded: TextModel, text: str, ctx: RunContext, params_key: str = "",
-                 new_tokens: int | None = None) -> tuple[str, dict]:
+                 new_tokens: int | None = None) -> tuple[str, dict[str, Any]]:
         import torch
         tok, model = loaded.tokenizer, loaded.model
         limit = input_cap(loaded, ctx)
         n_tokens = len(tok(text)["input_ids"])
         enc = tok(text, truncation=True, max_length=limit, return_tensors="pt")
-        wanted = new_tokens or max_new_tokens(ctx)
+        wanted = new_tokens or ctx.options.new_tokens("text")
         wanted = max(1, min(wanted, loaded.max_tokens - 1))  # decoder positions are finite too
-        kwargs: dict = {"max_new_tokens": wanted}
+        kwargs: dict[str, Any] = {"max_new_tokens": wanted}
         task_params = (getattr(model.config, "task_specific_params", None) or {}).get(params_key) or {}
         kwargs.update({k: task_params[k] for k in _TASK_GEN_KEYS if k in task_params})
         min_length = kwargs.get("min_length", getattr(model.generation_config, "min_length", 0)) or 0
@@ -99,7 +100,7 @@ def _language(name: str | None) -> tuple[str, tuple[str, str] | None]:
 def _named_languages(instruction: str) -> tuple[str | None, str | None]:
     """(source, target) languages an instruction like "Translate English to German:" names;
     only known language names count, so "Translate this to German" has no source."""
-    def known(found: re.Match | None) -> str | None:
+    def known(found: re.Match[str] | None) -> str | None:
         name = next((g for g in found.groups() if g), None) if found else None
         return name if name and _language(name)[1] else None
     return known(_SOURCE.search(instruction)), known(_TARGET.search(instruction))
@@ -119,7 +120,7 @@ class TranslationRunner(_Seq2SeqRunner):
         body = text[match.end():].strip() if match else text
         if not body:
             raise TaskError("there is no text to translate after the instruction")
-        target, target_codes = _language(ctx.options.get("target_language") or named_target)
+        target, target_codes = _language(ctx.options.target_language or named_target)
         model_type = getattr(loaded.model.config, "model_type", "")
         codes = list(getattr(loaded.tokenizer, "supported_language_codes", None) or [])
         if model_type == "marian":
@@ -140,11 +141,11 @@ class TranslationRunner(_Seq2SeqRunner):
                                     f"{', '.join(codes[:12])}...; say which (e.g. 'Translate to French: ...')")
                 source = f"{found} {body}"
         elif model_type in ("t5", "mt5", "umt5"):
-            from_name = _language(ctx.options.get("source_language") or named_source)[0] or "English"
+            from_name = _language(ctx.options.source_language or named_source)[0] or "English"
             target = target or "French"
             source = f"translate {from_name} to {target}: {body}"
         else:
             source = body
-        budget = max(max_new_tokens(ctx), int(len(loaded.tokenizer(body)["input_ids"]) * 1.5) + 8)
+        budget = max(ctx.options.new_tokens("text"), int(len(loaded.tokenizer(body)["input_ids"]) * 1.5) + 8)
         result, detail = self.generate(loaded, source, ctx, new_tokens=budget)
         return TaskOutputs(text=result, detail={"translation": result, "target_language": target or None, **detail})

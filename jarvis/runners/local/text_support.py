@@ -1,18 +1,19 @@
 """Helpers shared by the text runners: model loading with clear errors, the model's real input
-window, device and dtype choice, and JSON-safe numbers. torch/transformers import lazily."""
+window, and JSON-safe numbers. torch/transformers import lazily."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, TaskInputs
+from jarvis.runners.local.loading import first_line, torch_dtype
 
 # Tokenizers without a declared limit report this huge sentinel; anything above it means "unknown".
 _NO_LIMIT = 1_000_000
 # RoBERTa-style position embeddings reserve two slots for the padding offset.
 _OFFSET_TWO = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "mpnet", "longformer"}
-DEFAULT_MAX_INPUT_TOKENS = 4096
 
 
 @dataclass
@@ -22,12 +23,7 @@ class TextModel:
     tokenizer: Any
     max_tokens: int
     device: Device
-    extra: dict = field(default_factory=dict)
-
-
-def torch_dtype(device: Device):
-    import torch
-    return torch.float16 if device.half else torch.float32
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def model_max_tokens(model: Any, tokenizer: Any, default: int = 512) -> int:
@@ -49,21 +45,12 @@ def model_max_tokens(model: Any, tokenizer: Any, default: int = 512) -> int:
 
 def input_cap(loaded: TextModel, ctx: RunContext, reserve: int = 0) -> int:
     """Tokens of input allowed this run: the model window (less `reserve` for generated tokens),
-    capped by options["max_input_tokens"] so a huge-window model stays fast on CPU."""
-    cap = int(ctx.options.get("max_input_tokens", DEFAULT_MAX_INPUT_TOKENS))
-    return max(8, min(loaded.max_tokens - reserve, cap))
-
-
-def max_new_tokens(ctx: RunContext, default: int = 64) -> int:
-    try:
-        value = int(ctx.options.get("max_new_tokens", default))
-    except (TypeError, ValueError):
-        raise TaskError("option max_new_tokens must be a whole number, e.g. 64") from None
-    return max(1, value)
+    capped by options.max_input_tokens so a huge-window model stays fast on CPU."""
+    return max(8, min(loaded.max_tokens - reserve, ctx.options.max_input_tokens))
 
 
 def load_parts(model_id: str, task: str, model_loader: Callable[..., Any], device: Device,
-               tokenizer_kwargs: dict | None = None) -> TextModel:
+               tokenizer_kwargs: dict[str, Any] | None = None) -> TextModel:
     """Load model + tokenizer with `model_loader` (e.g. AutoModelForSeq2SeqLM.from_pretrained)
     on the device; a model of the wrong kind becomes a TaskError that says so."""
     from transformers import AutoTokenizer
@@ -79,11 +66,6 @@ def load_parts(model_id: str, task: str, model_loader: Callable[..., Any], devic
     return TextModel(model, tokenizer, model_max_tokens(model, tokenizer), device)
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:limit]
-
-
 def text_input(inputs: TaskInputs, what: str = "text") -> str:
     """The task's first text, stripped; a clear error when it is empty."""
     text = str(inputs.first("text")).strip()
@@ -93,13 +75,15 @@ def text_input(inputs: TaskInputs, what: str = "text") -> str:
 
 
 def two_texts(inputs: TaskInputs, first: str, second: str) -> tuple[str, str]:
+    """The task's two texts (question then context, or two sentences), stripped; an error names them."""
     texts = [str(t).strip() for t in inputs.text]
     if len(texts) < 2 or not texts[0] or not texts[1]:
         raise TaskError(f"this task needs two texts, the {first} then the {second}; got {len(texts)}")
     return texts[0], texts[1]
 
 
-def to_device(batch: Any, device: Device) -> dict:
+def to_device(batch: Any, device: Device) -> dict[str, Any]:
+    """A tokenizer/processor batch with every tensor moved to the device."""
     return {k: v.to(device.name) for k, v in batch.items()}
 
 

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
-from jarvis.runners.local.text_support import first_line, num, text_input
+import pandas as pd
+
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import first_line
+from jarvis.runners.local.text_support import num, text_input
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 10_000
 SHOWN_ROWS = 20
 
 
-class TabularClassificationRunner:
+class TabularClassificationRunner(Runner):
     """Classifies each row of a table with a skops-format scikit-learn model."""
     task = "tabular-classification"
 
-    def load(self, model_id: str, device: Device) -> dict:
+    def load(self, model_id: str, device: Device) -> dict[str, Any]:
         with open(_download(model_id, "config.json")) as fh:
             config = json.load(fh)
         sk = config.get("sklearn") if isinstance(config, dict) else None
@@ -37,10 +44,7 @@ class TabularClassificationRunner:
             raise TaskError(f"{model_id} stores its model as a {fmt} file ({filename}), which can run arbitrary "
                             "code when loaded, so Jarvis will not load it; pick a tabular model saved in "
                             "skops format (tag 'skops')")
-        try:
-            import skops.io
-        except ImportError as exc:
-            raise TaskError("tabular models need the skops package: pip install skops scikit-learn") from exc
+        import skops.io  # it imports torch (through scikit-learn's array API support): here, not at startup
         path = _download(model_id, filename)
         untrusted = skops.io.get_untrusted_types(file=path)
         if untrusted:
@@ -53,7 +57,7 @@ class TabularClassificationRunner:
         columns = [str(c) for c in (sk.get("columns") or getattr(model, "feature_names_in_", []) or [])]
         return {"model": model, "columns": columns, "model_id": model_id}
 
-    def run(self, loaded: dict, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+    def run(self, loaded: dict[str, Any], inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         table = _read_table(text_input(inputs, "table"), ctx, loaded["columns"])
         truncated = len(table) > MAX_ROWS
         table = table.iloc[:MAX_ROWS]
@@ -114,28 +118,28 @@ def _session_file(name: str, ctx: RunContext) -> Path:
     return path
 
 
-def _read_table(text: str, ctx: RunContext, columns: list[str]):
+def _read_table(text: str, ctx: RunContext, columns: list[str]) -> pd.DataFrame:
     """A DataFrame from CSV text (or a session .csv); a header-less table gets the model's columns."""
-    import pandas as pd
     if "\n" not in text and text.lower().endswith(".csv"):
         text = _session_file(text, ctx).read_text(encoding="utf-8", errors="replace")
     try:
         table = pd.read_csv(io.StringIO(text), sep=None, engine="python")
-    except Exception:
+    except Exception as exc:  # the separator sniffer gave up: plain comma-separated parsing next
+        log.debug("CSV dialect not detected (%s); reading it as comma-separated", exc)
         try:
             table = pd.read_csv(io.StringIO(text))
         except Exception as exc:
             raise TaskError(f"could not read the table as CSV: {first_line(exc)}") from exc
-    if columns and not set(columns) & {str(c).strip() for c in table.columns}:
-        if _numeric(table.columns) and table.shape[1] == len(columns):
-            table = pd.read_csv(io.StringIO(text), sep=None, engine="python", header=None, names=columns)
+    header = {str(c).strip() for c in table.columns}
+    if columns and not set(columns) & header and _numeric(table.columns) and table.shape[1] == len(columns):
+        table = pd.read_csv(io.StringIO(text), sep=None, engine="python", header=None, names=columns)
     table.columns = [str(c).strip() for c in table.columns]
     if table.empty:
         raise TaskError("the table has no rows; give a header line and at least one row of values")
     return table
 
 
-def _numeric(names) -> bool:
+def _numeric(names: Any) -> bool:
     try:
         [float(str(n)) for n in names]
         return True

@@ -1,28 +1,17 @@
 """Local runners of the image analysis tasks: classification, detection, segmentation, depth and
 the two control-image extractors. Pipelines serve the tasks transformers 5 still has pipelines for;
-the image+text tasks (captioning, VQA, document QA) live in vision_text.py.
+the image+text tasks (captioning, VQA, document QA) live in vision_language.py.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from jarvis.runners.base import Device, RunContext, TaskInputs, TaskOutputs
-from jarvis.runners.local.vision_language import DocumentQARunner, ImageToTextRunner, VisualQARunner, load_error, torch_dtype
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import make_pipeline
 from jarvis.runners.media.images import canny, depth_to_image, draw_boxes, load_rgb, overlay_masks, save_png
-
-
-def make_pipeline(task: str, model_id: str, device: Device):
-    """A transformers pipeline for `task` on `device`; load problems become TaskErrors."""
-    try:
-        from transformers import pipeline
-        return pipeline(task, model=model_id, device=device.name, dtype=torch_dtype(device))
-    except OSError:
-        raise  # the executor explains missing files / no network
-    except (ValueError, KeyError, ImportError, RuntimeError, TypeError, AttributeError) as exc:
-        raise load_error(model_id, task, exc) from exc
-
 
 TEXT_ITEMS = 30  # the text lists this many boxes or segments; detail keeps them all
 
@@ -35,13 +24,11 @@ def _as_float(value: Any) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-class PipelineRunner:
-    """Loads a transformers pipeline; subclasses turn its output into TaskOutputs."""
-    task = ""
-    pipeline_task = ""
+class PipelineRunner(Runner):
+    """Loads the transformers pipeline of its task; subclasses turn its output into TaskOutputs."""
 
     def load(self, model_id: str, device: Device) -> Any:
-        return make_pipeline(self.pipeline_task or self.task, model_id, device)
+        return make_pipeline(self.task, model_id, device)
 
 
 class ImageClassificationRunner(PipelineRunner):
@@ -50,13 +37,12 @@ class ImageClassificationRunner(PipelineRunner):
 
     def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         image = load_rgb(inputs.first("image"))
-        top_k = int(ctx.options.get("top_k_labels", 5))
-        results = loaded(image, top_k=top_k)
+        results = loaded(image, top_k=ctx.options.top_k_labels)
         detail = [{"label": str(r["label"]), "score": _as_float(r["score"])} for r in results]
         if not detail:
-            return TaskOutputs(text="no label", detail=[])
+            return TaskOutputs(text="no label", detail={"labels": []})
         text = ", ".join(f"{d['label']} {d['score']:.2f}" for d in detail)
-        return TaskOutputs(text=text, detail=detail)
+        return TaskOutputs(text=text, detail={"labels": detail})
 
 
 class ObjectDetectionRunner(PipelineRunner):
@@ -65,10 +51,10 @@ class ObjectDetectionRunner(PipelineRunner):
 
     def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         image = load_rgb(inputs.first("image"))
-        threshold = float(ctx.options.get("detection_threshold", 0.5))
+        threshold = ctx.options.detection_threshold
         results = loaded(image, threshold=threshold)
-        results = sorted(results, key=lambda r: -float(r["score"]))[: int(ctx.options.get("max_objects", 100))]
-        detail = []
+        results = sorted(results, key=lambda r: -float(r["score"]))[:ctx.options.max_objects]
+        detail: list[dict[str, Any]] = []
         for r in results:
             b = r["box"]
             box = [int(round(b["xmin"])), int(round(b["ymin"])), int(round(b["xmax"])), int(round(b["ymax"]))]
@@ -81,7 +67,7 @@ class ObjectDetectionRunner(PipelineRunner):
             listed = "; ".join(f"{d['label']} {d['score']:.2f} at [{','.join(map(str, d['box']))}]"
                                for d in detail[:TEXT_ITEMS]) + _more(len(detail))
             text = f"{len(detail)} object{'s' if len(detail) != 1 else ''}: {listed}"
-        return TaskOutputs(text=text, image=path, detail=detail)
+        return TaskOutputs(text=text, image=path, detail={"objects": detail})
 
 
 class ImageSegmentationRunner(PipelineRunner):
@@ -91,7 +77,7 @@ class ImageSegmentationRunner(PipelineRunner):
     def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         image = load_rgb(inputs.first("image"))
         results = loaded(image)
-        segments = []
+        segments: list[tuple[np.ndarray, dict[str, Any]]] = []
         for r in results:
             mask = np.asarray(r["mask"].convert("L")) > 127
             segments.append((mask, {"label": str(r["label"]), "score": _as_float(r.get("score")),
@@ -101,10 +87,10 @@ class ImageSegmentationRunner(PipelineRunner):
         path = save_png(overlay, ctx.new_file("segmentation", ".png"))
         detail = [d for _, d in segments]
         if not detail:
-            return TaskOutputs(text="0 segments found", image=path, detail=[])
+            return TaskOutputs(text="0 segments found", image=path, detail={"segments": []})
         listed = ", ".join(f"{d['label']} {d['area'] * 100:.0f}%" for d in detail[:TEXT_ITEMS]) + _more(len(detail))
         text = f"{len(detail)} segment{'s' if len(detail) != 1 else ''} (share of the image): {listed}"
-        return TaskOutputs(text=text, image=path, detail=detail)
+        return TaskOutputs(text=text, image=path, detail={"segments": detail})
 
 
 class DepthEstimationRunner(PipelineRunner):
@@ -112,7 +98,8 @@ class DepthEstimationRunner(PipelineRunner):
     task = "depth-estimation"
     family = "depth-estimation"
 
-    def depth_image(self, loaded: Any, inputs: TaskInputs):
+    def depth_image(self, loaded: Any, inputs: TaskInputs) -> tuple[Image.Image, np.ndarray]:
+        """The depth map as a grey image of the input's size, and the raw depth values."""
         image = load_rgb(inputs.first("image"))
         result = loaded(image)
         depth = result["predicted_depth"]
@@ -138,7 +125,7 @@ class DepthControlRunner(DepthEstimationRunner):
         return TaskOutputs(image=path, detail={"width": img.width, "height": img.height})
 
 
-class CannyControlRunner:
+class CannyControlRunner(Runner):
     """Canny edges (white on black) as a control image; built in, no model to load."""
     task = "canny-control"
     builtin = True
@@ -147,9 +134,8 @@ class CannyControlRunner:
         return None
 
     def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
-        image = load_rgb(inputs.first("image"), max_side=int(ctx.options.get("canny_max_side", 1024)))
-        low = float(ctx.options.get("canny_low", 100))
-        high = float(ctx.options.get("canny_high", 200))
+        image = load_rgb(inputs.first("image"), max_side=ctx.options.canny_max_side)
+        low, high = ctx.options.canny_low, ctx.options.canny_high
         if low > high:
             low, high = high, low
         edges = canny(image, low=low, high=high)
@@ -157,13 +143,3 @@ class CannyControlRunner:
         share = float((np.asarray(edges) > 0).mean())
         return TaskOutputs(image=path, detail={"width": edges.width, "height": edges.height,
                                                "low": low, "high": high, "edge_share": round(share, 4)})
-
-
-def _runners() -> dict[str, Any]:
-    runners = [ImageClassificationRunner(), ObjectDetectionRunner(), ImageSegmentationRunner(),
-               DepthEstimationRunner(), DepthControlRunner(), CannyControlRunner(),
-               ImageToTextRunner(), VisualQARunner(), DocumentQARunner()]
-    return {r.task: r for r in runners}
-
-
-RUNNERS: dict[str, Any] = _runners()

@@ -5,33 +5,16 @@ question answering (Donut; other architectures through the document-question-ans
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from jarvis.runners.base import Device, RunContext, TaskError, TaskInputs, TaskOutputs
+from jarvis.errors import TaskError
+from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import load_error, make_pipeline, torch_dtype
 from jarvis.runners.media.images import load_rgb
 
-# packages some models of these tasks need that Jarvis does not install (DETR: timm; LayoutLM: pytesseract)
-OPTIONAL_PACKAGES = ("timm", "pytesseract", "sentencepiece", "protobuf")
 DONUT_PROMPT = "<s_docvqa><s_question>{question}</s_question><s_answer>"
-
-
-def torch_dtype(device: Device):
-    import torch
-    return torch.float16 if device.half else torch.float32
-
-
-def load_error(model_id: str, task: str, exc: Exception) -> TaskError:
-    """A load failure turned into a message a user can act on (naming a missing package if one is)."""
-    text = str(exc).splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-    everything = str(exc).replace(model_id, "")
-    missing = next((p for p in OPTIONAL_PACKAGES if re.search(rf"\b{p}\b", everything)), None)
-    if missing is None and isinstance(exc, ImportError):
-        missing = getattr(exc, "name", None)
-    if missing:
-        return TaskError(f"{model_id} needs the Python package {missing} to run locally: "
-                         f"`pip install {missing}`, or pick another model ({text})")
-    return TaskError(f"{model_id} cannot run {task} locally ({text}); pick another model or use remote mode")
 
 
 @dataclass
@@ -41,22 +24,24 @@ class Loaded:
     model: Any
     processor: Any = None       # image processor, or a combined processor
     tokenizer: Any = None
-    device: Device | None = None
+    device: Device = field(default_factory=Device)
 
 
 def _model_type(model_id: str) -> tuple[str, Any]:
+    """The repo's config model_type, and the config itself."""
     from transformers import AutoConfig
     config = AutoConfig.from_pretrained(model_id)
     return config.model_type, config
 
 
 def _place(model: Any, device: Device) -> Any:
+    """The model on the device in its dtype, in eval mode."""
     model = model.to(device.name, dtype=torch_dtype(device))
     model.eval()
     return model
 
 
-def _pixels(processor: Any, image: Any, loaded: Loaded, **kwargs) -> dict:
+def _pixels(processor: Any, image: Any, loaded: Loaded, **kwargs: Any) -> dict[str, Any]:
     """Processor outputs as tensors on the model's device, pixel values in the model's dtype."""
     batch = processor(images=image, return_tensors="pt", **kwargs)
     out = {}
@@ -68,18 +53,16 @@ def _pixels(processor: Any, image: Any, loaded: Loaded, **kwargs) -> dict:
     return out
 
 
-def _max_new_tokens(ctx: RunContext, default: int = 32) -> int:
-    return max(1, int(ctx.options.get("max_new_tokens", default)))
-
-
 def _question(inputs: TaskInputs) -> str:
+    """The question about the image, stripped; an error when it is empty."""
     question = str(inputs.first("text")).strip()
     if not question:
         raise TaskError("the question is empty: ask something about the image")
     return question
 
 
-def _guarded_load(task: str, model_id: str, build) -> Loaded:
+def _guarded_load(task: str, model_id: str, build: Callable[[], Loaded]) -> Loaded:
+    """build(), its failures (other than missing files and our own errors) explained by load_error."""
     try:
         return build()
     except (OSError, TaskError):
@@ -88,7 +71,7 @@ def _guarded_load(task: str, model_id: str, build) -> Loaded:
         raise load_error(model_id, task, exc) from exc
 
 
-class ImageToTextRunner:
+class ImageToTextRunner(Runner):
     """A caption of an image: vision-encoder-decoder (ViT+GPT-2 style), BLIP, or any image-text-to-text model."""
     task = "image-to-text"
 
@@ -96,6 +79,7 @@ class ImageToTextRunner:
         def build() -> Loaded:
             import transformers as tf
             model_type, _ = _model_type(model_id)
+            model: Any
             if model_type == "vision-encoder-decoder":
                 model = tf.VisionEncoderDecoderModel.from_pretrained(model_id)
                 return Loaded("encoder-decoder", _place(model, device), tf.AutoImageProcessor.from_pretrained(model_id),
@@ -113,7 +97,7 @@ class ImageToTextRunner:
         try:
             batch = _pixels(loaded.processor, image, loaded)
             with torch.inference_mode():
-                ids = loaded.model.generate(**batch, max_new_tokens=_max_new_tokens(ctx))
+                ids = loaded.model.generate(**batch, max_new_tokens=ctx.options.new_tokens("caption"))
         except (ValueError, TypeError, RuntimeError) as exc:
             if loaded.kind != "generic":
                 raise
@@ -125,7 +109,7 @@ class ImageToTextRunner:
         return TaskOutputs(text=caption or "(the model produced an empty caption)", detail={"caption": caption})
 
 
-class VisualQARunner:
+class VisualQARunner(Runner):
     """An answer to a question about an image: ViLT picks from its answer vocabulary, BLIP generates."""
     task = "visual-question-answering"
 
@@ -133,6 +117,7 @@ class VisualQARunner:
         def build() -> Loaded:
             import transformers as tf
             model_type, _ = _model_type(model_id)
+            model: Any
             if model_type == "vilt":
                 model = tf.ViltForQuestionAnswering.from_pretrained(model_id)
                 return Loaded("vilt", _place(model, device), tf.ViltProcessor.from_pretrained(model_id), None, device)
@@ -161,12 +146,12 @@ class VisualQARunner:
             best = detail[0]
             others = ", ".join(f"{d['answer']} {d['score']:.2f}" for d in detail[1:])
             text = f"{best['answer']} (score {best['score']:.2f}" + (f"; other answers: {others})" if others else ")")
-            return TaskOutputs(text=text, detail=detail)
+            return TaskOutputs(text=text, detail={"answers": detail})
         batch = _pixels(loaded.processor, image, loaded, text=question)
         with torch.inference_mode():
-            ids = loaded.model.generate(**batch, max_new_tokens=_max_new_tokens(ctx, 16))
+            ids = loaded.model.generate(**batch, max_new_tokens=ctx.options.new_tokens("short-answer"))
         answer = re.sub(r"\s+", " ", loaded.processor.batch_decode(ids, skip_special_tokens=True)[0]).strip()
-        return TaskOutputs(text=answer or "(no answer)", detail=[{"answer": answer}])
+        return TaskOutputs(text=answer or "(no answer)", detail={"answers": [{"answer": answer}]})
 
 
 def parse_donut_answer(sequence: str, eos: str = "</s>", pad: str = "<pad>") -> str:
@@ -178,7 +163,7 @@ def parse_donut_answer(sequence: str, eos: str = "</s>", pad: str = "<pad>") -> 
     return re.sub(r"\s+", " ", re.sub(r"<[^>]*>", " ", sequence)).strip()
 
 
-class DocumentQARunner:
+class DocumentQARunner(Runner):
     """An answer to a question about a document image; Donut reads the page itself (no OCR needed)."""
     task = "document-question-answering"
 
@@ -191,7 +176,6 @@ class DocumentQARunner:
                 model = tf.VisionEncoderDecoderModel.from_pretrained(model_id)
                 processor = tf.DonutProcessor.from_pretrained(model_id)
                 return Loaded("donut", _place(model, device), processor, processor.tokenizer, device)
-            from jarvis.runners.local.vision import make_pipeline
             return Loaded("pipeline", make_pipeline(self.task, model_id, device), device=device)
         return _guarded_load(self.task, model_id, build)
 
@@ -207,8 +191,9 @@ class DocumentQARunner:
             detail = [{"answer": str(r.get("answer", "")), "score": round(float(r.get("score") or 0.0), 4)}
                       for r in results]
             if not detail or not detail[0]["answer"]:
-                return TaskOutputs(text="(no answer found in the document)", detail=detail)
-            return TaskOutputs(text=f"{detail[0]['answer']} (score {detail[0]['score']:.2f})", detail=detail)
+                return TaskOutputs(text="(no answer found in the document)", detail={"answers": detail})
+            return TaskOutputs(text=f"{detail[0]['answer']} (score {detail[0]['score']:.2f})",
+                               detail={"answers": detail})
         return self._run_donut(loaded, image, question, ctx)
 
     def _run_donut(self, loaded: Loaded, image: Any, question: str, ctx: RunContext) -> TaskOutputs:
@@ -217,15 +202,16 @@ class DocumentQARunner:
         limit = int(getattr(loaded.model.config.decoder, "max_position_embeddings", 512))
         # the prompt plus room for the answer must fit the decoder's positions (MBart offsets them by 2)
         frame_len = len(tokenizer(DONUT_PROMPT.format(question=""), add_special_tokens=False).input_ids)
-        room = max(1, limit - 2 - frame_len - min(_max_new_tokens(ctx), max(8, limit // 4)))
+        wanted = ctx.options.new_tokens("caption")
+        room = max(1, limit - 2 - frame_len - min(wanted, max(8, limit // 4)))
         question_ids = tokenizer(question[:2000], add_special_tokens=False).input_ids[:room]
         question = tokenizer.decode(question_ids, skip_special_tokens=True) if len(question_ids) == room else question
         prompt = DONUT_PROMPT.format(question=question)
         prompt_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(loaded.device.name)
         prompt_ids = prompt_ids[:, : max(1, limit - 3)]
         batch = _pixels(loaded.processor.image_processor, image, loaded)
-        new_tokens = min(_max_new_tokens(ctx), max(1, limit - 2 - prompt_ids.shape[1]))
-        kwargs = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+        new_tokens = min(wanted, max(1, limit - 2 - prompt_ids.shape[1]))
+        kwargs: dict[str, Any] = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
         if tokenizer.unk_token_id is not None:
             kwargs["bad_words_ids"] = [[tokenizer.unk_token_id]]
         with torch.inference_mode():
@@ -234,4 +220,4 @@ class DocumentQARunner:
         sequence = tokenizer.batch_decode(ids)[0]
         answer = parse_donut_answer(sequence, str(tokenizer.eos_token), str(tokenizer.pad_token))
         return TaskOutputs(text=answer or "(no answer found in the document)",
-                           detail={"answer": answer, "question": question})
+                           detail={"answers": [{"answer": answer}], "question": question})

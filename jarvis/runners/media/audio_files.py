@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jarvis.runners.base import TaskError
+from jarvis.errors import TaskError
 
 DEFAULT_MAX_SECONDS = 3600.0  # longer inputs are cut (memory: an hour of 16 kHz mono is 230 MB)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from jarvis.runners.base import TaskError
+from jarvis.errors import TaskError
 
 # Larger inputs are scaled down first: no image processor of the catalog's models uses more than
 # 1333 px (DETR/YOLOS), so nothing is lost, and drawing, masks and PNG encoding stay cheap.
@@ -25,11 +25,11 @@ def load_rgb(path: str | Path, max_side: int | None = MAX_SIDE) -> Image.Image:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.seek(0)  # first frame of an animation
-            if max_side and img.format == "JPEG":
-                img.draft("RGB", (max_side, max_side))  # decode big JPEGs at a reduced scale: much faster
-            img = ImageOps.exif_transpose(img)
+        with Image.open(path) as opened:
+            opened.seek(0)  # first frame of an animation
+            if max_side and opened.format == "JPEG":
+                opened.draft("RGB", (max_side, max_side))  # decode big JPEGs at a reduced scale: much faster
+            img: Image.Image = ImageOps.exif_transpose(opened)
             img.load()
     except FileNotFoundError as exc:
         raise TaskError(f"image file not found: {path.name}") from exc

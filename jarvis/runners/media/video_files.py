@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from jarvis.runners.base import TaskError
+from jarvis.errors import TaskError
 
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
 
@@ -72,7 +72,7 @@ def write_mp4(frames: Iterable[Any], path: str | Path, fps: int = 8) -> Path:
     path = Path(path)
     encoder = h264_encoder()
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream(encoder, rate=int(fps))
+        stream = cast("av.VideoStream", container.add_stream(encoder, rate=int(fps)))  # a video codec's stream
         stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p"
         if encoder == "libx264":

@@ -1,0 +1,198 @@
+"""The cache of loaded models: an LRU under a memory budget, shared by every session of the process.
+
+Models are not user data, so one cache serves every session: a model is loaded once, reused across
+requests, and the least recently used one is evicted when the cache passes its memory budget. A
+load that needs room waits for models in use rather than overshoot the budget. Calls to one loaded
+model are serialized (its lock); different models run in parallel.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CacheKey = tuple[str, str]   # (model family, model id): one load serves every task type of a family
+
+
+def estimate_bytes(obj: Any, _seen: set[int] | None = None) -> int:
+    """Bytes of the torch parameters and buffers reachable from a loaded object."""
+    seen = _seen if _seen is not None else set()
+    if id(obj) in seen or obj is None:
+        return 0
+    seen.add(id(obj))
+    import torch
+    if isinstance(obj, torch.nn.Module):
+        tensors = list(obj.parameters()) + list(obj.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+    if isinstance(obj, dict):
+        return sum(estimate_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(estimate_bytes(v, seen) for v in obj)
+    components = getattr(obj, "components", None)  # diffusers pipelines
+    if isinstance(components, dict):
+        return estimate_bytes(components, seen)
+    model = getattr(obj, "model", None)  # transformers pipelines
+    if model is not None:
+        return estimate_bytes(model, seen)
+    return 0
+
+
+@dataclass
+class _Entry:
+    key: CacheKey
+    loaded: Any = None
+    nbytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)   # serializes calls to the model
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    evicted: bool = False
+
+
+@dataclass
+class CacheStats:
+    loads: int = 0
+    load_seconds: float = 0.0
+    evictions: int = 0
+    hits: int = 0
+
+
+class ModelCache:
+    """LRU of loaded models under a memory budget (bytes)."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = int(budget_bytes)
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._admit = threading.Lock()
+        self.stats = CacheStats()
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            entry = self._entries.get(key) if isinstance(key, tuple) else None
+            return bool(entry and entry.ready.is_set() and entry.error is None)
+
+    def keys(self) -> list[CacheKey]:
+        with self._lock:
+            return list(self._entries)
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    def sizes(self) -> dict[CacheKey, int]:
+        """Bytes each cached model holds (its reservation while it loads)."""
+        with self._lock:
+            return {key: entry.nbytes for key, entry in self._entries.items()}
+
+    def get(self, key: CacheKey, loader: Callable[[], Any], expected_bytes: int = 0) -> _Entry:
+        """The loaded entry for key, loading it once even when many threads ask at the same time.
+        `expected_bytes` (the weights' size on disk) makes room before the load, not after."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                entry = self._entries[key] = _Entry(key)
+            else:
+                entry = found
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+        if found is not None:
+            entry.ready.wait()
+            if entry.error is not None:
+                raise entry.error
+            return entry
+        if expected_bytes:
+            # make room first, one admission at a time; while models in use hold the memory, wait for
+            # them rather than overshoot the budget. The reservation stands until the real size is known.
+            with self._admit:
+                deadline = time.monotonic() + 600
+                while self._evict(keep=key, need=expected_bytes) > self.budget and self._in_use(key) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                entry.nbytes = expected_bytes
+        start = time.perf_counter()
+        try:
+            entry.loaded = loader()
+            entry.nbytes = estimate_bytes(entry.loaded)
+        except BaseException as exc:
+            entry.error = exc
+            with self._lock:
+                self._entries.pop(key, None)
+            entry.ready.set()
+            raise
+        with self._lock:
+            self.stats.loads += 1
+            self.stats.load_seconds += time.perf_counter() - start
+        entry.ready.set()
+        self._evict(keep=key, need=entry.nbytes)
+        return entry
+
+    @contextmanager
+    def using(self, key: CacheKey, loader: Callable[[], Any], expected_bytes: int = 0) -> Iterator[Any]:
+        """The loaded model, held (pinned against eviction, calls serialized) for the with-block."""
+        while True:
+            entry = self.get(key, loader, expected_bytes)
+            entry.lock.acquire()
+            with self._lock:
+                alive = self._entries.get(key) is entry and not entry.evicted
+            if alive:
+                break
+            entry.lock.release()   # evicted between load and use: load again
+        try:
+            yield entry.loaded
+        finally:
+            entry.lock.release()
+
+    def _in_use(self, keep: CacheKey) -> bool:
+        with self._lock:
+            return any(e.lock.locked() or (not e.ready.is_set() and e.nbytes)
+                       for k, e in self._entries.items() if k != keep)
+
+    def _evict(self, keep: CacheKey, need: int = 0) -> int:
+        """Drop least recently used models (not in use) until the cache, plus `need`, fits its budget."""
+        dropped = []
+        with self._lock:
+            total = sum(e.nbytes for k, e in self._entries.items() if k != keep) + need
+            for key in list(self._entries):
+                if total <= self.budget:
+                    break
+                entry = self._entries[key]
+                if key == keep or not entry.ready.is_set() or not entry.lock.acquire(blocking=False):
+                    continue
+                try:
+                    del self._entries[key]
+                    total -= entry.nbytes
+                    entry.loaded = None
+                    entry.evicted = True
+                    self.stats.evictions += 1
+                    dropped.append(key)
+                finally:
+                    entry.lock.release()
+        if dropped:
+            log.info("evicted %s to stay under the memory budget", ", ".join(m for _, m in dropped))
+            _collect()
+        return total
+
+    def clear(self) -> None:
+        """Drop every loaded model (those in use stay with their callers until they finish)."""
+        with self._lock:
+            had = bool(self._entries)
+            self._entries.clear()
+        if had:
+            _collect()
+
+
+def _collect() -> None:
+    """Give the memory of dropped models back: Python's garbage, then CUDA's cached blocks (torch is
+    already imported: only loaded models are dropped)."""
+    gc.collect()
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
