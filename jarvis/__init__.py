@@ -33,17 +33,17 @@ from jarvis.catalog.entries import Catalog, ModelInfo
 from jarvis.config import Config, load_config
 from jarvis.errors import JarvisError
 from jarvis.events import (
-                           AnswerDelta,
-                           Done,
-                           Event,
-                           Failed,
-                           ModelChosen,
-                           PlanReady,
-                           TaskFailed,
-                           TaskFinished,
-                           TaskProgress,
-                           TaskSkipped,
-                           TaskStarted,
+    AnswerDelta,
+    Done,
+    Event,
+    Failed,
+    ModelChosen,
+    PlanReady,
+    TaskFailed,
+    TaskFinished,
+    TaskProgress,
+    TaskSkipped,
+    TaskStarted,
 )
 from jarvis.pipeline.controller import Controller
 from jarvis.pipeline.records import Attempt, RunResult, TaskRecord
