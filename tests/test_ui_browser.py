@@ -87,7 +87,7 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
                 page.screenshot(path=str(SHOTS / "ui-3-audio-answer.png"), full_page=True)
                 # closing the tab ends the session: its files are deleted
                 registry = demo.jarvis_registry
-                (item,) = [registry.peek(k) for k in registry]
+                (item,) = [registry.peek(k) for k in list(registry.keys())]
                 root = item.session.store.root
                 assert root.is_dir()
                 page.close()
