@@ -50,7 +50,7 @@ def run(controller, cfg, plan_text):
 
 def main() -> None:
     build_all(CACHE, only=FIVE_MODELS)
-    with ScriptedLLM(plan=THREE, select=pick_top, answer="ok") as llm:
+    with ScriptedLLM(plan=THREE, select=pick_top, answer="ok", key="sk-bench") as llm:
         cfg = load_config(env={"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "sk-bench"})
         controller = Controller(cfg)
         stats = controller.local.cache.stats

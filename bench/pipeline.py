@@ -55,7 +55,7 @@ def prompt_tokens(limit: int) -> None:
         print("part 1 skipped: ../shared/data is absent")
         return
     requests = [json.loads(line)["user_request"] for line in DATA.open()][:limit]
-    with ScriptedLLM(plan=PLAN3, select=None, answer="Here is your answer.") as server:
+    with ScriptedLLM(plan=PLAN3, select=None, answer="Here is your answer.", key="sk-bench") as server:
         cfg = config(server.url)
         controller = Controller(cfg, local=FixedExecutor(0.0))
         calls, totals = [], []
@@ -94,7 +94,7 @@ def critical_path(llm_delay: float, task_seconds: float, runs: int) -> None:
         {"task": "translation", "id": 3, "dep": [1], "args": {"text": "<GENERATED>-1"}},
         {"task": "text-classification", "id": 4, "dep": [3], "args": {"text": "<GENERATED>-3"}},
     ])
-    with ScriptedLLM(plan=dag, select=None, answer="ok", delay=llm_delay) as server:
+    with ScriptedLLM(plan=dag, select=None, answer="ok", delay=llm_delay, key="sk-bench") as server:
         cfg = config(server.url)
         controller = Controller(cfg, local=FixedExecutor(task_seconds))
         ratios = []

@@ -46,7 +46,7 @@ def corpus_figures(seed: int, hang_after: float) -> dict:
     slowest = {"plan": (0.0, ""), "select": (0.0, "")}
     problems: list[str] = []
     current = {"text": ""}
-    with ScriptedLLM(select=lambda messages: current["text"]) as server:
+    with ScriptedLLM(select=lambda messages: current["text"], honour_max_tokens=False) as server:
         llm = LLM(config_for(server.url))
         for case in cases:
             if case["kind"] == "plan":

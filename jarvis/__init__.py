@@ -17,10 +17,11 @@ The folder tree follows the data flow, so the architecture is visible before any
                  OpenAI-compatible routes, auth, files)
 
 Where this departs from the design's target layout, and why:
-- `credentials.py`, `hub_internals.py` and `shorten.py` sit at the top: the credential policy is shared
-  by the web app, the HTTP API and config; every private huggingface_hub use is kept in one module so
-  an upstream change breaks one test, not many call sites; `shorten` is used by catalog, files and
-  front ends alike.
+- `credentials.py`, `outbound.py`, `hub_internals.py` and `shorten.py` sit at the top: the credential
+  policy is shared by the web app, the HTTP API and config, the outbound policy (which addresses a
+  caller-chosen URL may reach) by the LLM client, the media fetcher and the HTTP API; every private
+  huggingface_hub use is kept in one module so an upstream change breaks one test, not many call
+  sites; `shorten` is used by catalog, files and front ends alike.
 - The LLM is one client class, not a backend protocol yet: only the OpenAI-compatible backend exists;
   tests drive it over real HTTP (tests/fakes/llm_server.py) or replace it with tests/fakes/fake_llm.py.
 - Spaces and Ray executors are not there yet; they will implement `execution.executor.Executor`.

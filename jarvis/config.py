@@ -12,6 +12,7 @@ import yaml
 
 from jarvis.credentials import endpoint_key, is_hf_router
 from jarvis.errors import ConfigError
+from jarvis.outbound import binds_beyond_loopback
 from jarvis.runners.options import NEW_TOKENS, RunOptions
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
@@ -71,6 +72,11 @@ class FilesConfig:
     max_download_mb: float = 25.0
     fetch_timeout: float = 20.0
     max_image_megapixels: float = 40.0
+    # media budgets, checked from a file's header before anything is decoded (content_checks.MediaLimits)
+    max_audio_seconds: float = 1800.0
+    max_audio_rate_channels: int = 384_000          # sample rate x channels: 192 kHz stereo, 48 kHz x 8
+    max_video_seconds: float = 600.0
+    max_video_total_megapixels: float = 20_000.0    # frames x width x height, in millions
 
 
 @dataclass
@@ -88,17 +94,33 @@ class ServerConfig:
     file_ttl: float = 3600.0
     request_timeout: float = 0.0
     cors_origins: str = ""
+    public: bool = False     # also set on a Space (SPACE_ID) and when bound beyond loopback
+    # who may reach the port, and how much of it one caller gets (docs/security.md)
+    allowed_hosts: str = ""          # Host names answered besides loopback, IP addresses, this machine, SPACE_HOST
+    trusted_proxies: str = ""        # peers whose X-Forwarded-* headers count ("*": any; the default on a Space)
+    max_runs: int = 8                # API requests answered at once, all callers together
+    max_runs_per_caller: int = 2     # requests one caller (access token, else client address) runs at once
+    max_connections: int = 256       # open connections at once; a quarter of them per client address
+    header_timeout: float = 10.0     # seconds a client has to send a request's headers
+    body_timeout: float = 300.0      # seconds a client has to send a request's body
 
 
 @dataclass
 class Credentials:
-    """Secrets, never read from or written to files by Jarvis itself; repr hides them."""
+    """Secrets, never read from or written to files by Jarvis itself (repr hides them), and whose
+    they are (jarvis.credentials' policy)."""
     openai_api_key: str = field(default="", repr=False)
     hf_token: str = field(default="", repr=False)
+    # llm.base_url was named by a caller (a web visitor, an API request), not the operator: the
+    # outbound policy vets every connection to it, and none of the server's own keys go there.
+    caller_endpoint: bool = False
+    # hf_token is the server's own (environment, Space secret): with a caller's endpoint it pays
+    # for remote models only, never as the LLM's key.
+    server_hf_token: bool = False
 
     def __repr__(self) -> str:
         return (f"Credentials(openai_api_key={'set' if self.openai_api_key else 'unset'}, "
-                f"hf_token={'set' if self.hf_token else 'unset'})")
+                f"hf_token={'set' if self.hf_token else 'unset'}, caller_endpoint={self.caller_endpoint})")
 
 
 @dataclass
@@ -126,6 +148,11 @@ class Config:
         _validate(cfg, "override")
         return cfg
 
+    def serving_on(self, host: str) -> Config:
+        """This config for a server listening on `host`: public (server.public) when other machines
+        can reach it, so that caller-chosen URLs may reach public addresses only."""
+        return self.with_overrides(server={"public": True}) if binds_beyond_loopback(host) else self
+
     def llm_endpoint(self) -> tuple[str, str, str]:
         """(base_url, api_key, model) the LLM client should use, after defaults.
 
@@ -135,7 +162,8 @@ class Config:
         creds = self.credentials
         base, model = self.llm.base_url.strip(), self.llm.model.strip()
         if base:
-            key = endpoint_key(base, creds.openai_api_key, creds.hf_token)
+            hf_token = "" if creds.caller_endpoint and creds.server_hf_token else creds.hf_token
+            key = endpoint_key(base, creds.openai_api_key, hf_token)
             return base, key, model or (HF_ROUTER_MODEL if is_hf_router(base) else OPENAI_DEFAULT_MODEL)
         if creds.openai_api_key:
             return "https://api.openai.com/v1", creds.openai_api_key, model or OPENAI_DEFAULT_MODEL
@@ -204,11 +232,21 @@ def _validate(cfg: Config, source: str) -> None:
         bad("local.device", f"must be auto, cpu, cuda or mps, got {cfg.local.device!r}")
     for key, value in [("llm.timeout", cfg.llm.timeout), ("inference.task_timeout", cfg.inference.task_timeout),
                        ("remote.timeout", cfg.remote.timeout), ("files.fetch_timeout", cfg.files.fetch_timeout),
-                       ("local.memory_budget_gb", cfg.local.memory_budget_gb)]:
+                       ("local.memory_budget_gb", cfg.local.memory_budget_gb),
+                       ("server.header_timeout", cfg.server.header_timeout),
+                       ("server.body_timeout", cfg.server.body_timeout),
+                       ("files.max_image_megapixels", cfg.files.max_image_megapixels),
+                       ("files.max_audio_seconds", cfg.files.max_audio_seconds),
+                       ("files.max_audio_rate_channels", cfg.files.max_audio_rate_channels),
+                       ("files.max_video_seconds", cfg.files.max_video_seconds),
+                       ("files.max_video_total_megapixels", cfg.files.max_video_total_megapixels)]:
         if value <= 0:
             bad(key, f"must be greater than 0, got {value}")
     for key, value in [("inference.top_k", cfg.inference.top_k), ("inference.max_tasks", cfg.inference.max_tasks),
-                       ("inference.max_parallel", cfg.inference.max_parallel)]:
+                       ("inference.max_parallel", cfg.inference.max_parallel),
+                       ("server.max_runs", cfg.server.max_runs),
+                       ("server.max_runs_per_caller", cfg.server.max_runs_per_caller),
+                       ("server.max_connections", cfg.server.max_connections)]:
         if value < 1:
             bad(key, f"must be at least 1, got {value}")
     if cfg.llm.max_retries < 0 or cfg.remote.max_retries < 0:
@@ -243,12 +281,16 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         "JARVIS_INFERENCE_MODE": ("inference", "mode"),
         "JARVIS_CATALOG": ("catalog", "path"),
         "JARVIS_REMOTE_BASE_URL": ("remote", "base_url"),
+        "JARVIS_ACCESS_TOKEN": ("server", "access_token"),
     }
     for var, (section, key) in overrides.items():
         if env.get(var):
             part = getattr(cfg, section)
             setattr(part, key, _coerce(env[var].strip(), getattr(part, key), var, "environment"))
-    cfg.credentials = Credentials(openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
-                                  hf_token=(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip())
+    if env.get("SPACE_ID"):      # a Space is public, whatever the file says
+        cfg.server.public = True
+    hf_token = (env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or "").strip()
+    cfg.credentials = Credentials(openai_api_key=env.get("OPENAI_API_KEY", "").strip(), hf_token=hf_token,
+                                  server_hf_token=bool(hf_token))
     _validate(cfg, source)
     return cfg

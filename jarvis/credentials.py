@@ -1,22 +1,58 @@
 """Where each key may go: the one credential policy of the configuration, the web app and the HTTP API.
 
+- Endpoints are told apart by what a connection goes to: scheme, host and port, parsed the way the
+  HTTP client parses them (plus the path). `https://router.huggingface.co.evil.example`,
+  `https://router.huggingface.co@evil.example` and `http://router.huggingface.co` are not Hugging
+  Face's router; a URL carrying a user name or password is never taken for a known endpoint.
 - A Hugging Face token goes only to Hugging Face's router; an OpenAI(-compatible) key goes to the
   endpoint it was configured for, and to the router only when there is no HF token.
 - The server's own keys (environment variables, Space secrets) go only to the server's configured
   LLM endpoint: whoever names another endpoint must bring the key for it. Otherwise a stranger
-  could have the server send its owner's key to any host.
+  could have the server send its owner's key to any host. (The server's HF token may still pay for
+  remote models in such a session: it goes to Hugging Face's inference services, not to the URL.)
 
 What each front end adds is presentation: the web app says where a key came from (typed, sign-in,
 environment); the HTTP API names the request headers to send.
 """
 from __future__ import annotations
 
-HF_ROUTER_PREFIXES = ("https://router.huggingface.co", "https://api-inference.huggingface.co")
+from dataclasses import dataclass
+
+import httpx
+
+HF_ROUTER_HOSTS = frozenset({"router.huggingface.co", "api-inference.huggingface.co"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Who receives what is sent to a URL: scheme, host (lower case, without the root's trailing
+    dot), port (the scheme's default when not written) and the path without a trailing slash."""
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+
+def endpoint_of(url: str) -> Endpoint | None:
+    """The endpoint a URL names; None when it is not an http(s) URL with a host, or when it carries a
+    user name or password (then it is nobody's known endpoint)."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    host = parsed.raw_host.decode("ascii").lower()
+    if parsed.scheme not in ("http", "https") or parsed.userinfo or not host:
+        return None
+    host = host[:-1] if host.endswith(".") else host
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return Endpoint(parsed.scheme, host, port, parsed.path.rstrip("/"))
 
 
 def is_hf_router(url: str) -> bool:
     """Whether an LLM base URL is Hugging Face's router (where an HF token is the key)."""
-    return url.strip().rstrip("/").startswith(HF_ROUTER_PREFIXES)
+    endpoint = endpoint_of(url)
+    return (endpoint is not None and endpoint.scheme == "https" and endpoint.port == 443
+            and endpoint.host in HF_ROUTER_HOSTS)
 
 
 def endpoint_key(base_url: str, openai_key: str, hf_token: str) -> str:
@@ -25,6 +61,10 @@ def endpoint_key(base_url: str, openai_key: str, hf_token: str) -> str:
 
 
 def names_other_endpoint(requested_url: str, server_url: str) -> bool:
-    """Whether a caller names an LLM endpoint other than the server's: then the server's keys stay home."""
-    requested = requested_url.strip().rstrip("/")
-    return bool(requested) and requested != server_url.strip().rstrip("/")
+    """Whether a caller names an LLM endpoint other than the server's (`server_url`, the one the
+    server's keys are for): then the server's keys stay home. A URL that does not parse, or carries
+    a user name or password, is always another endpoint."""
+    if not requested_url.strip():
+        return False
+    requested = endpoint_of(requested_url)
+    return requested is None or requested != endpoint_of(server_url)

@@ -16,12 +16,16 @@ JarvisError                     root; `except JarvisError` catches what Jarvis e
 ├── CatalogError                catalog/: the catalog file is unusable, or a refresh failed. CLI:
 │                               "error: ..." (exit 2; `catalog refresh` exits 1).
 ├── ResourceError               files/: a file or URL named in a request cannot be used (not in
-│                               the session, refused address, too big, not the media it claims).
-│                               Shown as the task's error, or a 400 from the HTTP API.
+│   │                           the session, refused address, too big, not the media it claims).
+│   │                           Shown as the task's error, or a 400 from the HTTP API.
+│   └── AddressRefused          outbound.py: a caller-chosen URL leads to an address this server
+│                               may not contact (non-public, on a public deployment); never retried.
 ├── TaskError                   runners/: a task could not run on a model; shown as the task's
 │   │                           error in the UI, the CLI and the API's task records.
 │   ├── ExecutionError          execution/dispatch.py: every attempt (model, executor) failed;
 │   │                           `attempts` holds each one for the task record.
+│   ├── ModelSkippedError       execution/model_cache.py: the model failed to load a short while
+│   │                           ago, so it is not tried again yet; the dispatcher moves on.
 │   └── RemoteError             execution/remote.py: a call to Inference Providers failed.
 │       ├── RemoteAccessError   no remote call can succeed in this session; the dispatcher stops
 │       │   │                   trying remote models for the task:
@@ -75,6 +79,10 @@ class ResourceError(JarvisError):
     """A resource named in a plan cannot be used; the message says why and what to do."""
 
 
+class AddressRefused(ResourceError):
+    """The outbound policy refused the address a caller-chosen URL leads to; the message names it and why."""
+
+
 class TaskError(JarvisError):
     """A task could not run; the message tells the user what went wrong and what to do."""
 
@@ -85,6 +93,10 @@ class ExecutionError(TaskError):
     def __init__(self, message: str, attempts: list[Attempt]):
         super().__init__(message)
         self.attempts = attempts
+
+
+class ModelSkippedError(TaskError):
+    """The model failed to load a short while ago and is skipped until that is forgotten."""
 
 
 class RemoteError(TaskError):

@@ -1,22 +1,16 @@
-"""The model catalog: shipped file, HuggingGPT's p0 file, ranking, modes, bad input, and the Hub
-refresh run against a loopback server that answers the Hub's list-models and README routes."""
+"""The model catalog: shipped file (with its recorded facts), HuggingGPT's p0 file, ranking, modes and
+bad input. The Hub refresh is in test_catalog_refresh.py, eligibility from facts in test_catalog_facts.py."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import subprocess
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from jarvis.catalog.card_text import summarize_card
 from jarvis.catalog.entries import Catalog, ModelInfo, describe, parse_entry
+from jarvis.catalog.facts import ModelFacts
 from jarvis.errors import CatalogError
 from jarvis.runners import registry as tasktypes
 
@@ -86,14 +80,15 @@ def test_shipped_catalog_entries_are_well_formed(shipped):
     raw = [json.loads(line) for line in (ROOT / "jarvis/catalog/data/catalog.jsonl").read_text().splitlines()]
     seen = set()
     per_task: dict[str, int] = {}
+    fact_keys = set(ModelFacts().__dataclass_fields__)
     for obj in raw:
         assert set(obj) <= {"id", "task", "downloads", "likes", "tags", "license", "description", "local",
-                            "providers"}
+                            "providers", "providers_checked"} | fact_keys
         assert obj["task"] in tasktypes.TASK_TYPES and obj["task"] not in ("canny-control", "depth-control")
         assert (obj["task"], obj["id"]) not in seen
         seen.add((obj["task"], obj["id"]))
         assert obj["id"].count("/") == 1 and 0 < len(obj["description"]) <= 300
-        assert isinstance(obj["local"], bool) and isinstance(obj["tags"], list)
+        assert isinstance(obj["tags"], list) and obj["library_name"]  # every entry names its library
         per_task[obj["task"]] = per_task.get(obj["task"], 0) + 1
     assert all(2 <= n <= 5 for n in per_task.values()), per_task
     assert set(per_task) == set(tasktypes.TASK_TYPES) - {"canny-control", "depth-control"}
@@ -117,13 +112,15 @@ def test_hugginggpt_p0_file_loads(shared_data):
     assert top[0].id == "distilbert-base-uncased-finetuned-sst-2-english"
     finbert = catalog.get("ProsusAI/finbert")
     assert finbert.likes == 186 and finbert.description.startswith("FinBERT is a pre-trained NLP model")
-    # families the runners cannot load stay out of local mode
+    # libraries the runners cannot load stay out of local mode; models whose architecture the file
+    # does not say are tried (names decide nothing: the card's tags and library do)
     flair = catalog.get("flair/ner-english")
-    assert flair is not None and not flair.local
-    assert not catalog.get("speechbrain/metricgan-plus-voicebank").local
-    assert catalog.get("microsoft/speecht5_vc").local
-    assert catalog.get("nlpconnect/vit-gpt2-image-captioning").local
-    assert catalog.get("scikit-learn/tabular-playground").local and not catalog.get("julien-c/wine-quality").local
+    assert flair is not None and not flair.runs_locally(use_cache=False)
+    assert not catalog.get("speechbrain/metricgan-plus-voicebank").runs_locally(use_cache=False)
+    for tried in ("microsoft/speecht5_vc", "nlpconnect/vit-gpt2-image-captioning", "scikit-learn/tabular-playground",
+                  "julien-c/wine-quality"):
+        assert catalog.get(tried).runs_locally(use_cache=False), tried
+    assert catalog.get("scikit-learn/tabular-playground").facts.library_name == "sklearn"
     prompt = describe(catalog.candidates("summarization", k=5, mode="local"))
     assert len(prompt.splitlines()) == 5 and len(prompt) < 5 * 190
 
@@ -203,7 +200,8 @@ def test_mode_filtering(small):
 
 def test_task_names_are_canonicalised_and_depth_control_borrows(small):
     assert [m.id for m in small.candidates("token-classification")] == ["a/ner"]
-    assert [m.id for m in small.candidates("Mystery-Task")] == ["a/odd"]
+    assert [m.id for m in small.candidates("Mystery-Task", mode="hybrid")] == ["a/odd"]
+    assert small.candidates("Mystery-Task") == []  # no local runner for a task nobody knows
     assert [m.id for m in small.candidates("depth_control")] == ["a/depth"]
     assert "depth-control" in small.tasks() and "Mystery-Task" in small.tasks()
     assert small.get("a/ner").task == "token-classification"
@@ -253,183 +251,3 @@ def test_p0_format_entry_parsing():
                          "description": "\n\n## Intro\n\nA [captioner](http://a.b) model for pictures."})
     assert entry.license == "mit, apache-2.0" and entry.tags == ["captioning"]
     assert entry.description == "A captioner model for pictures." and not entry.providers_known
-
-
-# ---------------------------------------------------------------- refresh against a loopback Hub
-
-def _hub_models() -> dict[str, list[dict]]:
-    """What the Hub's /api/models answers per pipeline tag, in its shape (expand fields only)."""
-    def item(model_id, downloads, likes, library, tags, pipeline_tag, config=None, license_=None, providers=None):
-        return {"_id": hashlib.md5(model_id.encode()).hexdigest()[:24], "id": model_id, "downloads": downloads,
-                "likes": likes, "library_name": library, "tags": tags, "pipeline_tag": pipeline_tag,
-                "config": config or {}, "cardData": {"license": license_} if license_ else {},
-                "inferenceProviderMapping": providers if providers is not None else []}
-    live = [{"provider": "hf-inference", "providerId": "x", "status": "live", "task": "token-classification"}]
-    staging = [{"provider": "together", "providerId": "x", "status": "staging", "task": "text-to-image"}]
-    fal = [{"provider": "fal-ai", "providerId": "fal-ai/flux/dev", "status": "live", "task": "text-to-image"}]
-    return {
-        "token-classification": [
-            item("dslim/bert-base-NER", 3000, 600, "transformers",
-                 ["transformers", "pytorch", "safetensors", "bert", "token-classification", "en", "license:mit"],
-                 "token-classification", {"architectures": ["BertForTokenClassification"], "model_type": "bert"},
-                 "mit", live),
-            item("flair/ner-english", 2000, 40, "flair", ["flair", "pytorch", "token-classification"],
-                 "token-classification"),
-            item("FacebookAI/xlm-roberta-large-finetuned-conll03-english", 1000, 150, "transformers",
-                 ["transformers", "xlm-roberta", "token-classification"], "token-classification",
-                 {"model_type": "xlm-roberta"}),
-            item("Davlan/distilbert-base-multilingual-cased-ner-hrl", 500, 80, "transformers",
-                 ["transformers", "distilbert", "token-classification"], "token-classification",
-                 {"model_type": "distilbert"}),
-        ],
-        "text-to-image": [
-            item("black-forest-labs/FLUX.1-dev", 9000, 9000, "diffusers",
-                 ["diffusers", "safetensors", "text-to-image", "diffusers:FluxPipeline"], "text-to-image",
-                 {"diffusers": {"_class_name": "FluxPipeline"}}, "other", fal),
-            item("stable-diffusion-v1-5/stable-diffusion-v1-5", 8000, 700, "diffusers",
-                 ["diffusers", "safetensors", "stable-diffusion", "text-to-image",
-                  "diffusers:StableDiffusionPipeline"], "text-to-image",
-                 {"diffusers": {"_class_name": "StableDiffusionPipeline"}}, "creativeml-openrail-m", staging),
-        ],
-    }
-
-
-README = {
-    "dslim/bert-base-NER": "---\nlicense: mit\n---\n# bert-base-NER\n\n## Model description\n\n"
-                           "**bert-base-NER** is a fine-tuned [BERT](https://x.y) model for Named Entity "
-                           "Recognition.\n",
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": "# SD\n\nStable Diffusion is a latent text-to-image "
-                                                   "diffusion model.\n",
-}
-
-
-class FakeHub(BaseHTTPRequestHandler):
-    """Answers GET /api/models and HEAD/GET /{repo}/resolve/{rev}/README.md like the Hub."""
-    requests: list[dict] = []
-    fail_listing = False
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict | None = None, head: bool = False):
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-    def _route(self, head: bool):
-        url = urlparse(self.path)
-        query = parse_qs(url.query)
-        if url.path == "/api/models":
-            FakeHub.requests.append(query)
-            if FakeHub.fail_listing:
-                body = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
-                return self._send(401, body, {"Content-Type": "application/json"}, head)
-            items = _hub_models().get(query.get("pipeline_tag", [""])[0], [])
-            items = items[:int(query.get("limit", ["1000"])[0])]
-            return self._send(200, json.dumps(items).encode(), {"Content-Type": "application/json"}, head)
-        parts = url.path.strip("/").split("/")
-        if len(parts) == 5 and parts[2] == "resolve" and parts[4] == "README.md":
-            repo = "/".join(parts[:2])
-            if repo in README:
-                body = README[repo].encode()
-                sha = hashlib.sha1(body).hexdigest()
-                return self._send(200, body, {"X-Repo-Commit": hashlib.sha1(repo.encode()).hexdigest(),
-                                              "ETag": f'"{sha}"', "Content-Type": "text/plain"}, head)
-            return self._send(404, b"Entry not found", {"X-Error-Code": "EntryNotFound"}, head)
-        return self._send(404, b"Not found", {"X-Error-Code": "RepoNotFound"}, head)
-
-    def do_GET(self):
-        self._route(head=False)
-
-    def do_HEAD(self):
-        self._route(head=True)
-
-
-@pytest.fixture(scope="module")
-def fake_hub():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def run_refresh(endpoint: str, home: Path, *args: str) -> subprocess.CompletedProcess:
-    """The refresh CLI in a child process: this test session is offline, the child talks to the loopback."""
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
-           "PYTHONPATH": str(ROOT)}
-    env.pop("HF_HUB_OFFLINE", None)
-    env.pop("TRANSFORMERS_OFFLINE", None)
-    return subprocess.run([sys.executable, "-m", "jarvis.catalog.refresh", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-
-
-def test_refresh_against_loopback_hub(fake_hub, tmp_path):
-    output = tmp_path / "catalog.jsonl"
-    output.write_text((ROOT / "jarvis/catalog/data/catalog.jsonl").read_text())
-    FakeHub.requests.clear()
-    result = run_refresh(fake_hub, tmp_path, "--output", str(output), "--per-task", "2",
-                         "--task", "token-classification", "--task", "text-to-image")
-    assert result.returncode == 0, result.stderr
-    assert "token-classification: 3 models (2 local)" in result.stdout
-    assert "text-to-image: 2 models (1 local)" in result.stdout
-    listing = next(q for q in FakeHub.requests if "pipeline_tag" in q)
-    assert listing["sort"] == ["downloads"] and listing["pipeline_tag"] == ["token-classification"]
-    assert {"downloads", "likes", "tags", "cardData", "inferenceProviderMapping"} <= set(listing["expand"])
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-
-    catalog = Catalog.load(output)
-    assert catalog.skipped == 0
-    ner = catalog.candidates("token-classification", k=5, mode="hybrid")
-    # top 2 by downloads, plus the next local model so local mode keeps a choice
-    assert [m.id for m in ner] == ["dslim/bert-base-NER", "flair/ner-english",
-                                   "FacebookAI/xlm-roberta-large-finetuned-conll03-english"]
-    bert = ner[0]
-    assert bert.local and bert.providers == ["hf-inference"] and bert.license == "mit"
-    assert (bert.downloads, bert.likes) == (3000, 600)
-    assert bert.description == "bert-base-NER is a fine-tuned BERT model for Named Entity Recognition."
-    assert not ner[1].local and ner[1].description == ""  # no README on the Hub
-    assert [m.id for m in catalog.candidates("token-classification", mode="remote")] == ["dslim/bert-base-NER"]
-    images = catalog.candidates("text-to-image", k=5, mode="hybrid")
-    assert [(m.id, m.local, m.providers) for m in images] == [
-        ("black-forest-labs/FLUX.1-dev", False, ["fal-ai"]),
-        ("stable-diffusion-v1-5/stable-diffusion-v1-5", True, [])]  # staging providers do not count
-    # tasks not refreshed keep their entries
-    assert catalog.candidates("translation")[0].id == "Helsinki-NLP/opus-mt-en-fr"
-
-
-def test_refresh_reports_hub_errors_in_one_line(fake_hub, tmp_path):
-    FakeHub.fail_listing = True
-    try:
-        result = run_refresh(fake_hub, tmp_path, "--output", str(tmp_path / "c.jsonl"), "--task", "summarization")
-    finally:
-        FakeHub.fail_listing = False
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: cannot list 'summarization'")
-    assert not (tmp_path / "c.jsonl").exists()
-
-
-def test_refresh_without_network_fails_fast_in_one_line(tmp_path):
-    import socket
-
-    with socket.socket() as probe:  # a loopback port that nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    result = run_refresh(closed, tmp_path, "--output", str(tmp_path / "c.jsonl"))
-    assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("error: cannot reach the Hugging Face Hub") and result.stderr.count("\n") == 1
-
-
-def test_refresh_refuses_in_offline_mode(tmp_path, capsys):
-    from jarvis.catalog.refresh import main, refresh
-
-    with pytest.raises(CatalogError, match="HF_HUB_OFFLINE"):
-        refresh(tmp_path / "c.jsonl")
-    assert main(["--output", str(tmp_path / "c.jsonl"), "--task", "no-such-task"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1

@@ -134,7 +134,7 @@ def cli(args, env_extra, timeout=240, out=None):
 def test_cli_json_record(tiny_models, tmp_path):
     plan = plan_json(("text-classification", {"text": "what a lovely day"}),
                      ("token-classification", {"text": "Ann lives in Paris"}))
-    with ScriptedLLM(plan=plan, select=pick_top, answer="Positive; Ann is a person.") as server:
+    with ScriptedLLM(plan=plan, select=pick_top, answer="Positive; Ann is a person.", key="sk-cli") as server:
         proc = cli(["run", "classify these", "--json"], {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-cli"},
                    out=tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
@@ -175,7 +175,7 @@ def test_two_prompts_on_one_model_run_as_one_batch(tmp_path, tiny_models):
 
 def test_cli_keeps_generated_files(tiny_models, tmp_path):
     plan = plan_json(("text-to-speech", {"text": "hello there"}))
-    with ScriptedLLM(plan=plan, select=pick_top, answer="Here is the audio.") as server:
+    with ScriptedLLM(plan=plan, select=pick_top, answer="Here is the audio.", key="sk-cli") as server:
         proc = cli(["run", "say hello", "--json"], {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-cli"},
                    out=tmp_path / "out")
     assert proc.returncode == 0, proc.stderr

@@ -49,7 +49,8 @@ def test_every_plan_case_is_repaired_or_refused_with_a_message():
 
 def test_every_selection_answer_ends_in_a_candidate():
     current = {"text": ""}
-    with ScriptedLLM(select=lambda messages: current["text"]) as server:
+    # the corpus holds answers longer than any max_tokens: the server stands for a proxy ignoring it
+    with ScriptedLLM(select=lambda messages: current["text"], honour_max_tokens=False) as server:
         llm = LLM(config_for(server.url))
         outcomes = []
         for case in SELECT_CASES:
@@ -74,7 +75,7 @@ SAMPLE = list({c["category"]: c for c in reversed(PLAN_CASES)}.values())
 def planner():
     """One scripted LLM for the whole sample; planner_state["text"] is the plan it answers with."""
     with ScriptedLLM(plan=lambda messages: planner_state["text"], answer="Here is what happened.",
-                     chat="Could you say more?") as server:
+                     chat="Could you say more?", honour_max_tokens=False) as server:
         yield server
 
 

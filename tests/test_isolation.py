@@ -58,7 +58,7 @@ class Client:
         self.i = i
         self.token = f"tok{uuid.uuid4().hex[:12]}"
         self.key = f"sk-iso-{i}-{uuid.uuid4().hex}"
-        self.server = ScriptedLLM(plan=_planner, answer=_answerer, chat=_chatter).start()
+        self.server = ScriptedLLM(plan=_planner, answer=_answerer, chat=_chatter, key=self.key).start()
         self.picture = tmp / f"upload-{i}" / f"picture{i}.png"
         self.picture.parent.mkdir()
         img = Image.new("RGB", (48, 48), (10 * i, 255 - 10 * i, 40))

@@ -44,7 +44,7 @@ def test_retries_429_and_5xx_then_succeeds():
 @pytest.mark.parametrize("status, words", [(401, "rejected the API key"), (404, "not found"),
                                            (429, "rate-limiting"), (500, "failed")])
 def test_clear_messages(status, words):
-    with ScriptedLLM() as server:
+    with ScriptedLLM(key="sk-canary-123") as server:
         server.faults = [Fault(status, headers={"retry-after-ms": "5"}) for _ in range(5)]
         with pytest.raises(LLMError, match=words) as err:
             llm_for(server.url, retries=1, key="sk-canary-123").complete(MSG, Usage())
@@ -78,7 +78,7 @@ def test_malformed_body(body):
 
 
 def test_azure_openai_uses_the_deployment_route():
-    with ScriptedLLM(chat="from azure", usage=(3, 2)) as server:
+    with ScriptedLLM(chat="from azure", usage=(3, 2), key="azure-key", models=["my-deployment"]) as server:
         root = server.url[: -len("/v1")]
         cfg = load_config(env={"OPENAI_API_KEY": "azure-key"}).with_overrides(
             llm={"api_type": "azure", "base_url": root, "model": "my-deployment", "max_retries": 0})

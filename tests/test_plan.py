@@ -138,3 +138,39 @@ def test_missing_media_uses_the_single_attached_file():
     assert plan.tasks[0].args == {"image": ["photo.png"]} and plan.tasks[0].error is None
     none = parse_plan('[{"task": "image-to-text", "id": 0, "dep": [-1], "args": {}}]', files=[])
     assert "needs 1 image" in none.tasks[0].error
+
+
+# -- pinned behaviours: each test below fails on a realistic one-line bug ---------------------------
+@pytest.mark.parametrize("text", ["Translate: <GENERATED>-0", "<GENERATED>-0 into French", "a <generated>-0 b",
+                                  "say <GENERATED>-0, then stop"])
+def test_a_reference_inside_text_keeps_the_dependency(text):
+    plan = parse_plan(json.dumps([{"task": "summarization", "id": 0, "dep": [-1], "args": {"text": "long"}},
+                                  {"task": "translation", "id": 1, "dep": [-1], "args": {"text": text}}]))
+    assert plan.tasks[1].dep == [0] and plan.tasks[1].refs() == {0}
+    assert plan.tasks[1].args["text"] == [text]     # kept as text: the scheduler substitutes inside it
+    assert [t.id for t in topological_order(plan)] == [0, 1]
+
+
+def test_a_reference_to_a_task_listed_later_is_not_a_cycle():
+    # 0 needs 1, 1 needs 2, 2 needs nothing: listed backwards, no cycle
+    plan = parse_plan(json.dumps([
+        {"task": "text-to-speech", "id": 0, "dep": [1], "args": {"text": "<GENERATED>-1"}},
+        {"task": "translation", "id": 1, "dep": [2], "args": {"text": "<GENERATED>-2"}},
+        {"task": "summarization", "id": 2, "dep": [-1], "args": {"text": "a long text"}}]))
+    assert [t.error for t in plan.tasks] == [None, None, None]
+    assert [t.dep for t in plan.tasks] == [[1], [2], []]
+    assert [t.id for t in topological_order(plan)] == [2, 1, 0]
+
+
+def test_a_real_cycle_is_reported_and_only_its_tasks_and_dependents_fail():
+    plan = parse_plan(json.dumps([
+        {"task": "summarization", "id": 0, "dep": [-1], "args": {"text": "fine"}},
+        {"task": "translation", "id": 1, "dep": [3], "args": {"text": "<GENERATED>-3"}},
+        {"task": "summarization", "id": 2, "dep": [1], "args": {"text": "<GENERATED>-1"}},
+        {"task": "translation", "id": 3, "dep": [2], "args": {"text": "<GENERATED>-2"}},
+        {"task": "text-to-speech", "id": 4, "dep": [0], "args": {"text": "<GENERATED>-0"}}]))
+    errors = {t.id: t.error for t in plan.tasks}
+    assert errors[0] is None and errors[4] is None
+    assert all(errors[i] == "tasks [1, 2, 3] depend on each other in a cycle" for i in (1, 2, 3))
+    order = [t.id for t in topological_order(plan)]
+    assert order.index(0) < order.index(4) and order[-3:] == [1, 2, 3]

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from jarvis.catalog.eligibility import candidate_task, is_local_family
+from jarvis.catalog.eligibility import candidate_task, runs_locally, verdict
+from jarvis.catalog.facts import ModelFacts
 from jarvis.catalog.entries import Catalog
 from jarvis.errors import TaskError
 from jarvis.llm import prompts
@@ -178,27 +179,32 @@ def test_the_catalog_knows_every_task(shipped, name):
     local = shipped.candidates(name, k=50, mode="local")
     remote = shipped.candidates(name, k=50, mode="remote")
     if not spec.needs_model:
-        assert local == remote == [] and not is_local_family(name, model_id="any/model")
+        assert local == remote == [] and not runs_locally(name, ModelFacts(library_name="transformers"))
         return
     assert local, f"the shipped catalog has no local candidate for {name}"
     assert all(m.task == source.name for m in local)
     assert bool(remote) == spec.remote, name
-    libraries = {"transformers": "transformers", "diffusers": "diffusers", "skops": None}
-    tags = {"transformers": ["transformers"], "diffusers": ["diffusers"], "skops": ["skops"]}
-    kind = source.local_models.library
-    assert is_local_family(name, tags=tags[kind], model_id=local[0].id, library=libraries[kind],
-                           model_type=next(iter(source.local_models.model_types), None)) is True
+    need = source.local_models
+    facts = {"transformers": ModelFacts(library_name="transformers", model_type=next(iter(need.model_types), None),
+                                        architectures=tuple(need.architectures)),
+             "diffusers": ModelFacts(library_name="diffusers", pipeline_class=next(iter(need.pipeline_classes), None),
+                                     cross_attention_dim=need.cross_attention_dim),
+             "skops": ModelFacts(library_name="sklearn", weight_format="skops")}
+    assert verdict(name, facts[need.library]) is True
 
 
 def test_eligibility_follows_the_declared_model_families():
-    assert is_local_family("visual-question-answering", model_id="dandelin/vilt-b32-finetuned-vqa", model_type="vilt")
-    assert not is_local_family("visual-question-answering", model_id="x/pix2struct", model_type="pix2struct")
-    assert is_local_family("text-classification", model_id="x/any", model_type="anything-transformers-loads")
-    assert not is_local_family("text-classification", model_id="x/any", library="spacy")
-    assert is_local_family("depth-control", model_id="Intel/dpt-large", library="transformers")
-    assert is_local_family("canny-text-to-image", model_id="lllyasviel/sd-controlnet-canny", library="diffusers")
-    assert not is_local_family("canny-text-to-image", model_id="x/controlnet-sdxl-canny", library="diffusers")
-    assert not is_local_family("text-to-hologram", model_id="x/y")
+    vilt = ModelFacts(library_name="transformers", model_type="vilt")
+    assert verdict("visual-question-answering", vilt) is True
+    assert verdict("visual-question-answering", ModelFacts(model_type="pix2struct")) is False
+    assert verdict("text-classification", ModelFacts(model_type="anything-transformers-loads")) is True
+    assert verdict("text-classification", ModelFacts(library_name="spacy")) is False
+    assert verdict("depth-control", ModelFacts(library_name="transformers")) is True
+    sd15 = ModelFacts(library_name="diffusers", pipeline_class="ControlNetModel", cross_attention_dim=768)
+    assert verdict("canny-text-to-image", sd15) is True
+    sdxl = ModelFacts(library_name="diffusers", pipeline_class="ControlNetModel", cross_attention_dim=2048)
+    assert verdict("canny-text-to-image", sdxl) is False
+    assert not runs_locally("text-to-hologram", ModelFacts())
 
 
 # ---------------------------------------------------------------- run options

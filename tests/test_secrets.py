@@ -80,7 +80,7 @@ def test_cli_never_prints_the_keys(tmp_path):
     echo = json.dumps({"error": {"message": f"bad key {canaries.openai} / {canaries.hf}"}})
     env = {"OPENAI_API_KEY": canaries.openai, "HF_TOKEN": canaries.hf}
     art = Artifacts(roots=[tmp])
-    with ScriptedLLM(plan=plan, answer="ok") as server:
+    with ScriptedLLM(plan=plan, answer="ok", key=canaries.openai) as server:
         env["OPENAI_BASE_URL"] = server.url
         # 1. a normal run, the whole record as JSON
         proc = _cli(["run", "classify it", "--json"], env, tmp)

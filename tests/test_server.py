@@ -64,6 +64,7 @@ def api_for(controller, llm: ScriptedLLM, key: str = "sk-server", **server) -> L
     server.setdefault("access_token", TOKENS)
     timeout = server.pop("request_timeout", None)
     private = server.pop("allow_private_endpoints", None)
+    llm.keys.add(key)     # the scripted LLM is the server's endpoint: it takes the server's key
     cfg = config_for(llm.url, key=key, server=server)
     return Live(create_app(cfg, controller, request_timeout=timeout, allow_private_endpoints=private))
 
@@ -211,7 +212,7 @@ def test_hugginggpt_routes(controller):
 
 
 def test_hugginggpt_chat_and_body_credentials(controller):
-    with ScriptedLLM(plan="[]", chat="Hi there!") as server_llm, ScriptedLLM(plan="[]", chat="Own key.") as own, \
+    with ScriptedLLM(plan="[]", chat="Hi there!") as server_llm, ScriptedLLM(plan="[]", chat="Own key.", key="sk-own") as own, \
             api_for(controller, server_llm) as live:
         r = httpx.post(f"{live.url}/hugginggpt", json={"messages": [{"role": "user", "content": "hello"}]},
                        headers=auth("tok-bob"), timeout=60)
@@ -231,9 +232,9 @@ def test_hugginggpt_chat_and_body_credentials(controller):
 # -- credentials ------------------------------------------------------------------------------
 def test_two_clients_at_once_each_with_its_own_key(controller):
     plan = plan_json(("text-classification", {"text": "good"}))
-    with ScriptedLLM(answer="unused") as server_llm, \
-            ScriptedLLM(plan=plan, answer="A's answer", delay=0.5) as llm_a, \
-            ScriptedLLM(plan=plan, answer="B's answer", delay=0.5) as llm_b, \
+    with ScriptedLLM(answer="unused", key="sk-ccc") as server_llm, \
+            ScriptedLLM(plan=plan, answer="A's answer", delay=0.5, key="sk-aaa") as llm_a, \
+            ScriptedLLM(plan=plan, answer="B's answer", delay=0.5, key="sk-bbb") as llm_b, \
             api_for(controller, server_llm) as live:
         answers = {}
 

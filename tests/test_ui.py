@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jarvis.config import Config
-from tests.fakes.llm_server import Fault, ScriptedLLM
+from tests.fakes.llm_server import ScriptedLLM
 from tests.uiapp import UI_MODELS, ensure_models, running_app, write_catalog
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -85,7 +85,7 @@ def test_page_opens_without_credentials_and_says_what_to_enter(catalog):
 
 def test_caption_then_speak_shows_steps_answer_and_audio(catalog, models):
     import soundfile as sf
-    with ScriptedLLM(plan=CAPTION_SPEAK, answer="The picture shows a house. Listen to the audio.") as llm, \
+    with ScriptedLLM(plan=CAPTION_SPEAK, answer="The picture shows a house. Listen to the audio.", key="sk-a") as llm, \
             running_app(make_config(catalog, llm.url)) as (url, demo):
         chat, resources, outputs = ask(client(url), "Caption this and read it aloud", [STREET], key="sk-a")
         audio = [f for f in file_parts(chat) if f["path"].endswith(".wav")]
@@ -119,11 +119,10 @@ def test_caption_then_speak_shows_steps_answer_and_audio(catalog, models):
 
 def test_errors_become_chat_messages_and_the_app_keeps_serving(catalog, models):
     missing = json.dumps([{"task": "image-to-text", "id": 0, "dep": [-1], "args": {"image": "nothere.png"}}])
-    with ScriptedLLM(plan="[]", chat="Hello again!") as llm, \
+    with ScriptedLLM(plan="[]", chat="Hello again!", key="sk-a") as llm, \
             running_app(make_config(catalog, llm.url)) as (url, demo):
         c = client(url)
-        llm.faults.append(Fault(status=401, body='{"error": {"message": "Incorrect API key provided"}}'))
-        chat, _, _ = ask(c, "hi", key="sk-bad")
+        chat, _, _ = ask(c, "hi", key="sk-bad")      # the scripted LLM takes sk-a only: 401
         last = chat[-1]["content"][0]["text"]
         assert "Could not answer" in last and "rejected the API key" in last and "Keys" in last
         chat, _, _ = ask(c, "hi", key="sk-a", base_url="http://127.0.0.1:9/v1")
@@ -140,7 +139,8 @@ def test_errors_become_chat_messages_and_the_app_keeps_serving(catalog, models):
 
 
 def test_two_sessions_keep_keys_history_and_files_apart(catalog):
-    with ScriptedLLM(plan="[]", chat="Answer A") as llm_a, ScriptedLLM(plan="[]", chat="Answer B", delay=0.2) as llm_b, \
+    with ScriptedLLM(plan="[]", chat="Answer A", key="sk-alpha") as llm_a, \
+            ScriptedLLM(plan="[]", chat="Answer B", delay=0.2, key="sk-bravo") as llm_b, \
             running_app(make_config(catalog, llm_a.url)) as (url, demo):
         a, b = client(url), client(url)
         results = {}
@@ -170,7 +170,7 @@ def test_two_sessions_keep_keys_history_and_files_apart(catalog):
 
 
 def test_clear_stop_and_expiry_remove_session_files(catalog):
-    with ScriptedLLM(plan="[]", chat="ok") as llm, running_app(make_config(catalog, llm.url)) as (url, demo):
+    with ScriptedLLM(plan="[]", chat="ok", key="sk-a") as llm, running_app(make_config(catalog, llm.url)) as (url, demo):
         registry = demo.jarvis_registry
         c = client(url)
         ask(c, "keep this", [STREET], key="sk-a")

@@ -41,7 +41,8 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
     catalog = write_catalog(tmp_path / "catalog.jsonl")
     photo = tmp_path / "photo.png"
     photo.write_bytes(STREET.read_bytes())
-    with ScriptedLLM(plan=_plan, answer="Here is the result, with the files below.") as llm:
+    # no key typed in the browser: the endpoint stands for a local server without authentication
+    with ScriptedLLM(plan=_plan, answer="Here is the result, with the files below.", key=None) as llm:
         config = Config().with_overrides(llm={"base_url": llm.url, "model": "scripted"},
                                          catalog={"path": str(catalog)}, local={"device": "cpu"})
         with running_app(config) as (url, demo), sync_api.sync_playwright() as pw:

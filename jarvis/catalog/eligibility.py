@@ -1,21 +1,29 @@
-"""Which Hub models the runners Jarvis ships can load, judged from metadata alone (library, tags, id,
-config model_type) so the catalog never downloads a model to decide.
+"""Which models the runners Jarvis ships can load, judged from their architecture facts (library,
+config model_type and architectures, diffusers pipeline class, weight format), never from their names.
 
 The facts per task type live in the task registry (TaskType.local_models, models_of, needs_model);
-this module only reads them, with the rules about libraries that hold across task types.
+this module only compares a model's facts (jarvis.catalog.facts) with them. A model whose facts are
+unknown (a HuggingGPT-format entry, a repo without a readable config) is neither accepted nor
+refused by `verdict`: local mode tries it when its task has a runner, and falls back if it fails.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from jarvis.catalog.facts import ModelFacts
 from jarvis.runners.registry import TASK_TYPES, LocalModels
 
-# Names and tags of Stable Diffusion families other than 1.x, whose ControlNets SD 1.5 cannot use.
-NOT_SD15 = ("sdxl", "-xl", "flux", "sd3", "sd-3", "kandinsky")
-# Libraries whose models the transformers runners cannot load.
-FOREIGN_LIBRARIES = {"flair", "spacy", "speechbrain", "espnet", "nemo", "pyannote", "keras", "tf-keras", "fastai",
-                     "paddlenlp", "paddlepaddle", "asteroid", "fairseq", "sklearn", "timm", "open_clip",
-                     "ultralyticsplus", "yolov5", "yolov8", "stable-baselines3", "adapter-transformers"}
+TRANSFORMERS_LIBRARIES = frozenset({"transformers", "sentence-transformers"})
+SKLEARN_LIBRARIES = frozenset({"sklearn", "scikit-learn", "skops"})
+# Libraries whose models the transformers and diffusers runners cannot load.
+FOREIGN_LIBRARIES = frozenset({
+    "flair", "spacy", "speechbrain", "espnet", "nemo", "pyannote", "keras", "tf-keras", "fastai", "paddlenlp",
+    "paddlepaddle", "asteroid", "fairseq", "timm", "open_clip", "ultralyticsplus", "yolov5", "yolov8",
+    "stable-baselines3", "adapter-transformers", "gguf", "mlx", "onnx", "peft", "setfit", "span-marker",
+})
+LIBRARIES = TRANSFORMERS_LIBRARIES | SKLEARN_LIBRARIES | FOREIGN_LIBRARIES | {"diffusers"}
+# Weight formats torch-based transformers 5 and diffusers load (TensorFlow, Flax, ONNX, GGUF: no).
+TORCH_WEIGHTS = frozenset({"safetensors", "bin"})
 
 
 def candidate_task(task: str) -> str:
@@ -24,35 +32,65 @@ def candidate_task(task: str) -> str:
     return spec.models_of or task if spec is not None else task
 
 
-def is_local_family(task: str, *, tags: Iterable[str] = (), model_id: str = "", library: str | None = None,
-                    model_type: str | None = None) -> bool:
-    """Whether the runners Jarvis ships can load this model for `task`: by library, config model_type or tags."""
+def library_of(facts: ModelFacts, tags: Iterable[str] = ()) -> str | None:
+    """The model's library: its recorded library_name, else a library the Hub lists among its tags."""
+    if facts.library_name:
+        return facts.library_name.lower()
+    listed = {t.lower() for t in tags} & LIBRARIES
+    for group in (TRANSFORMERS_LIBRARIES, {"diffusers"}, SKLEARN_LIBRARIES, FOREIGN_LIBRARIES):
+        if listed & group:  # a transformers model that also ships ONNX weights is a transformers model
+            return sorted(listed & group)[0]
+    return None
+
+
+def verdict(task: str, facts: ModelFacts, tags: Iterable[str] = ()) -> bool | None:
+    """True: the facts match what the task's local runner loads; False: they rule it out;
+    None: not enough facts to tell (the model is worth a try)."""
     spec = TASK_TYPES.get(candidate_task(task))
     if spec is None or not spec.local or not spec.needs_model:
         return False
-    facts = spec.local_models
-    tag_set = {str(t) for t in tags}
-    lib = (library or "").lower() or None
-    name = model_id.lower()
-    if facts.library == "diffusers":
-        return lib in (None, "diffusers") and _diffusers_fits(facts, tag_set, name)
-    if facts.library == "skops":
-        return "skops" in tag_set  # the runner loads only skops files (pickles can run code on load)
-    if lib is not None and lib not in ("transformers", "sentence-transformers"):
+    need = spec.local_models
+    library = library_of(facts, tags)
+    if need.library == "skops":  # the runner loads only skops files (pickles can run code on load)
+        if facts.weight_format is not None:
+            return facts.weight_format == "skops"
+        return None if library is None or library in SKLEARN_LIBRARIES else False
+    if facts.weight_format is not None and facts.weight_format not in TORCH_WEIGHTS:
         return False
-    if lib is None and tag_set & FOREIGN_LIBRARIES:
+    if need.library == "diffusers":
+        return _diffusers_verdict(need, library, facts)
+    if library is not None and library not in TRANSFORMERS_LIBRARIES:
         return False
-    if not facts.model_types:
-        return True
-    if model_type is not None:
-        return model_type in facts.model_types
-    return any(hint in name for hints in facts.model_types.values() for hint in hints)
+    if facts.model_type is not None and need.model_types and facts.model_type not in need.model_types:
+        return False
+    if need.architectures and facts.architectures:
+        return bool(need.architectures & set(facts.architectures))
+    if need.architectures or need.model_types:
+        return True if facts.model_type is not None and not need.architectures else None
+    return True if library is not None or facts.model_type is not None else None
 
 
-def _diffusers_fits(facts: LocalModels, tags: set[str], name: str) -> bool:
-    """A diffusers model the runner builds: by its pipeline-class tag, else by name/tag hints."""
-    hinted = any(h in name or h in tags for h in facts.hints)
-    if facts.sd15_controlnet:
-        return hinted and not any(x in name or x in tags for x in NOT_SD15)
-    tagged = {t.split(":", 1)[1] for t in tags if t.startswith("diffusers:")}
-    return bool(tagged & facts.pipeline_classes) if tagged else hinted
+def _diffusers_verdict(need: LocalModels, library: str | None, facts: ModelFacts) -> bool | None:
+    """A diffusers model: the pipeline (or model) class the runner builds, and the text width it needs."""
+    if library is not None and library != "diffusers":
+        return False
+    if facts.pipeline_class is None:
+        return None
+    if facts.pipeline_class not in need.pipeline_classes:
+        return False
+    if need.cross_attention_dim is not None:
+        if facts.cross_attention_dim is None:
+            return None
+        return facts.cross_attention_dim == need.cross_attention_dim
+    return True
+
+
+def runs_locally(task: str, facts: ModelFacts, tags: Iterable[str] = (), declared: bool | None = None) -> bool:
+    """Whether local mode offers the model for `task`: not declared unrunnable (`declared` False), a
+    local runner that needs a model, and facts that do not rule it out (unknown facts: tried)."""
+    if declared is False:
+        return False
+    spec = TASK_TYPES.get(candidate_task(task))
+    if spec is None or not spec.local or not spec.needs_model:
+        return False
+    return verdict(task, facts, tags) is not False

@@ -1,7 +1,8 @@
 """The model catalog: cached Hub metadata that the Select stage draws candidates from.
 
 Reads Jarvis's own JSONL (jarvis/catalog/data/catalog.jsonl, or one written by `catalog refresh`) and
-HuggingGPT's p0_models.jsonl, ranks models of a task by downloads and filters them by where they run.
+HuggingGPT's p0_models.jsonl, ranks models of a task by downloads and filters them by where they run:
+locally by their architecture facts (a cached model's own config first), remotely by their providers.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from jarvis.catalog.card_text import DESCRIPTION_CHARS, summarize_card
-from jarvis.catalog.eligibility import candidate_task, is_local_family
+from jarvis.catalog.eligibility import candidate_task, runs_locally
+from jarvis.catalog.facts import ModelFacts, cached_facts
 from jarvis.errors import CatalogError
 from jarvis.runners.registry import TASK_TYPES, canonical_task
 from jarvis.shorten import shorten
@@ -34,9 +36,22 @@ class ModelInfo:
     tags: list[str] = field(default_factory=list)
     license: str | None = None
     description: str = ""
-    local: bool = False                 # runs with the runners Jarvis ships
+    facts: ModelFacts = field(default_factory=ModelFacts)  # what the repo is: library, architecture, weights
+    local: bool | None = None           # the entry's `local` key: False = declared not to run here; else facts decide
     providers: list[str] = field(default_factory=list)  # Inference Providers known to serve it
     providers_known: bool = False       # True when `providers` came from the Hub (empty = none serve it)
+    providers_checked: str | None = None  # the date (YYYY-MM-DD) of the Hub look-up behind `providers`
+
+    def current_facts(self) -> ModelFacts:
+        """The model's facts: its own files in the local HF cache when it is there, else the entry's."""
+        cached = cached_facts(self.id)
+        return self.facts if cached is None else cached.over(self.facts)
+
+    def runs_locally(self, use_cache: bool = True) -> bool:
+        """Local mode offers it: its task has a local runner and its facts (from the local HF cache when
+        `use_cache` and it is cached, else the entry's) do not rule it out; unknown facts: it is tried."""
+        facts = self.current_facts() if use_cache else self.facts
+        return runs_locally(self.task, facts, self.tags, self.local)
 
     @property
     def remote(self) -> bool:
@@ -56,9 +71,13 @@ class ModelInfo:
         if self.license:
             out["license"] = self.license
         out["description"] = self.description
-        out["local"] = self.local
+        out.update(self.facts.to_json())
+        if self.local is not None:
+            out["local"] = self.local
         if self.providers_known:
             out["providers"] = list(self.providers)
+        if self.providers_checked:
+            out["providers_checked"] = self.providers_checked
         return out
 
 
@@ -122,7 +141,7 @@ class Catalog:
         for m in self.models:
             if m.task != name or m.id in excluded or m.id in seen:
                 continue
-            if mode == "local" and not m.local or mode == "remote" and not m.remote:
+            if mode == "local" and not m.runs_locally() or mode == "remote" and not m.remote:
                 continue
             seen.add(m.id)
             pool.append(m)
@@ -173,19 +192,27 @@ def parse_entry(obj: Any) -> ModelInfo:
     if isinstance(license_, list):
         license_ = ", ".join(str(x) for x in license_) or None
     description = str(obj.get("description") or "")
-    if hugginggpt:
+    local = obj.get("local")
+    if hugginggpt:  # its facts: the card's library and the Hub's task tag, when given
         description = summarize_card(description)
-        local = is_local_family(task, tags=tags, model_id=model_id, library=meta.get("library_name"))
+        library, tag = meta.get("library_name"), obj.get("pipeline_tag")
+        facts = ModelFacts(library_name=library if isinstance(library, str) else None,
+                           pipeline_tag=tag if isinstance(tag, str) else None)
     else:
         description = shorten(description, DESCRIPTION_CHARS)
-        local = obj.get("local") is True
+        facts = ModelFacts.from_json(obj)
+        if local is not None and not isinstance(local, bool):
+            raise ValueError("'local' is not true or false")
     providers = obj.get("providers")
     if providers is not None and not isinstance(providers, list):
         raise ValueError("'providers' is not a list")
+    checked = obj.get("providers_checked")
     return ModelInfo(id=model_id.strip(), task=task, downloads=_count(obj.get("downloads")),
                      likes=_count(obj.get("likes")), tags=tags,
-                     license=str(license_) if license_ else None, description=description, local=local,
-                     providers=[str(p) for p in providers or []], providers_known=providers is not None)
+                     license=str(license_) if license_ else None, description=description, facts=facts,
+                     local=local if isinstance(local, bool) else None,
+                     providers=[str(p) for p in providers or []], providers_known=providers is not None,
+                     providers_checked=str(checked) if checked else None)
 
 
 def _count(value: Any) -> int | None:

@@ -1,8 +1,10 @@
 """`python -m jarvis catalog refresh`: rebuild the model catalog from the Hugging Face Hub.
 
-For each task type: the most downloaded models (HfApi.list_models, sorted by downloads, with
-likes, tags, license, config and Inference Provider mapping), a description cut from each model
-card, and whether Jarvis's runners can load it. Tasks not refreshed keep their current entries.
+For each task type: the most downloaded models (HfApi.list_models, sorted by downloads), each then
+looked up (jarvis.catalog.hub_facts: model_info with config, siblings, gating and Inference Provider
+mapping; weight sizes) for its facts, and a description cut from its model card. Tasks not
+refreshed keep their current entries. `--keep-models` looks up the facts of the models the file
+already lists, keeping the selection and the descriptions.
 """
 from __future__ import annotations
 
@@ -13,16 +15,16 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import HfApi, constants, get_session
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from huggingface_hub.hf_api import ExpandModelProperty_T
 
 from jarvis.catalog.card_text import summarize_card
-from jarvis.catalog.eligibility import is_local_family
 from jarvis.catalog.entries import DEFAULT_PATH, Catalog, ModelInfo
+from jarvis.catalog.hub_facts import LOOKUP_ERRORS, entry_from_info, look_up
 from jarvis.errors import CatalogError
 from jarvis.hub_internals import HubHTTPError, HubTransportError
 from jarvis.runners import registry as tasktypes
@@ -37,8 +39,8 @@ HUB_QUERIES: dict[str, dict] = {
     "depth-text-to-image": {"filter": "controlnet", "search": "depth"},
 }
 
-EXPAND: list[ExpandModelProperty_T] = ["downloads", "likes", "tags", "cardData", "config", "library_name", "pipeline_tag",
-          "inferenceProviderMapping"]
+# What the listing asks for: enough to rank the models and tell which may run locally.
+EXPAND: list[ExpandModelProperty_T] = ["downloads", "likes", "tags", "config", "library_name", "pipeline_tag"]
 log = logging.getLogger(__name__)
 
 MIN_LOCAL = 2  # keep at least this many locally runnable models per task when the Hub has them
@@ -66,7 +68,8 @@ def refresh(path: str | Path, tasks: Iterable[str] | None = None, per_task: int 
             models = _fetch_task(api, name, per_task, cards)
             if models:
                 fresh[name] = models
-                progress(f"{name}: {len(models)} models ({sum(m.local for m in models)} local)")
+                local = sum(m.runs_locally(use_cache=False) for m in models)
+                progress(f"{name}: {len(models)} models ({local} local)")
             else:
                 progress(f"{name}: the Hub listed no models; keeping the current entries")
     entries = [m for m in kept if m.task not in fresh]
@@ -74,6 +77,48 @@ def refresh(path: str | Path, tasks: Iterable[str] | None = None, per_task: int 
         entries.extend(models)
     _write_atomic(path, entries)
     return len(entries)
+
+
+def refresh_facts(path: str | Path, tasks: Iterable[str] | None = None, token: str | bool | None = None,
+                  endpoint: str | None = None, progress: Callable[[str], None] = lambda line: None) -> int:
+    """Look up the facts, figures and providers of the models the catalog at `path` lists (of `tasks`,
+    or all), keeping its selection, descriptions and `local` declarations; returns how many were updated."""
+    if constants.is_offline_mode():
+        raise CatalogError("HF_HUB_OFFLINE is set, so the Hub cannot be reached; "
+                           "unset it to refresh the catalog")
+    wanted = set(_task_names(tasks)) if tasks is not None else None
+    path = Path(path)
+    entries = Catalog.load(path if path.exists() else DEFAULT_PATH).models
+    api = HfApi(endpoint=endpoint, token=token)
+    _check_reachable(api.endpoint)
+    looked_up: dict[str, ModelInfo] = {}
+    updated = 0
+    with tempfile.TemporaryDirectory(prefix="jarvis-facts-") as scratch:
+        for i, old in enumerate(entries):
+            if wanted is not None and old.task not in wanted:
+                continue
+            try:
+                if old.id not in looked_up:
+                    looked_up[old.id] = look_up(api, old.id, old.task, scratch)
+            except LOOKUP_ERRORS as exc:
+                progress(f"{old.id}: look-up failed ({_reason(exc)}); entry kept as it was")
+                continue
+            new = looked_up[old.id]
+            entries[i] = replace(new, task=old.task, description=old.description or new.description,
+                                 local=old.local)
+            updated += 1
+            progress(f"{old.id}: {_facts_line(entries[i])}")
+    _write_atomic(path, entries)
+    return updated
+
+
+def _facts_line(entry: ModelInfo) -> str:
+    """One progress line of what a look-up found."""
+    f = entry.facts
+    kind = f.model_type or f.pipeline_class or f.library_name or "unknown architecture"
+    size = f" {f.weight_bytes / 1e6:.0f} MB" if f.weight_bytes is not None else ""
+    served = ", ".join(entry.providers) if entry.providers else "no provider"
+    return f"{kind}, {f.weight_format or 'no weights found'}{size}, {served}"
 
 
 def _task_names(tasks: Iterable[str] | None) -> list[str]:
@@ -106,32 +151,20 @@ def _fetch_task(api: HfApi, task: str, per_task: int, cards_dir: str) -> list[Mo
     except (HubHTTPError, HfHubHTTPError, OSError, ValueError) as exc:
         raise CatalogError(f"cannot list '{task}' models from {api.endpoint}: {_reason(exc)}; "
                            "check the network connection (or HF_ENDPOINT)") from None
-    models = [_entry(task, info) for info in listed if not getattr(info, "disabled", False)]
+    models = [entry_from_info(task, info) for info in listed if not getattr(info, "disabled", False)]
     chosen = models[:per_task]
-    spare_local = [m for m in models[per_task:] if m.local]
-    while sum(m.local for m in chosen) < MIN_LOCAL and spare_local:
+    spare_local = [m for m in models[per_task:] if m.runs_locally(use_cache=False)]
+    while sum(m.runs_locally(use_cache=False) for m in chosen) < MIN_LOCAL and spare_local:
         chosen.append(spare_local.pop(0))
+    detailed = []
     for model in chosen:
+        try:
+            model = look_up(api, model.id, task, cards_dir)
+        except LOOKUP_ERRORS as exc:  # one model's look-up failing keeps what the listing said of it
+            log.warning("looking up %s failed (%s); its entry has the listing's facts only", model.id, _reason(exc))
         model.description = _card_summary(api, model.id, cards_dir)
-    return chosen
-
-
-def _entry(task: str, info: Any) -> ModelInfo:
-    """A catalog entry from the Hub's ModelInfo (huggingface_hub.hf_api.ModelInfo)."""
-    card = info.card_data
-    license_ = getattr(card, "license", None) if card is not None else None
-    if isinstance(license_, list):
-        license_ = ", ".join(map(str, license_))
-    config = info.config if isinstance(info.config, dict) else {}
-    mapping = info.inference_provider_mapping
-    providers = None if mapping is None else [m.provider for m in mapping if m.status == "live"]
-    tags = list(info.tags or [])
-    return ModelInfo(
-        id=info.id, task=task, downloads=info.downloads, likes=info.likes, tags=tags,
-        license=str(license_) if license_ else None, description="",
-        local=is_local_family(task, tags=tags, model_id=info.id, library=info.library_name,
-                              model_type=config.get("model_type")),
-        providers=providers or [], providers_known=providers is not None)
+        detailed.append(model)
+    return detailed
 
 
 def _card_summary(api: HfApi, model_id: str, cards_dir: str) -> str:
@@ -177,13 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", action="append", dest="tasks", metavar="TASK",
                         help="refresh only this task type (repeatable); others keep their entries")
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="keep the models the file lists and only look up their facts, figures and providers")
     args = parser.parse_args(argv)
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level
     hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one-line error
+    say: Callable[[str], None] = lambda line: print(line, flush=True)
     try:
+        if args.keep_models:
+            count = refresh_facts(args.output, tasks=args.tasks, endpoint=args.endpoint, progress=say)
+            print(f"updated the facts of {count} entries in {args.output}")
+            return 0
         count = refresh(args.output, tasks=args.tasks, per_task=args.per_task, endpoint=args.endpoint,
-                        progress=lambda line: print(line, flush=True))
+                        progress=say)
     except CatalogError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

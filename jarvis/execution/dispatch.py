@@ -4,7 +4,8 @@ The scheduler calls `Dispatcher.execute` once per task; everything about retries
 next candidate and to the other side lives here, so the record shows each attempt (an `Attempt`:
 executor, model, ok, error, seconds). Executors are seen only through the `Executor` protocol.
 
-- local: the chosen model on this machine.
+- local: the chosen model, then the next candidates, on this machine (a model that failed to load a
+  short while ago is skipped at once, and recorded as such: the model cache remembers failed loads).
 - remote: the chosen model, then the next candidates, on Inference Providers (models the Hub says
   are not served are skipped; 429/503 are retried by the remote executor, each retry recorded).
 - hybrid: each model on its side (local when loaded or cached and within budget, else remote),
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from jarvis.errors import ExecutionError, RemoteAccessError
+from jarvis.errors import ExecutionError, ModelSkippedError, RemoteAccessError
 from jarvis.execution.availability import Availability
 from jarvis.execution.executor import Executor
 from jarvis.pipeline.records import Attempt
@@ -65,7 +66,7 @@ class Dispatcher:
         """(executor, model) pairs to try, in order."""
         local, remote = self.local, self.remote
         if self.mode == "local":
-            return [(local, models[0])] if local is not None else []
+            return [(local, m) for m in models] if local is not None else []
         if self.mode == "remote":
             if remote is None or not remote.can_run(task):
                 return []
@@ -113,6 +114,8 @@ class Dispatcher:
             raise ExecutionError(self._nothing_to_try(task), attempts)
         remote_stopped = False
         for executor, model_id in plan:
+            if ctx.cancel.is_set() and attempts:  # timed out or stopped: no further option is tried
+                break
             if executor is self.remote and remote_stopped:
                 continue
             start = time.perf_counter()
@@ -130,7 +133,9 @@ class Dispatcher:
                 if executor is self.remote and isinstance(exc, RemoteAccessError):  # every other call would fail alike
                     remote_stopped = True
                 if len(plan) > 1:
-                    ctx.progress(f"{model_id} ({executor.name}) failed: {message[:160]}; trying the next option")
+                    what = message if isinstance(exc, ModelSkippedError) else f"{model_id} ({executor.name}) " \
+                        f"failed: {message}"
+                    ctx.progress(f"{what[:200]}; trying the next option")
                 continue
             served_by = (outputs.detail or {}).get("served_by")
             used = str(served_by or model_id)

@@ -1,7 +1,7 @@
 """Local execution: the task's runner on this machine, its loaded model kept in the model cache.
 
-One LocalExecutor (and so one model cache) serves every session of the process: the controller
-creates it once and closes it when the app stops.
+One LocalExecutor (and so one model cache, with its memory of failed loads) serves every session of
+the process: the controller creates it once and closes it when the app stops.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from jarvis.config import LocalConfig
 from jarvis.errors import TaskError
-from jarvis.execution.model_cache import CacheKey, ModelCache
+from jarvis.execution.model_cache import FAILED_LOAD_TTL, CacheKey, LoadFailures, ModelCache
 from jarvis.execution.readiness import cached_bytes
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
 from jarvis.runners.options import RunOptions
@@ -44,10 +44,11 @@ class LocalExecutor:
     """Runs a task on a local model through its runner; shared by every session."""
     name = "local"
 
-    def __init__(self, device: str = "auto", memory_budget_gb: float = 8.0, options: RunOptions | None = None):
+    def __init__(self, device: str = "auto", memory_budget_gb: float = 8.0, options: RunOptions | None = None,
+                 failed_load_ttl: float = FAILED_LOAD_TTL):
         self._device_pref = device
         self._device: Device | None = None
-        self.cache = ModelCache(int(memory_budget_gb * 1024 ** 3))
+        self.cache = ModelCache(int(memory_budget_gb * 1024 ** 3), LoadFailures(failed_load_ttl))
         self.options = options or RunOptions()
 
     @classmethod
@@ -71,11 +72,14 @@ class LocalExecutor:
         return self._cache_key(task, model_id) in self.cache
 
     def ready(self, task: str, model_id: str) -> bool:
-        """Loaded, or its files are in the Hugging Face cache and fit the memory budget."""
+        """Loaded, or its files are in the Hugging Face cache, fit the memory budget and did not fail to
+        load a short while ago."""
         if not self.can_run(task):
             return False
         if self.is_loaded(task, model_id):
             return True
+        if self.cache.failures.recent(self._cache_key(task, model_id)) is not None:
+            return False
         size = cached_bytes(model_id)
         return size is not None and size <= self.cache.budget
 
@@ -100,6 +104,7 @@ class LocalExecutor:
         device = self.device
         expected = 0
         if key not in self.cache:
+            self.cache.failures.check(key)  # a recent failed load: skipped, without the progress line
             size = cached_bytes(model_id) if model_id and model_id != "builtin" else 0
             where = "downloading it first (one time)" if size is None else "from the local cache"
             ctx.progress(f"loading {model_id} on {device.name}, {where}")

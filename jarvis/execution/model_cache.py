@@ -3,7 +3,8 @@
 Models are not user data, so one cache serves every session: a model is loaded once, reused across
 requests, and the least recently used one is evicted when the cache passes its memory budget. A
 load that needs room waits for models in use rather than overshoot the budget. Calls to one loaded
-model are serialized (its lock); different models run in parallel.
+model are serialized (its lock); different models run in parallel. A model that failed to load is
+remembered for a while (LoadFailures), so later tasks and requests skip it instead of failing again.
 """
 from __future__ import annotations
 
@@ -17,9 +18,51 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from jarvis.errors import ModelSkippedError
+
 log = logging.getLogger(__name__)
 
 CacheKey = tuple[str, str]   # (model family, model id): one load serves every task type of a family
+FAILED_LOAD_TTL = 600.0      # seconds a failed load is remembered: long enough to spare the next requests,
+                             # short enough that a download that comes back or freed memory is retried
+
+
+class LoadFailures:
+    """Loads that failed, each remembered for `ttl` seconds; thread-safe."""
+
+    def __init__(self, ttl: float = FAILED_LOAD_TTL, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self._clock = clock
+        self._failed: dict[CacheKey, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, key: CacheKey, error: str) -> None:
+        with self._lock:
+            self._failed[key] = (self._clock(), error)
+
+    def forget(self, key: CacheKey) -> None:
+        with self._lock:
+            self._failed.pop(key, None)
+
+    def recent(self, key: CacheKey) -> tuple[float, str] | None:
+        """(seconds since, error) of the key's failed load while it is remembered; None otherwise."""
+        with self._lock:
+            found = self._failed.get(key)
+            if found is None:
+                return None
+            ago = self._clock() - found[0]
+            if ago >= self.ttl:
+                del self._failed[key]
+                return None
+            return ago, found[1]
+
+    def check(self, key: CacheKey) -> None:
+        """Raise ModelSkippedError when the key failed to load a short while ago."""
+        found = self.recent(key)
+        if found is not None:
+            ago, error = found
+            raise ModelSkippedError(f"skipped: {key[1]} failed to load {ago:.0f} s ago ({error}); it is tried "
+                                    f"again after {self.ttl - ago:.0f} s")
 
 
 def estimate_bytes(obj: Any, _seen: set[int] | None = None) -> int:
@@ -67,12 +110,13 @@ class CacheStats:
 class ModelCache:
     """LRU of loaded models under a memory budget (bytes)."""
 
-    def __init__(self, budget_bytes: int):
+    def __init__(self, budget_bytes: int, failures: LoadFailures | None = None):
         self.budget = int(budget_bytes)
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._admit = threading.Lock()
         self.stats = CacheStats()
+        self.failures = failures or LoadFailures()
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
@@ -94,8 +138,11 @@ class ModelCache:
 
     def get(self, key: CacheKey, loader: Callable[[], Any], expected_bytes: int = 0) -> _Entry:
         """The loaded entry for key, loading it once even when many threads ask at the same time.
-        `expected_bytes` (the weights' size on disk) makes room before the load, not after."""
+        `expected_bytes` (the weights' size on disk) makes room before the load, not after.
+        A key whose load failed a short while ago raises ModelSkippedError without loading."""
         with self._lock:
+            if key not in self._entries:
+                self.failures.check(key)
             found = self._entries.get(key)
             if found is None:
                 entry = self._entries[key] = _Entry(key)
@@ -125,8 +172,11 @@ class ModelCache:
             entry.error = exc
             with self._lock:
                 self._entries.pop(key, None)
+            if isinstance(exc, Exception):
+                self.failures.remember(key, _first_line(exc))
             entry.ready.set()
             raise
+        self.failures.forget(key)
         with self._lock:
             self.stats.loads += 1
             self.stats.load_seconds += time.perf_counter() - start
@@ -187,6 +237,11 @@ class ModelCache:
             self._entries.clear()
         if had:
             _collect()
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 def _collect() -> None:

@@ -5,48 +5,22 @@ much room a load needs before loading. Reads the cache only: no network, no load
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
-from huggingface_hub import constants, try_to_load_from_cache
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5")
-MARKER_FILES = ("config.json", "model_index.json", "preprocessor_config.json", "tokenizer_config.json")
-
-log = logging.getLogger(__name__)
-
-
-def _snapshot(model_id: str) -> Path | None:
-    """The cached snapshot of a model repo (its main revision), or None when it is not cached."""
-    for name in MARKER_FILES:
-        try:
-            found = try_to_load_from_cache(model_id, name)
-        except Exception as exc:  # an id the hub library refuses (bad characters): not cached
-            log.debug("cache look-up for %r failed: %s", model_id, exc)
-            return None
-        if isinstance(found, str):
-            return Path(found).parent
-    folder = Path(constants.HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--")) / "snapshots"
-    try:
-        snaps = [p for p in folder.iterdir() if p.is_dir() and any(p.iterdir())]
-    except OSError:
-        return None
-    return max(snaps, key=lambda p: p.stat().st_mtime) if snaps else None
+from jarvis.catalog.facts import snapshot, weight_files
 
 
 def cached_bytes(model_id: str) -> int | None:
     """Size of the model's cached weight files (following the cache's symlinks); None if not cached.
-    When a repo holds its weights as safetensors and in another format too, safetensors count alone:
-    that is what gets loaded."""
-    snap = _snapshot(model_id)
+    Only the weights its loader reads count (jarvis.catalog.facts.weight_files): safetensors alone
+    when a repo holds another format too, no precision variants, no single-file checkpoints beside a
+    diffusers pipeline's folders."""
+    snap = snapshot(model_id)
     if snap is None:
         return None
-    weights = [p for p in snap.rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)]
-    safetensors = [p for p in weights if p.suffix == ".safetensors"]
+    names = [p.relative_to(snap).as_posix() for p in snap.rglob("*")]
     total = 0
-    for path in safetensors or weights:
+    for name in weight_files(names)[1]:
         try:
-            total += path.stat().st_size
+            total += (snap / name).stat().st_size
         except OSError:
             continue
     return total

@@ -2,17 +2,23 @@
 
 Uploads and fetched files are untrusted: this refuses empty, truncated, mislabelled and
 decompression-bomb files with a message naming the file, instead of crashing deep in a runner.
+Budgets (seconds of audio, rate x channels, video length and pixels in all) are read from the
+header, so a tiny file declaring hours of 96 kHz audio is refused before anything is decoded.
 """
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import soundfile as sf
 from PIL import Image, UnidentifiedImageError
 
 from jarvis.errors import ResourceError
 from jarvis.files.media_types import media_type
+
+if TYPE_CHECKING:
+    import av
 
 # What each sniffed suffix is called in messages.
 _LABELS = {
@@ -28,10 +34,20 @@ _VIDEO_OK = {".mp4", ".mov", ".webm", ".mkv", ".ogg", ".avi"}
 _AV_FORMATS = {".mp4": "mov", ".mov": "mov", ".m4a": "mov", ".webm": "matroska",
                ".mkv": "matroska", ".avi": "avi", ".ogg": "ogg", ".mp3": "mp3"}
 # Image decoders allowed (no EPS/PostScript, which would run Ghostscript).
-_PIL_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 _MAX_PACKETS = 300
 _SNIFF_BYTES = 512
 _DIB_SIZES = (12, 40, 52, 56, 64, 108, 124)  # BMP info-header sizes
+_UNKNOWN_LENGTH = 2 ** 62  # libsndfile reports about 2**63 frames when a header leaves the length out
+
+
+class MediaLimits(Protocol):
+    """The `files:` budgets a check applies (config.FilesConfig holds them and their defaults)."""
+    max_image_megapixels: float
+    max_audio_seconds: float
+    max_audio_rate_channels: int
+    max_video_seconds: float
+    max_video_total_megapixels: float
 
 
 def sniff_bytes(head: bytes) -> str | None:
@@ -80,8 +96,14 @@ def sniff_type(path: Path) -> str | None:
         return sniff_bytes(f.read(_SNIFF_BYTES))
 
 
-def check_media(path: Path, rtype: str, *, max_megapixels: float = 40.0) -> None:
-    """Raise ResourceError unless `path` is a readable, sane file of type `rtype` (image|audio|video)."""
+def av_format(path: Path) -> str | None:
+    """The PyAV demuxer to force for this file, from its magic bytes (None: not a container we open)."""
+    return _AV_FORMATS.get(sniff_type(path) or "")
+
+
+def check_media(path: Path, rtype: str, limits: MediaLimits | None = None, *, max_megapixels: float = 40.0) -> None:
+    """Raise ResourceError unless `path` is a readable, sane file of type `rtype` (image|audio|video)
+    within `limits` (config.files). Without limits only the image size (max_megapixels) is bounded."""
     path = Path(path)
     name = path.name
     if rtype not in ("image", "audio", "video"):
@@ -101,13 +123,13 @@ def check_media(path: Path, rtype: str, *, max_megapixels: float = 40.0) -> None
         if named and named != actual and not (named == "audio" and sniffed in _AUDIO_OK) and not (
                 named == "video" and sniffed in _VIDEO_OK):
             raise ResourceError(f"{name} is named like {named} but holds {_LABELS[sniffed]} data; rename it")
-    limit = int(max_megapixels * 1_000_000)
+    limit = int((limits.max_image_megapixels if limits is not None else max_megapixels) * 1_000_000)
     if rtype == "image":
         _check_image(path, limit)
     elif rtype == "audio":
-        _check_audio(path, sniffed)
+        _check_audio(path, sniffed, limits)
     else:
-        _check_av(path, sniffed, "video", limit)
+        _check_av(path, sniffed, "video", limit, limits)
 
 
 def _pixels_ok(name: str, width: int, height: int, limit: int) -> None:
@@ -125,10 +147,10 @@ def _check_image(path: Path, limit: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path, formats=_PIL_FORMATS) as im:  # reads the header only
+            with Image.open(path, formats=IMAGE_FORMATS) as im:  # reads the header only
                 _pixels_ok(name, *im.size, limit)
                 im.verify()
-            with Image.open(path, formats=_PIL_FORMATS) as im:
+            with Image.open(path, formats=IMAGE_FORMATS) as im:
                 _pixels_ok(name, *im.size, limit)
                 im.load()
         except ResourceError:
@@ -143,17 +165,22 @@ def _check_image(path: Path, limit: int) -> None:
             raise ResourceError(f"{name} is a damaged or truncated image ({exc})") from None
 
 
-def _check_audio(path: Path, sniffed: str | None) -> None:
+def _check_audio(path: Path, sniffed: str | None, limits: MediaLimits | None) -> None:
     name = path.name
     try:
         with sf.SoundFile(str(path)) as f:
             frames, rate, channels = f.frames, f.samplerate, f.channels
-            f.read(frames=min(frames, 4096) if frames > 0 else 4096, dtype="float32")
+            if frames >= _UNKNOWN_LENGTH:
+                raise ResourceError(f"{name} does not declare its length; save it again as WAV or FLAC")
+            _audio_sane(name, frames, rate, channels)
+            _audio_budget(name, frames / rate, rate, channels, limits)  # from the header: nothing decoded yet
+            f.read(frames=min(frames, 4096), dtype="float32")
+    except ResourceError:
+        raise
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
         if sniffed in _AUDIO_OK or sniffed == ".mp3":
-            return _check_av(path, sniffed, "audio", 0)  # containers libsndfile does not read
+            return _check_av(path, sniffed, "audio", 0, limits)  # containers libsndfile does not read
         raise ResourceError(f"{name} is not an audio file Jarvis can read ({exc})") from None
-    _audio_sane(name, frames, rate, channels)
 
 
 def _audio_sane(name: str, frames: int, rate: int, channels: int) -> None:
@@ -165,8 +192,54 @@ def _audio_sane(name: str, frames: int, rate: int, channels: int) -> None:
         raise ResourceError(f"{name} has an implausible number of channels ({channels})")
 
 
-def _check_av(path: Path, sniffed: str | None, kind: str, limit: int) -> None:
-    """Open with PyAV (demuxer forced from the magic bytes) and decode a first frame of `kind`."""
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
+
+
+def _audio_budget(name: str, seconds: float | None, rate: int, channels: int, limits: MediaLimits | None) -> None:
+    """Refuse audio longer or wider (rate x channels) than the budgets; `seconds` None: not declared."""
+    if limits is None:
+        return
+    if seconds is not None and seconds > limits.max_audio_seconds:
+        raise ResourceError(
+            f"{name} holds {_duration(seconds)} of audio ({rate} Hz, {channels} channel(s)), longer than the "
+            f"{_duration(limits.max_audio_seconds)} allowed (files.max_audio_seconds); send a shorter clip")
+    if rate * channels > limits.max_audio_rate_channels:
+        raise ResourceError(
+            f"{name} has {rate} Hz x {channels} channel(s) = {rate * channels} samples a second, more than the "
+            f"{limits.max_audio_rate_channels} allowed (files.max_audio_rate_channels); convert it to a lower "
+            "sample rate or fewer channels")
+
+
+def _video_budget(name: str, stream: av.VideoStream, seconds: float | None, limits: MediaLimits | None) -> None:
+    """Refuse video longer than the budget or holding more pixels in all (frames x size) than it allows."""
+    if limits is None:
+        return
+    if seconds is not None and seconds > limits.max_video_seconds:
+        raise ResourceError(f"{name} lasts {_duration(seconds)}, longer than the {_duration(limits.max_video_seconds)} "
+                            "allowed (files.max_video_seconds); send a shorter video")
+    rate = stream.average_rate or stream.guessed_rate
+    frames = stream.frames or (round(seconds * float(rate)) if seconds is not None and rate else 0)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    total = frames * width * height / 1e6
+    if total > limits.max_video_total_megapixels:
+        raise ResourceError(
+            f"{name} holds {frames} frames of {width}x{height} ({total:.0f} megapixels in all), more than the "
+            f"{limits.max_video_total_megapixels:g} allowed (files.max_video_total_megapixels); send a shorter "
+            "or smaller video")
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """The stream's duration from the header (the container's when the stream has none), or None."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1e6 if container.duration else None
+
+
+def _check_av(path: Path, sniffed: str | None, kind: str, limit: int, limits: MediaLimits | None) -> None:
+    """Open with PyAV (demuxer forced from the magic bytes), check the header against the budgets,
+    then decode a first frame of `kind`."""
     import av
 
     name = path.name
@@ -180,9 +253,13 @@ def _check_av(path: Path, sniffed: str | None, kind: str, limit: int) -> None:
             if not streams:
                 raise ResourceError(f"{name} has no {kind} stream")
             stream = streams[0]
-            codec = stream.codec_context
-            if isinstance(codec, av.VideoCodecContext):
-                _pixels_ok(name, codec.width, codec.height, limit)
+            seconds = _declared_seconds(container, stream)
+            if isinstance(stream, av.VideoStream):
+                _pixels_ok(name, stream.codec_context.width, stream.codec_context.height, limit)
+                _video_budget(name, stream, seconds, limits)
+            elif isinstance(stream, av.AudioStream):
+                codec = stream.codec_context
+                _audio_budget(name, seconds, codec.sample_rate, codec.channels, limits)
             for count, packet in enumerate(container.demux(stream)):
                 frames = packet.decode()
                 if frames:

@@ -1,5 +1,5 @@
 """Command line: `python -m jarvis run "REQUEST" [--file PATH]... [--json]`, `chat`, `catalog refresh`,
-`serve`. Progress goes to stderr; the answer (or --json's single object, RunResult.to_dict()) to
+`catalog verify`, `serve`. Progress goes to stderr; the answer (or --json's single object, RunResult.to_dict()) to
 stdout. The server stacks (gradio for `ui`; fastapi and uvicorn for `serve`) load only for those commands."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import TextIO
 
 from jarvis.catalog.entries import Catalog
 from jarvis.catalog.refresh import main as refresh_main
+from jarvis.catalog.verify import main as verify_main
 from jarvis.config import load_config
 from jarvis.errors import CatalogError, ConfigError
 from jarvis.events import (
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--out", default="jarvis-output",
                       help="folder that keeps this chat's files (a new subfolder per chat; default ./jarvis-output)")
     cat = sub.add_parser("catalog", help="model catalog commands")
-    cat.add_argument("action", choices=["refresh", "show"])
+    cat.add_argument("action", choices=["refresh", "show", "verify"])
     cat.add_argument("rest", nargs=argparse.REMAINDER)
     serve = sub.add_parser("serve", help="HTTP API (HuggingGPT- and OpenAI-compatible)")
     serve.add_argument("--host")
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "catalog" and args.action == "refresh":
         return refresh_main(args.rest)
+    if args.command == "catalog" and args.action == "verify":
+        return verify_main(args.rest)
     try:
         config = load_config(args.config)
         if args.mode:

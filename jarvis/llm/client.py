@@ -2,20 +2,26 @@
 
 Retries with backoff on 429, 5xx and dropped connections (the SDK's own retry loop), a timeout on
 every call, one clear message per failure (bad key, unknown model, unreachable host), and token
-counts from each response's usage. The API key is never logged or put into a message.
+counts from each response's usage. The API key, and a user name and password written in the base
+URL, are never logged or put into a message. An endpoint a caller named (not the operator) is
+reached only through jarvis.outbound's policy (vetted, pinned connections, no redirects), and what
+it answers on failure is not repeated: only its status code is.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlparse
+
+import httpx
 
 from jarvis.config import Config
-from jarvis.errors import LLMError
+from jarvis.errors import AddressRefused, LLMError
+from jarvis.outbound import OutboundPolicy, Resolver, shown_host, system_resolver, without_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -63,43 +69,71 @@ def _limit(max_tokens: int | None) -> dict[str, Any]:
     return {"max_tokens": max_tokens} if max_tokens else {}
 
 
-def _host(url: str) -> str:
-    parsed = urlparse(url)
-    return parsed.netloc or url
+def _split_userinfo(url: str) -> tuple[str, list[str], dict[str, str]]:
+    """(the URL without user name and password, their spellings as secrets, the Basic-auth header the
+    HTTP client would have built from them): the URL then never reaches a log line with them."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return url, [], {}
+    if not parsed.userinfo:
+        return url, [], {}
+    pair = f"{parsed.username}:{parsed.password}"
+    return (without_userinfo(url), [parsed.userinfo.decode("ascii"), pair, parsed.password],
+            {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")})
 
 
 class LLM:
-    """One configured LLM endpoint. Cheap to build: one per session (each session has its own key)."""
+    """One configured LLM endpoint. Cheap to build: one per session (each session has its own key).
+    `resolver` answers the name lookups of a caller-named endpoint (tests point names at loopback)."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, resolver: Resolver | None = None):
         import openai  # lazy: its import takes ~0.3 s, paid at the first request instead of at app start
 
         self._openai = openai
-        self.base_url, key, self.model = config.llm_endpoint()
-        self._key = key
+        base_url, key, self.model = config.llm_endpoint()
+        self.base_url, userinfo, auth_header = _split_userinfo(base_url)
+        self._secrets = sorted((s for s in (key, *userinfo) if len(s) >= 4), key=len, reverse=True)
+        self.caller_endpoint = config.credentials.caller_endpoint
         self.temperature = config.llm.temperature
         self.max_answer_tokens = config.llm.max_answer_tokens
-        api_key, timeout, retries = key or "missing", config.llm.timeout, config.llm.max_retries
+        http_client = None
+        if self.caller_endpoint:
+            policy = OutboundPolicy(public_only=config.server.public, resolver=resolver or system_resolver)
+            http_client = policy.http_client()
+        common: dict[str, Any] = {"api_key": key or "missing", "timeout": config.llm.timeout,
+                                  "max_retries": config.llm.max_retries, "default_headers": auth_header or None,
+                                  "http_client": http_client}
         self.client: openai.OpenAI
         if config.llm.api_type == "azure":
             self.client = openai.AzureOpenAI(azure_endpoint=self.base_url, api_version=config.llm.azure_api_version,
-                                             api_key=api_key, timeout=timeout, max_retries=retries)
+                                             **common)
         else:
-            self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=retries)
+            self.client = openai.OpenAI(base_url=self.base_url, **common)
         self.has_key = bool(key)
 
     # -- errors ---------------------------------------------------------
     def _scrub(self, text: str) -> str:
-        if self._key and len(self._key) >= 4:
-            text = text.replace(self._key, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text
+
+    def _detail(self, exc: Exception) -> str:
+        """What the endpoint said, for the operator's endpoint only: a caller-named one may be anything
+        (an internal service behind a redirect, a look-alike host), so its words are not repeated."""
+        if self.caller_endpoint:
+            return ""
+        return ": " + self._scrub(str(getattr(exc, "message", exc)))[:300]
 
     def _explain(self, exc: Exception) -> LLMError:
         o = self._openai
-        host = _host(self.base_url)
+        host = shown_host(self.base_url)
+        if isinstance(exc, AddressRefused):
+            return LLMError(f"the LLM base URL was not contacted: {exc}")
         if isinstance(exc, o.AuthenticationError):
-            hint = ("set OPENAI_API_KEY or HF_TOKEN, or paste a key in the app" if not self.has_key
-                    else "check the key, and that it belongs to this endpoint")
+            hint = ("check the key, and that it belongs to this endpoint" if self.has_key
+                    else "paste your key for it: the server's keys only go to the server's own endpoint"
+                    if self.caller_endpoint else "set OPENAI_API_KEY or HF_TOKEN, or paste a key in the app")
             return LLMError(f"the LLM endpoint {host} rejected the API key (401): {hint}")
         if isinstance(exc, o.PermissionDeniedError):
             return LLMError(f"the LLM endpoint {host} refused access to model {self.model!r} (403): "
@@ -119,13 +153,13 @@ class LLM:
             return LLMError(f"the LLM endpoint {host} failed ({getattr(exc, 'status_code', '5xx')}) "
                             "and retries ran out: try again later")
         if isinstance(exc, o.BadRequestError):
-            detail = self._scrub(str(getattr(exc, "message", exc)))[:300]
-            return LLMError(f"the LLM endpoint {host} refused the request (400): {detail}")
+            return LLMError(f"the LLM endpoint {host} refused the request (400){self._detail(exc)}")
+        if isinstance(exc, o.APIStatusError) and 300 <= exc.status_code < 400:
+            return LLMError(f"the LLM endpoint {host} answered with a redirect (HTTP {exc.status_code}), which is "
+                            "not followed: give the base URL it should be")
         if isinstance(exc, o.APIStatusError):
-            return LLMError(f"the LLM endpoint {host} answered HTTP {exc.status_code}: "
-                            f"{self._scrub(str(getattr(exc, 'message', '')))[:300]}")
-        return LLMError(f"unexpected answer from the LLM endpoint {host}: "
-                        f"{type(exc).__name__}: {self._scrub(str(exc))[:300]}")
+            return LLMError(f"the LLM endpoint {host} answered HTTP {exc.status_code}{self._detail(exc)}")
+        return LLMError(f"unexpected answer from the LLM endpoint {host}: {type(exc).__name__}{self._detail(exc)}")
 
     # -- calls ----------------------------------------------------------
     def complete(self, messages: list[dict], usage: Usage, *, max_tokens: int | None = None,
@@ -143,11 +177,11 @@ class LLM:
         message = choices[0] if isinstance(choices, list) and choices else None
         message = getattr(message, "message", None)
         if message is None or isinstance(message, (str, dict, list)):
-            raise LLMError(f"the LLM endpoint {_host(self.base_url)} sent a response without choices: "
+            raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent a response without choices: "
                            "is base_url an OpenAI-compatible chat-completions server?")
         text = _text_of(getattr(message, "content", None))
         if text is None:
-            raise LLMError(f"the LLM endpoint {_host(self.base_url)} sent a malformed message "
+            raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent a malformed message "
                            "(its content is not text): is base_url an OpenAI-compatible server?")
         u = getattr(resp, "usage", None)
         usage.add(getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0))
@@ -160,7 +194,7 @@ class LLM:
             chunks = self.client.chat.completions.create(
                 model=self.model, messages=cast(Any, messages), temperature=self.temperature, stream=True,
                 stream_options={"include_usage": True}, **_limit(max_tokens))
-        except self._openai.OpenAIError as exc:
+        except Exception as exc:  # the SDK's errors and a refused address alike: one message, no key in it
             raise self._explain(exc) from None
         prompt = completion = 0
         readable = False
@@ -181,5 +215,5 @@ class LLM:
         finally:
             usage.add(prompt, completion)
         if not readable:
-            raise LLMError(f"the LLM endpoint {_host(self.base_url)} sent no readable answer stream: "
+            raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent no readable answer stream: "
                            "is base_url an OpenAI-compatible chat-completions server?")

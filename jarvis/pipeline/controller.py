@@ -232,5 +232,5 @@ class Controller:
 
 
 def _media_check(cfg: Config) -> MediaCheck:
-    limit = cfg.files.max_image_megapixels
-    return lambda path, rtype: check_media(path, rtype, max_megapixels=limit)
+    limits = cfg.files  # the image size and the audio and video budgets, checked before any decoding
+    return lambda path, rtype: check_media(path, rtype, limits)

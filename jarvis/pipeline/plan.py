@@ -18,8 +18,9 @@ from jarvis.pipeline.lenient_json import MAX_CHARS, extract_json, find_objects, 
 from jarvis.runners.registry import RESOURCE_TYPES, TASK_TYPES, UNSUPPORTED_TASKS, TaskType, canonical_task
 
 # Possessive quantifiers: with plain \s* a long run of spaces after "<GENERATED" backtracks for
-# minutes. At most 9 digits, so a 5000-digit "id" is text, never an int too long to convert.
-REF = re.compile(r"<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)(?!\d)\s*+>?", re.I)
+# minutes. At most 9 digits, so a 5000-digit "id" is text, never an int too long to convert. Space after
+# the number belongs to the reference only before a closing ">": "<GENERATED>-0 and" keeps its space.
+REF = re.compile(r"<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)(?!\d)(?:\s*+>)?", re.I)
 _FULL_REF = re.compile(r"^\s*+<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)\s*+>?\s*+$", re.I)
 _MAX_NESTING = 12   # argument values nested deeper than this are refused, not recursed into
 

@@ -90,6 +90,7 @@ class _Run:
         self.events: queue.Queue[Event] = queue.Queue()
         self.running: dict[Future[list[tuple[int, Outcome]]], tuple[list[int], float]] = {}
         self.pending = list(self.tasks)
+        self.stops: dict[int, threading.Event] = {}   # each task's RunContext.cancel, set when it must stop
 
     def now(self) -> float:
         return round(time.perf_counter() - self.t0, 3)
@@ -109,6 +110,9 @@ class _Run:
                 for tid, outcome in fut.result():
                     yield self._settle(tid, outcome)
             yield from self._timeouts()
+            if self.s.cancel.is_set():   # the user stopped the run: running tasks stop at their next step
+                for stop in list(self.stops.values()):
+                    stop.set()
         yield from self._drain()
 
     def _ready(self) -> Generator[Event, None, list[Task]]:
@@ -150,6 +154,7 @@ class _Run:
                 self.running.pop(fut)
                 fut.cancel()
                 for tid in tids:
+                    self.stops.setdefault(tid, threading.Event()).set()  # the runner stops at its next step
                     yield self._fail(tid, f"timed out after {self.s.task_timeout:.0f} s (inference.task_timeout)")
 
     # -- ends ------------------------------------------------------------------------------
@@ -188,8 +193,11 @@ class _Run:
 
     # -- the work (pool threads) -------------------------------------------------------------
     def _context(self, tid: int) -> RunContext:
+        stop = self.stops.setdefault(tid, threading.Event())
+        if self.s.cancel.is_set():
+            stop.set()
         return RunContext(device=Device(), new_file=self.s.store.new_path,
-                          progress=self._progress(tid))
+                          progress=self._progress(tid), cancel=stop)
 
     def _progress(self, tid: int) -> Callable[[str], None]:
         return lambda message: self.events.put(TaskProgress(tid, message))

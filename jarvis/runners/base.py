@@ -7,6 +7,7 @@ transformers are imported inside `load`/`run`, never at module import, so the ap
 """
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,13 +68,23 @@ class Device:
 
 @dataclass
 class RunContext:
-    """What a run may use besides its inputs: the device, where to write files, progress, options."""
+    """What a run may use besides its inputs: the device, where to write files, progress, options,
+    and a cancel flag the scheduler sets when the task timed out or the user stopped the run."""
     device: Device
     new_file: Callable[[str, str], Path]          # (stem, suffix like ".png") -> unique path in the session dir
     progress: Callable[[str], None] = lambda message: None
     options: RunOptions = field(default_factory=RunOptions)
     # told of each failed call an executor retried or worked around (message, seconds, model), for the record
     on_retry: Callable[[str, float, str], None] = lambda message, seconds, model: None
+    # set from outside; runners that loop (audio blocks and pieces, diffusion steps) check it between steps,
+    # since a thread cannot be killed and a timed-out task must not run on for minutes
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise TaskError when the task was cancelled; called between a runner's steps."""
+        if self.cancel.is_set():
+            raise TaskError("stopped before it finished: the task timed out (inference.task_timeout) "
+                            "or the run was stopped")
 
 
 class Runner(ABC):

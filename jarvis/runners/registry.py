@@ -16,8 +16,7 @@ task of their type, so importing this table loads neither torch nor transformers
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
@@ -32,15 +31,17 @@ RUNNER_PACKAGE = "jarvis.runners.local"
 
 @dataclass(frozen=True)
 class LocalModels:
-    """Which Hub models a task's local runner loads, as the catalog can tell from their metadata."""
+    """Which Hub models a task's local runner loads, by their architecture facts (jarvis.catalog.facts),
+    never by their names."""
     library: Literal["transformers", "diffusers", "skops"] = "transformers"
-    # transformers: config model_type -> id hints (for files without a config); empty = any architecture
-    model_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
-    # diffusers: pipeline classes the runner builds (Hub tag "diffusers:<Class>"), and id/tag hints
-    # used when a model carries no class tag
+    # transformers: config model_types the runner handles (empty = any), and the architectures among
+    # them it needs (empty = any)
+    model_types: frozenset[str] = frozenset()
+    architectures: frozenset[str] = frozenset()
+    # diffusers: the classes the runner builds (model_index.json "_class_name", or config.json's for
+    # one model), and the text width a ControlNet must condition on (768: Stable Diffusion 1.x)
     pipeline_classes: frozenset[str] = frozenset()
-    hints: tuple[str, ...] = ()
-    sd15_controlnet: bool = False  # a ControlNet, which must be built for Stable Diffusion 1.x
+    cross_attention_dim: int | None = None
 
 
 TRANSFORMERS = LocalModels()
@@ -82,11 +83,15 @@ class TaskType:
         return sum(1 for t in self.inputs if t == rtype)
 
 
-def _diffusers(*classes: str, hints: tuple[str, ...]) -> LocalModels:
-    return LocalModels("diffusers", pipeline_classes=frozenset(classes), hints=hints)
+def _diffusers(*classes: str) -> LocalModels:
+    return LocalModels("diffusers", pipeline_classes=frozenset(classes))
 
 
-_CONTROLNET = LocalModels("diffusers", hints=("controlnet",), sd15_controlnet=True)
+def _transformers(*model_types: str, architectures: frozenset[str] = frozenset()) -> LocalModels:
+    return LocalModels(model_types=frozenset(model_types), architectures=architectures)
+
+
+_CONTROLNET = LocalModels("diffusers", pipeline_classes=frozenset({"ControlNetModel"}), cross_attention_dim=768)
 _TEXT, _IMAGE, _AUDIO = ("text",), ("image",), ("audio",)
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
@@ -125,26 +130,25 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
     TaskType("image-to-text", _IMAGE, _TEXT, "describe (caption) an image",
              "vision_language:ImageToTextRunner", remote.image_to_text, remote.caption_by_vlm,
              aliases=("image-captioning",),
-             local_models=LocalModels(model_types={"vision-encoder-decoder": ("vit-gpt2", "trocr", "donut"),
-                                                   "blip": ("blip-image",)})),
+             local_models=_transformers("vision-encoder-decoder", "blip")),
     TaskType("visual-question-answering", ("image", "text"), _TEXT, "answer a question about an image",
              "vision_language:VisualQARunner", remote.visual_question_answering, remote.answer_by_vlm,
              input_names=("image", "question"),
-             local_models=LocalModels(model_types={"vilt": ("vilt",), "blip": ("blip-vqa",)})),
+             local_models=_transformers("vilt", "blip")),
     TaskType("document-question-answering", ("image", "text"), _TEXT, "answer a question about a document image",
              "vision_language:DocumentQARunner", remote.document_question_answering, remote.document_answer_by_vlm,
              input_names=("document image", "question"),
-             local_models=LocalModels(model_types={"vision-encoder-decoder": ("donut",)})),
+             local_models=_transformers("vision-encoder-decoder")),
     TaskType("text-to-image", _TEXT, _IMAGE, "generate an image from a description",
              "generation_image:TextToImageRunner", remote.text_to_image,
-             local_models=_diffusers("StableDiffusionPipeline", hints=("stable-diffusion",))),
+             local_models=_diffusers("StableDiffusionPipeline", "StableDiffusionXLPipeline")),
     TaskType("image-to-image", _IMAGE, _IMAGE, "transform an image into a new image",
              "generation_image:ImageToImageRunner", remote.image_to_image,
              local_models=_diffusers("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
-                                     hints=("stable-diffusion",))),
+                                     "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")),
     TaskType("image-editing", ("image", "text"), _IMAGE, "edit an image following an instruction",
              "generation_image:ImageEditingRunner", remote.image_to_image, input_names=("image", "instruction"),
-             local_models=_diffusers("StableDiffusionInstructPix2PixPipeline", hints=("pix2pix",))),
+             local_models=_diffusers("StableDiffusionInstructPix2PixPipeline")),
     TaskType("canny-control", _IMAGE, _IMAGE, "extract the edges of an image (canny) as a control image",
              "vision:CannyControlRunner", None, needs_model=False),
     TaskType("depth-control", _IMAGE, _IMAGE, "extract a depth map of an image as a control image",
@@ -163,15 +167,15 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
              aliases=("speech-recognition", "asr")),
     TaskType("text-to-speech", _TEXT, _AUDIO, "speak a text aloud",
              "audio:TextToSpeechRunner", remote.text_to_speech, aliases=("tts",),
-             local_models=LocalModels(model_types={"vits": ("mms-tts",)})),
+             local_models=_transformers("vits")),
     TaskType("audio-classification", _AUDIO, _TEXT, "label a sound or speech clip",
              "audio:AudioClassificationRunner", remote.audio_classification),
     TaskType("audio-to-audio", _AUDIO, _AUDIO, "transform audio: enhance, separate, denoise",
              "audio:AudioToAudioRunner", remote.audio_to_audio,
-             local_models=LocalModels(model_types={"speecht5": ("speecht5_vc",)})),
+             local_models=_transformers("speecht5", architectures=frozenset({"SpeechT5ForSpeechToSpeech"}))),
     TaskType("text-to-video", _TEXT, ("video",), "generate a short video from a description",
              "generation_video:TextToVideoRunner", remote.text_to_video,
-             local_models=_diffusers("TextToVideoSDPipeline", hints=("text-to-video-ms", "zeroscope"))),
+             local_models=_diffusers("TextToVideoSDPipeline")),
 ]}
 
 # HuggingGPT names ControlNet conditions we do not ship; known, so the message is precise.

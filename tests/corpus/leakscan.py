@@ -154,7 +154,8 @@ def run_scenario(name: str, controller: Controller, workdir: Path, canaries: Can
     old_level = root.level
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
-    llm = ScriptedLLM(plan=_plan_for(name), answer="All done.", chat="Hello.", select=_select_for(name))
+    llm = ScriptedLLM(plan=_plan_for(name), answer="All done.", chat="Hello.", select=_select_for(name),
+                      key=canaries.openai)
     hf = InferenceServer(token=canaries.hf) if name.startswith("remote") else None
     echo = EchoServer(401 if "401" in name else 500) if name in ("remote_401_echo", "remote_500_echo") else None
     try:

@@ -1,18 +1,32 @@
 """A real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions protocol, answering from
 a script. Driven through the real `openai` client: nothing in the code under test is patched.
 
+As strict as a real endpoint: a request without the configured key gets OpenAI's 401, a model the
+server does not know gets its 404 (`model_not_found`), a request's `max_tokens` cuts the reply with
+finish_reason "length" (a token here is 4 characters, as the usage counts say). On demand it also
+misbehaves the way real servers do: a stream that breaks midway, a reasoning model's
+`<think>...</think>` block before the answer, a refusal of `response_format`.
+
 The script decides by the kind of call (plan / select / answer / chat, recognised from the
-prompts) or by a queue of replies. Faults on demand: an HTTP status, a delay, a malformed body.
-Every request is recorded (path, headers, JSON body) so tests can check which key went where.
+prompts) or by a queue of replies. Faults on demand: an HTTP status, a delay, a malformed body, a
+stream cut after N chunks. Every request is recorded (path, headers, JSON body) so tests can check
+which key went where.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# What the configuration's defaults ask for (jarvis.config: OPENAI_DEFAULT_MODEL, HF_ROUTER_MODEL),
+# and the name tests give a scripted model.
+KNOWN_MODELS = ("gpt-4o-mini", "Qwen/Qwen2.5-72B-Instruct", "scripted")
+CHARS_PER_TOKEN = 4
+CHUNK_CHARS = 12
 
 
 def kind_of(messages: list[dict]) -> str:
@@ -28,22 +42,49 @@ def kind_of(messages: list[dict]) -> str:
 
 @dataclass
 class Fault:
+    """One request's misbehaviour: an HTTP status with a body (after `delay` seconds), or, with
+    `cut_after`, the scripted reply broken midway: a stream stops after that many chunks (no
+    finish_reason, no [DONE]), a plain answer after half its promised body."""
     status: int = 500
     body: str = '{"error": {"message": "scripted failure"}}'
     delay: float = 0.0
     headers: dict = field(default_factory=dict)
+    cut_after: int | None = None
+
+
+def _error(message: str, code: str | None, kind: str = "invalid_request_error") -> bytes:
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+
+
+def _masked(key: str) -> str:
+    """How OpenAI shows a wrong key in its 401: its first and last characters only."""
+    return key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 8 else "***"
 
 
 class ScriptedLLM:
-    """Start with `with ScriptedLLM(plan=..., answer=...) as llm:`; point base_url at llm.url."""
+    """Start with `with ScriptedLLM(plan=..., answer=...) as llm:`; point base_url at llm.url.
+
+    `key`: the API key (or keys) it accepts, as Bearer or Azure's api-key header; None stands for a
+    local server without authentication (Ollama, llama.cpp), which takes any key. `models`: the
+    model (Azure: deployment) names it serves. `think`: a reasoning block sent before every reply.
+    `refuse_response_format`: answer 400 to a request carrying `response_format`.
+    `honour_max_tokens=False` stands for a proxy that ignores max_tokens (hostile-answer corpora)."""
 
     def __init__(self, plan: str | Callable = "[]", select: str | Callable | None = None,
                  answer: str | Callable = "Done.", chat: str | Callable = "Hello!", delay: float = 0.0,
-                 usage: tuple[int, int] | None = None):
+                 usage: tuple[int, int] | None = None, *, key: str | Collection[str] | None = "sk-test",
+                 models: Collection[str] = KNOWN_MODELS, think: str | None = None,
+                 refuse_response_format: bool = False, honour_max_tokens: bool = True):
         self.script = {"plan": plan, "select": select, "answer": answer, "chat": chat}
         self.delay = delay
         self.usage = usage
+        self.keys: set[str] | None = None if key is None else {key} if isinstance(key, str) else set(key)
+        self.models = set(models)
+        self.think = think
+        self.refuse_response_format = refuse_response_format
+        self.honour_max_tokens = honour_max_tokens
         self.requests: list[dict] = []
+        self.refused: list[dict] = []           # requests answered 401/404/400 by the strict checks
         self.faults: list[Fault] = []          # consumed one per request, first
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -72,6 +113,29 @@ class ScriptedLLM:
     def kinds(self) -> list[str]:
         return [kind_of(r["json"].get("messages", [])) for r in self.requests if r["json"]]
 
+    # -- what a real endpoint checks ------------------------------------------
+    def refusal(self, path: str, headers: dict[str, str], body: dict) -> tuple[int, bytes] | None:
+        """The 401/404/400 a real endpoint would answer this request with, or None."""
+        bearer = headers.get("authorization", "")
+        given = bearer[len("Bearer "):] if bearer.startswith("Bearer ") else headers.get("api-key", "")
+        if self.keys is not None and given not in self.keys:
+            if not given:
+                return 401, _error("You didn't provide an API key. You need to provide your API key in an "
+                                   "Authorization header using Bearer auth.", None)
+            return 401, _error(f"Incorrect API key provided: {_masked(given)}. You can find your API key "
+                               "at https://platform.openai.com/account/api-keys.", "invalid_api_key")
+        route = path.split("?")[0]
+        if "/deployments/" in route:      # Azure: the deployment in the path is the model
+            model: str | None = route.split("/deployments/", 1)[1].split("/", 1)[0]
+        else:
+            model = str(body.get("model", "")) if route.endswith("/chat/completions") else None
+        if model is not None and model not in self.models:
+            return 404, _error(f"The model `{model}` does not exist or you do not have access to it.",
+                               "model_not_found")
+        if self.refuse_response_format and "response_format" in body:
+            return 400, _error("'response_format' is not supported with this model.", None)
+        return None
+
     # -- replies --------------------------------------------------------------
     def _reply_text(self, body: dict) -> str:
         messages = body.get("messages", [])
@@ -79,9 +143,23 @@ class ScriptedLLM:
         script = self.script.get(kind)
         if kind == "select" and script is None:
             return "{}"  # no choice: the code under test falls back to the top-ranked model
-        if callable(script):
-            return script(messages)
-        return str(script)
+        text = script(messages) if callable(script) else str(script)
+        return f"<think>\n{self.think}\n</think>\n\n{text}" if self.think is not None else text
+
+    def reply(self, body: dict) -> tuple[str, str, dict]:
+        """(text, finish_reason, usage) for a chat completion request."""
+        text = self._reply_text(body)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if self.honour_max_tokens and isinstance(limit, int) and limit > 0 and len(text) > limit * CHARS_PER_TOKEN:
+            text, finish = text[: limit * CHARS_PER_TOKEN], "length"
+        prompt_tokens = sum(len(str(m.get("content", ""))) // CHARS_PER_TOKEN for m in body.get("messages", []))
+        completion_tokens = max(1, len(text) // CHARS_PER_TOKEN)
+        if self.usage:
+            prompt_tokens, completion_tokens = self.usage
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        return text, finish, usage
 
     def _handler(self):
         outer = self
@@ -102,10 +180,16 @@ class ScriptedLLM:
                 self.wfile.write(body)
 
             def do_GET(self):
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
-                else:
-                    self._send(404, b'{"error": {"message": "not found"}}')
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if not self.path.rstrip("/").endswith("/models"):
+                    self._send(404, _error(f"Invalid URL (GET {self.path})", None))
+                    return
+                refused = outer.refusal(self.path, headers, {})
+                if refused:
+                    self._send(*refused)
+                    return
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": "scripted"} for m in sorted(outer.models)]
+                self._send(200, json.dumps({"object": "list", "data": data}).encode())
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -114,61 +198,83 @@ class ScriptedLLM:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
                     body = {}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                record = {"path": self.path, "headers": headers, "json": body}
+                refused = outer.refusal(self.path, headers, body if isinstance(body, dict) else {})
                 with outer.lock:
-                    headers = {k.lower(): v for k, v in self.headers.items()}
-                    outer.requests.append({"path": self.path, "headers": headers, "json": body})
-                    fault = outer.faults.pop(0) if outer.faults else None
-                if fault:
-                    if fault.delay:
-                        time.sleep(fault.delay)
+                    if refused:
+                        outer.refused.append(record)
+                        fault = None
+                    else:
+                        outer.requests.append(record)
+                        fault = outer.faults.pop(0) if outer.faults else None
+                if refused:
+                    self._send(*refused)
+                    return
+                if fault and fault.delay:
+                    time.sleep(fault.delay)
+                if fault and fault.cut_after is None:
                     try:
                         self._send(fault.status, fault.body.encode(), headers=fault.headers)
                     except (BrokenPipeError, ConnectionResetError):
                         pass
                     return
                 if not self.path.split("?")[0].endswith("/chat/completions"):
-                    self._send(404, b'{"error": {"message": "unknown route"}}')
+                    self._send(404, _error(f"Invalid URL (POST {self.path})", None))
                     return
                 if outer.delay:
                     time.sleep(outer.delay)
-                text = outer._reply_text(body)
-                prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", []))
-                completion_tokens = max(1, len(text) // 4)
-                if outer.usage:
-                    prompt_tokens, completion_tokens = outer.usage
-                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                         "total_tokens": prompt_tokens + completion_tokens}
+                text, finish, usage = outer.reply(body)
                 model = body.get("model", "scripted")
                 if body.get("stream"):
-                    self._stream(text, model, usage if (body.get("stream_options") or {}).get("include_usage") else None)
+                    wants_usage = (body.get("stream_options") or {}).get("include_usage")
+                    self._stream(text, finish, model, usage if wants_usage else None,
+                                 fault.cut_after if fault else None)
                     return
                 reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
-                         "choices": [{"index": 0, "finish_reason": "stop",
+                         "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
                                       "message": {"role": "assistant", "content": text}}],
                          "usage": usage}
-                self._send(200, json.dumps(reply).encode())
+                payload = json.dumps(reply).encode()
+                if fault is None:
+                    self._send(200, payload)
+                    return
+                self.send_response(200)            # a cut: the promised body stops halfway
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(2)
+                self.close_connection = True
 
-            def _stream(self, text: str, model: str, usage: dict | None):
+            def _stream(self, text: str, finish: str, model: str, usage: dict | None, cut_after: int | None):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                pieces = [text[i:i + 12] for i in range(0, len(text), 12)] or [""]
-                base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+                pieces = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
+                base: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                                        "created": int(time.time()), "model": model}
                 try:
                     for i, piece in enumerate(pieces):
+                        if cut_after is not None and i >= cut_after:
+                            self.wfile.flush()
+                            self.connection.shutdown(2)      # the connection drops mid-answer
+                            return
                         delta = {"content": piece} if i else {"role": "assistant", "content": piece}
                         chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
                     self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
                     if usage:
                         self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, OSError):
                     pass
-                self.close_connection = True
+                finally:
+                    self.close_connection = True
 
         return Handler

@@ -19,6 +19,11 @@ IDS = (SD_ID, PIX2PIX_ID, CANNY_ID, DEPTH_ID, VIDEO_ID)
 
 CHANNELS = (8, 16)
 GROUPS = 4
+# The text width the UNets attend to. Stable Diffusion 1.x (and the SD 1.5 ControlNets and instruct-pix2pix
+# built on it) use CLIP ViT-L/14's 768, as the real repos' unet/config.json and ControlNet config.json say
+# ("cross_attention_dim": 768); catalog eligibility reads it, so the replicas keep it. The video model has
+# its own text encoder and stays tiny.
+SD15_TEXT_DIM = 768
 CROSS_DIM = 16
 LATENT = 16  # latent side; the VAE doubles it: 32 px images
 
@@ -47,15 +52,15 @@ def write_clip_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
 
 
-def _text_parts(tmp: Path):
+def _text_parts(tmp: Path, width: int = SD15_TEXT_DIM):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     write_clip_tokenizer_files(tmp)
     tokenizer = CLIPTokenizer.from_pretrained(str(tmp), model_max_length=32)
-    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=CROSS_DIM, intermediate_size=32,
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=32,
                             num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id, projection_dim=CROSS_DIM)
+                            pad_token_id=tokenizer.pad_token_id, projection_dim=width)
     return CLIPTextModel(config).eval(), tokenizer
 
 
@@ -71,7 +76,7 @@ def unet_kwargs(in_channels: int = 4) -> dict:
     """UNet2DConditionModel arguments; the ControlNets reuse them so they fit the tiny SD UNet."""
     return dict(sample_size=LATENT, in_channels=in_channels, block_out_channels=CHANNELS, layers_per_block=1,
                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                cross_attention_dim=CROSS_DIM, attention_head_dim=4, norm_num_groups=GROUPS)
+                cross_attention_dim=SD15_TEXT_DIM, attention_head_dim=4, norm_num_groups=GROUPS)
 
 
 def _unet(in_channels: int = 4):
@@ -135,7 +140,7 @@ def build_text_to_video(snap: Path) -> None:
     from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
 
     _seed()
-    text_encoder, tokenizer = _text_parts(snap / "_tok")
+    text_encoder, tokenizer = _text_parts(snap / "_tok", CROSS_DIM)
     unet = UNet3DConditionModel(sample_size=LATENT, in_channels=4, out_channels=4, block_out_channels=CHANNELS,
                                 down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
                                 up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"), layers_per_block=1,

@@ -8,26 +8,29 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jarvis.config import Config
 from jarvis.errors import ApiError, JarvisError
+from jarvis.frontends.http.access import LOGIN_PATH, caller_owner
 from jarvis.frontends.http.auth import access_tokens, is_loopback, match_token
 from jarvis.frontends.http.files import FileRegistry
 from jarvis.frontends.http.hugginggpt_routes import router as hugginggpt_router
 from jarvis.frontends.http.openai_routes import router as openai_router
 from jarvis.frontends.http.runs import Api
+from jarvis.frontends.http.serving import API_PREFIXES, run, server_controller
 from jarvis.pipeline.controller import Controller
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = ("/v1", "/hugginggpt", "/tasks", "/results", "/files")
+__all__ = ["API_PREFIXES", "create_app", "serve"]
 
 
 def _error_body(path: str, status: int, message: str, code: str) -> dict[str, Any]:
@@ -40,12 +43,12 @@ def _error_body(path: str, status: int, message: str, code: str) -> dict[str, An
 
 def create_app(config: Config, controller: Controller | None = None, *, request_timeout: float | None = None,
                allow_private_endpoints: bool | None = None, cors_origins: list[str] | None = None) -> FastAPI:
-    """The API app. `allow_private_endpoints`: None lets only callers on this machine name private
-    or loopback LLM endpoints; True/False allows/forbids it for everyone. `cors_origins`: browser
-    origins allowed to call the API (none by default)."""
+    """The API app. `allow_private_endpoints`: None lets callers name private or loopback LLM
+    endpoints unless the deployment is public (server.public); True/False allows/forbids it for
+    everyone. `cors_origins`: browser origins allowed to call the API (none by default)."""
     owned = controller is None   # a controller made here is closed here; a caller's stays the caller's
     if controller is None:
-        controller = Controller(config)
+        controller = server_controller(config)
     registry = FileRegistry(config.server.file_ttl)
     timeout = (request_timeout or config.server.request_timeout
                or (config.inference.task_timeout + 4 * config.llm.timeout + 30))
@@ -60,9 +63,8 @@ def create_app(config: Config, controller: Controller | None = None, *, request_
         if owned:
             api.controller.close()
 
-    app = FastAPI(title="Jarvis API", version="1", lifespan=lifespan, docs_url="/v1/docs",
-                  redoc_url=None, openapi_url="/v1/openapi.json",
-                  swagger_ui_oauth2_redirect_url="/v1/docs/oauth2-redirect")
+    app = FastAPI(title="Jarvis API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.jarvis = api
 
     def error_response(request: Request, status: int, message: str, code: str,
@@ -101,6 +103,23 @@ def create_app(config: Config, controller: Controller | None = None, *, request_
                                            "X-Content-Type-Options": "nosniff"},
                             content_disposition_type="inline")
 
+    def description_reader(request: Request) -> None:
+        """The API's description is for callers with the access token too (bearer or sign-in cookie)."""
+        if caller_owner(Headers(scope=request.scope), api.tokens) is None:
+            raise ApiError(401, f"the API description needs this server's access token: send 'Authorization: "
+                                f"Bearer <token>', or sign in at {LOGIN_PATH} in a browser first", "invalid_api_key",
+                           {"WWW-Authenticate": "Bearer"})
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        description_reader(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/v1/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        description_reader(request)
+        return get_swagger_ui_html(openapi_url="/v1/openapi.json", title="Jarvis API")
+
     app.include_router(openai_router(api))
     app.include_router(hugginggpt_router(api))
 
@@ -129,6 +148,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> i
     host = host or config.server.host
     port = config.server.port if port is None else port
     try:
+        config = config.serving_on(host)   # reachable from other machines: caller-chosen URLs go public-only
         app = create_app(config)
     except Exception as exc:
         if not isinstance(exc, (JarvisError, OSError)):   # not one Jarvis explains: the log has the trace
@@ -142,7 +162,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> i
     print(f"Jarvis API on http://{shown}:{port} (OpenAI-compatible base URL: http://{shown}:{port}/v1)",
           flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        run(app, config, host, port)
     except KeyboardInterrupt:
         pass
     return 0

@@ -201,7 +201,7 @@ def stage_media(parts: list[MediaPart], cfg: Config) -> tuple[Path, list[Path]]:
             path = staging / f"{part.kind}-{counts[part.kind]}{suffix}"   # a fresh directory: unique
             path.write_bytes(part.data)
             try:
-                check_media(path, part.kind, max_megapixels=cfg.files.max_image_megapixels)
+                check_media(path, part.kind, cfg.files)
             except ResourceError as exc:
                 raise InputError(f"the attached {part.kind} cannot be used: {exc}") from None
             paths.append(path)

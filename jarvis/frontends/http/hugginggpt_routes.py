@@ -103,7 +103,7 @@ def router(api: Api) -> APIRouter:
     async def tasks(request: Request) -> list[dict[str, Any]] | dict[str, Any]:
         run = await start(request, until=lambda e: isinstance(e, PlanReady) and bool(e.tasks))
         try:
-            plan, _, _, answer = await collect(run)
+            plan, _, _, answer = await run.while_connected(collect(run))
         finally:
             run.close()
         if plan:
@@ -114,7 +114,7 @@ def router(api: Api) -> APIRouter:
     async def results(request: Request) -> dict[str, Any]:
         run = await start(request, until=_AllTasksEnded())
         try:
-            plan, chosen, ended, answer = await collect(run)
+            plan, chosen, ended, answer = await run.while_connected(collect(run))
             if not plan:
                 return {"message": answer}
             return _results(run, plan, chosen, ended)

@@ -131,7 +131,7 @@ def router(api: Api) -> APIRouter:
                 run.close()
         events = run.events()
         try:  # wait for the plan, so that early failures (bad key, LLM down) get a real HTTP status
-            first = await events.__anext__()
+            first = await run.while_connected(events.__anext__())
             if isinstance(first, Failed):
                 raise failed_error(first)
         except StopAsyncIteration:

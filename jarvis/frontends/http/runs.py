@@ -1,6 +1,11 @@
 """One API request's controller run, and what every route shares (the Api object): the run's worker
-thread and event queue, its deadline, its files' download links, the concurrency limit and the
-request's configuration. The routes modules and the app both import this; it imports neither."""
+thread and event queue, its deadline, its files' download links, the fair share of runs and the
+request's configuration. The routes modules and the app both import this; it imports neither.
+
+A run stops when its client goes: `Run.while_connected` watches the connection while a route waits
+for the run, so a client that disconnects frees its slot at once (a streamed answer's own
+disconnect handling takes over once streaming starts). Bodies are parsed in a worker thread: a big
+JSON body must not stall the event loop, and so every other request on the port."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +13,9 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -25,20 +30,21 @@ from jarvis.frontends.http.auth import (
     H_OPENAI_KEY,
     access_tokens,
     authorize,
-    endpoint_refusal,
-    is_loopback,
+    check_endpoint,
     request_config,
 )
+from jarvis.frontends.http.fair_share import FairShare, Ticket, caller_key
 from jarvis.frontends.http.files import FileRegistry, MediaPart, parse_messages, stage_media
+from jarvis.frontends.http.hosts import well_formed_host
 from jarvis.pipeline.controller import Controller
 from jarvis.pipeline.records import RunResult, TaskRecord
 from jarvis.session import Session
 
 log = logging.getLogger(__name__)
 
-MAX_RUNS = 8            # requests answered at once; more get 429
 CANCEL_GRACE = 15.0     # seconds a timed-out run gets to wind down before the caller gets 504
 _END = object()
+T = TypeVar("T")
 
 
 class Run:
@@ -47,9 +53,10 @@ class Run:
     Its session directory is the file grant `token`; files are shared once the run and its
     consumer are both finished (whichever ends last hands the grant to the registry's TTL)."""
 
-    def __init__(self, api: Api, cfg: Config, owner: str, base_url: str, text: str,
+    def __init__(self, api: Api, request: Request, cfg: Config, owner: str, ticket: Ticket, text: str,
                  parts: list[MediaPart], history: list[dict], until: Callable[[Event], bool] | None):
-        self.api, self.base_url = api, base_url
+        self.api, self.request, self.ticket = api, request, ticket
+        self.base_url = api.base_url(request)
         self.token, root = api.registry.new(owner)
         self.session = Session.create(cfg, root=root)
         self.session.history = list(history)
@@ -58,6 +65,7 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._ends = 2
+        self._closed = False
         self._lock = threading.Lock()
         self.deadline = self._loop.time() + api.request_timeout
         threading.Thread(target=self._work, name="jarvis-api-run", daemon=True).start()
@@ -91,7 +99,7 @@ class Run:
                 self._put(_END)
             except RuntimeError:  # the event loop is gone (server shutting down)
                 pass
-            self.api.release()
+            self.ticket.finish()
             self.end()
 
     # -- event loop side ---------------------------------------------------------------
@@ -106,9 +114,33 @@ class Run:
         self.session.cancel.set()
 
     def close(self) -> None:
-        """The consumer is done (answered, gave up, or the client left): stop the run if it still goes."""
+        """The consumer is done (answered, gave up, or the client left): stop the run if it still goes.
+        Idempotent: a route may close a run its disconnect watcher closed already."""
+        with self._lock:
+            closed, self._closed = self._closed, True
+        if closed:
+            return
+        self.ticket.detach()
         self.cancel()
         self.end()
+
+    async def while_connected(self, work: Awaitable[T]) -> T:
+        """`work`'s result, unless the client disconnects first: then the run is closed (its slot
+        freed) and ApiError 499 ends the request (nobody is left to read it)."""
+        job, watch = asyncio.ensure_future(work), asyncio.ensure_future(self._disconnected())
+        try:
+            await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not job.done():
+            job.cancel()
+            self.close()
+            raise ApiError(499, "the client closed the connection before the answer", "client_closed")
+        return job.result()
+
+    async def _disconnected(self) -> None:
+        while (await self.request.receive())["type"] != "http.disconnect":
+            pass
 
     async def events(self) -> AsyncIterator[Event]:
         """The run's events until its end; ApiError 400 for unusable media, 504 past the time limit."""
@@ -133,7 +165,10 @@ class Run:
             yield item
 
     async def result(self) -> RunResult:
-        """Run to the end; the Done result (ApiError 502 when the controller Failed)."""
+        """Run to the end (or until the client leaves); the Done result (ApiError 502 when the controller Failed)."""
+        return await self.while_connected(self._result())
+
+    async def _result(self) -> RunResult:
         result: RunResult | None = None
         async for event in self.events():
             if isinstance(event, Failed):
@@ -192,24 +227,21 @@ class Api:
         self.tokens = access_tokens(config)
         self.max_body = int(config.server.max_body_mb * 2**20)
         self.max_files = config.server.max_files
-        self.running = 0
-        self._running_lock = threading.Lock()
+        self.share = FairShare(config.server.max_runs, config.server.max_runs_per_caller)
 
     def owner(self, request: Request) -> str:
         return authorize(request.headers.get("authorization", ""), self.tokens)
 
     async def chat_request(self, request: Request) -> tuple[str, dict, str, list, list]:
-        """(owner, body, text, media parts, history) of a chat-style request, or a 400."""
+        """(owner, body, text, media parts, history) of a chat-style request, or a 400. The body is
+        parsed and its media decoded in a worker thread."""
         owner = self.owner(request)
-        body = await self.body(request)
-        try:
-            text, parts, history = parse_messages(body.get("messages"))
-        except InputError as exc:
-            raise ApiError(400, str(exc)) from None
+        raw = await self.body(request)
+        body, text, parts, history = await run_in_threadpool(_parse_chat, raw)
         return owner, body, text, parts, history
 
-    async def body(self, request: Request) -> dict:
-        """The JSON object body, refused before reading past server.max_body_mb."""
+    async def body(self, request: Request) -> bytes:
+        """The raw body of a JSON request, refused before reading past server.max_body_mb."""
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if ctype != "application/json" and not ctype.endswith("+json"):
             raise ApiError(415, "send the body as JSON with 'Content-Type: application/json'",
@@ -225,13 +257,7 @@ class Api:
             if size > self.max_body:
                 raise too_big
             chunks.append(chunk)
-        try:
-            data = json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the body is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return data
+        return b"".join(chunks)
 
     async def config_for(self, request: Request, *, api_key: str = "", base_url: str = "",
                          model: str = "") -> Config:
@@ -241,28 +267,21 @@ class Api:
         base_url = h.get(H_BASE_URL, "") or base_url
         cfg = request_config(self.config, api_key=h.get(H_OPENAI_KEY, "") or api_key,
                              hf_token=h.get(H_HF_TOKEN, ""), base_url=base_url,
-                             model=h.get(H_MODEL, "") or model)
-        allow = self.allow_private_endpoints
-        if allow is None:  # a caller on this machine can reach its private addresses anyway
-            allow = is_loopback(request.client.host if request.client else None)
-        if base_url.strip() and not allow:
-            why = await run_in_threadpool(endpoint_refusal, base_url.strip())
-            if why:
-                raise ApiError(400, f"refused LLM endpoint {base_url[:80]!r}: {why}; this server only "
-                                    "contacts public endpoints named by remote callers", "endpoint_refused")
+                             model=h.get(H_MODEL, "") or model, allow_private=self.allow_private_endpoints)
+        await run_in_threadpool(check_endpoint, cfg)   # a clear 400 first; the LLM client re-checks each connection
         return cfg
 
-    def base_url(self, request: Request) -> str:
-        """The absolute URL prefix for links (honours X-Forwarded-Proto/Host behind a proxy)."""
-        base = str(request.base_url).rstrip("/")
-        proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
-        host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
-        scheme, _, rest = base.partition("://")
-        if host:
-            rest = host + rest[len(rest.split("/", 1)[0]):]
-        if proto in ("http", "https"):
-            scheme = proto
-        return f"{scheme}://{rest}"
+    @staticmethod
+    def base_url(request: Request) -> str:
+        """The absolute URL prefix for links, from the request's scheme and Host as the host check
+        left them (behind a trusted proxy: its forwarded values, validated); a malformed Host (only
+        possible without that check) gives way to the address the server listens on."""
+        scheme = "https" if request.url.scheme == "https" else "http"
+        host = request.headers.get("host", "")
+        if not well_formed_host(host):
+            address, port = request.scope.get("server") or ("127.0.0.1", 80)
+            host = f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
+        return f"{scheme}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
     async def start(self, request: Request, cfg: Config, owner: str, text: str, parts: list[MediaPart],
                     history: list[dict], until: Callable[[Event], bool] | None = None) -> Run:
@@ -271,18 +290,28 @@ class Api:
                                 f"{self.max_files} per request (server.max_files)", "too_many_files")
         if not text.strip() and not parts:
             raise ApiError(400, "the last user message is empty: say what you want done")
-        with self._running_lock:
-            if self.running >= MAX_RUNS:
-                raise ApiError(429, f"the server is answering {MAX_RUNS} requests already: try again shortly",
-                               "server_busy", {"Retry-After": "5"})
-            self.running += 1
+        ticket = self.share.admit(caller_key(owner, request.client.host if request.client else None))
         self.registry.sweep()
         try:
-            return Run(self, cfg, owner, self.base_url(request), text, parts, history, until)
+            return Run(self, request, cfg, owner, ticket, text, parts, history, until)
         except BaseException:
-            self.release()
+            ticket.finish()
             raise
 
-    def release(self) -> None:
-        with self._running_lock:
-            self.running -= 1
+
+def _parse_chat(raw: bytes) -> tuple[dict, str, list[MediaPart], list[dict]]:
+    """(body, text, media parts, history) of a chat request's raw JSON body; ApiError 400 when it is
+    not valid JSON, nested too deeply to read, not an object, or its messages are malformed."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply to read: send plain chat messages") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the body is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    try:
+        text, parts, history = parse_messages(data.get("messages"))
+    except InputError as exc:
+        raise ApiError(400, str(exc)) from None
+    return data, text, parts, history

@@ -1,8 +1,13 @@
 """The web app (Gradio 6): chat in the browser with live steps, inline media, per-session keys and
 files, ready for a Hugging Face Space. It only maps the controller's events to chat messages.
 
-`launch(config)` serves it with the HTTP API of jarvis.frontends.http.app on the same port;
-`build_ui(config, controller)` returns the Blocks for tests and embedding."""
+`launch(config)` serves it with the HTTP API of jarvis.frontends.http.app on the same port, behind
+the same guards (jarvis.frontends.http.serving: host check, access token, limits); `server_app`
+builds that pair; `build_ui(config, controller)` returns the Blocks for tests and embedding.
+
+Fair share: each visitor (access token, else address) runs at most server.max_runs_per_caller
+requests at once, and local models run one at a time only while they run (the controller's
+executor holds that slot), so a visitor stalled on a slow LLM endpoint blocks nobody."""
 from __future__ import annotations
 
 import logging
@@ -12,22 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import uvicorn
+from fastapi import FastAPI
 
 from jarvis.config import Config
-from jarvis.errors import ConfigError, JarvisError
+from jarvis.errors import ApiError, ConfigError, JarvisError
 from jarvis.events import AnswerDelta
+from jarvis.frontends.http.access import OWNER_STATE
 from jarvis.frontends.http.app import create_app
+from jarvis.frontends.http.fair_share import FairShare, caller_key
+from jarvis.frontends.http.serving import run, server_controller
 from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
+from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, shown_paths
 from jarvis.frontends.web.render import TurnRenderer, user_messages
-from jarvis.frontends.web.sessions import LocalGate, SessionRegistry
+from jarvis.frontends.web.sessions import SessionRegistry, UISession
 from jarvis.pipeline.controller import Controller
 
 log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 CHAT_CONCURRENCY = 16          # requests answered at once (LLM and remote calls wait on the network)
-LOCAL_SLOTS = 1                # requests that may run local models at once (shared CPU/GPU memory)
 STREAM_INTERVAL = 0.08         # seconds between chat refreshes while the answer streams
 
 INTRO = """# 🤖 Jarvis
@@ -76,11 +84,25 @@ def _oauth_ready() -> bool:
     return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
-def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL_SLOTS) -> gr.Blocks:
+def _caller(request: gr.Request) -> str:
+    """Who a visitor is for the fair share: their access token (the access gate put its owner id in
+    the request's state), else their address (as the host check left it: behind trusted proxies,
+    the forwarded one)."""
+    owner = getattr(getattr(request, "state", None), OWNER_STATE, "")
+    client = getattr(request, "client", None)
+    return caller_key(owner if isinstance(owner, str) else "", getattr(client, "host", None))
+
+
+def build_ui(config: Config, controller: Controller) -> gr.Blocks:
     """The Blocks of the app. Everything per user lives in this app's session registry."""
-    registry = SessionRegistry(config.session.ttl_minutes * 60)
+
+    def forget_copies(item: UISession) -> None:
+        delete_copies(demo, item.cached)
+        item.cached.clear()
+
+    registry = SessionRegistry(config.session.ttl_minutes * 60, on_close=forget_copies)
     registry.start_sweeper(interval=min(60.0, max(1.0, config.session.ttl_minutes * 60 / 4)))
-    gate = LocalGate(local_slots)
+    share = FairShare(CHAT_CONCURRENCY, config.server.max_runs_per_caller)
     sign_in = _oauth_ready()
     env = config.credentials
 
@@ -107,48 +129,46 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
             choice = settings(openai_key, hf_token, base_url, model, mode, oauth_token)
         except ConfigError as exc:
             item = registry.get(key, config)
+            item.cached |= copies_of(files)
             shown = item.display + user_messages(text, files) + [
                 {"role": "assistant", "content": f"⚠️ **Settings problem:** {exc}. Fix it under *Advanced settings*."}]
             yield shown, gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(item.session)
             return
         item = registry.get(key, choice.config)
+        item.cached |= copies_of(files)
         session = item.session
         if not session.busy.acquire(blocking=False):
             yield (item.display + [{"role": "assistant", "content": "⏳ Still working on your previous request: "
                                     "wait for it, or press **Stop**."}],
                    gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
             return
-        gated = False
+        try:
+            ticket = share.admit(_caller(request))
+        except ApiError as exc:
+            session.busy.release()
+            yield (item.display + [{"role": "assistant", "content": f"⏳ {exc.message[:1].upper()}{exc.message[1:]}."}],
+                   gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
+            return
         turn = TurnRenderer()
         before = item.display + user_messages(text, files)
         try:
             session.config = choice.config
             session.cancel.clear()
             yield before + turn.messages, busy_box, _resources_markdown(session)
-            if gate.needs_gate(choice.config.inference.mode):
-                while not gate.acquire(timeout=1.0):
-                    turn.note("Waiting for the local model worker: another request is using it…")
-                    yield before + turn.messages, busy_box, gr.skip()
-                    if session.cancel.is_set():
-                        turn.fail("stopped by the user before it started")
-                        break
-                else:
-                    gated = True
-            if turn.error is None:
-                last = 0.0
-                for event in controller.run(session, text, files):
-                    turn.update(event)
-                    now = time.perf_counter()
-                    if not isinstance(event, AnswerDelta) or now - last >= STREAM_INTERVAL:
-                        last = now
-                        yield before + turn.messages, busy_box, _resources_markdown(session)
+            last = 0.0
+            for event in controller.run(session, text, files):
+                turn.update(event)
+                now = time.perf_counter()
+                if not isinstance(event, AnswerDelta) or now - last >= STREAM_INTERVAL:
+                    last = now
+                    yield before + turn.messages, busy_box, _resources_markdown(session)
         except Exception as exc:
             log.exception("request failed")
             turn.fail(f"internal error: {type(exc).__name__}: {exc}")
         finally:
-            if gated:
-                gate.release()
+            ticket.finish()
             item.display = before + turn.messages
+            item.cached |= copies_of(shown_paths(turn.messages))
             session.touch()
             session.busy.release()
         yield item.display, idle_box, _resources_markdown(session)
@@ -166,6 +186,7 @@ def build_ui(config: Config, controller: Controller, *, local_slots: int = LOCAL
                 try:
                     item.session.clear()
                     item.display = []
+                    forget_copies(item)
                 finally:
                     item.session.busy.release()
         return [], _resources_markdown(item.session if item else None)
@@ -241,23 +262,32 @@ def launch(config: Config) -> int:
     on the same port (the web app at /). Returns an exit code."""
     try:
         host, port = _address()
-        controller = Controller(config)
+        config = config.serving_on(host)   # reachable from other machines: caller-chosen URLs go public-only
+        controller = server_controller(config)
+        app, sessions = server_app(config, controller)
     except Exception as exc:
         if not isinstance(exc, (JarvisError, OSError)):   # not one Jarvis explains: the log has the trace
             log.exception("the web app could not start")
         print(f"error: cannot start the web app: {exc}", flush=True)
         return 2
-    demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
-    allowed = [str(EXAMPLES_DIR)]
     shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     print(f"Jarvis web app on {shown} (and the HTTP API on the same port)", flush=True)
     try:
-        app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=allowed,
-                                  ssr_mode=False, show_error=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        run(app, config, host, port)
     except KeyboardInterrupt:
         pass
     finally:
-        demo.jarvis_registry.close_all()
+        sessions.close_all()
         controller.close()
     return 0
+
+
+def server_app(config: Config, controller: Controller) -> tuple[FastAPI, SessionRegistry]:
+    """The web app mounted at / on the HTTP API's app, as `launch` serves them (behind the guards
+    of jarvis.frontends.http.serving), and the web app's sessions (closed at shutdown). Uploads
+    are limited like API bodies (server.max_body_mb)."""
+    demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
+    app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=[str(EXAMPLES_DIR)],
+                              ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20))
+    sessions: SessionRegistry = demo.jarvis_registry
+    return app, sessions

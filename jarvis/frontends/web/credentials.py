@@ -5,10 +5,10 @@ what will be used or what to enter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 from jarvis.config import Config
-from jarvis.credentials import names_other_endpoint
+from jarvis.credentials import endpoint_of, names_other_endpoint
+from jarvis.outbound import ONLY_PUBLIC, address_refusal, literal_address, shown_host
 
 
 @dataclass
@@ -29,12 +29,13 @@ def field_hint(env_value: str, name: str, secret: str) -> str:
 
 def resolve(config: Config, openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
             oauth_token: str | None) -> Choice:
-    """The Config for one session; empty fields keep the server's settings. A server-side OpenAI key
-    is not sent to a base URL the person typed in (it would hand the Space owner's secret to any server)."""
+    """The Config for one session; empty fields keep the server's settings. None of the server's keys
+    goes to a base URL the person typed in, unless it is the server's own endpoint (anything else would
+    hand the Space owner's secret to any server); the server's HF token may still pay for remote models."""
     typed_url, model = (base_url or "").strip(), (model or "").strip() or config.llm.model
     env = config.credentials
-    custom_url = names_other_endpoint(typed_url, config.llm.base_url)
-    base_url = typed_url or config.llm.base_url
+    custom_url = names_other_endpoint(typed_url, config.llm_endpoint()[0])
+    base_url = typed_url if custom_url else config.llm.base_url
     openai_key, hf_token = (openai_key or "").strip(), (hf_token or "").strip()
     if openai_key:
         openai_from = "typed"
@@ -52,7 +53,14 @@ def resolve(config: Config, openai_key: str, hf_token: str, base_url: str, model
         hf_from = ""
     cfg = config.with_overrides(llm={"base_url": base_url, "model": model},
                                 inference={"mode": mode or config.inference.mode},
-                                credentials={"openai_api_key": openai_key, "hf_token": hf_token})
+                                credentials={"openai_api_key": openai_key, "hf_token": hf_token,
+                                             "caller_endpoint": custom_url,
+                                             "server_hf_token": hf_from == "environment"})
+    key = cfg.llm_endpoint()[1]
+    server_pays = bool(key) and ((openai_from == "environment" and key == env.openai_api_key)
+                                 or (hf_from == "environment" and key == env.hf_token))
+    if server_pays and model != config.llm.model:   # the server's key stays on the server's model
+        cfg = cfg.with_overrides(llm={"model": config.llm.model})
     return Choice(cfg, openai_from, hf_from)
 
 
@@ -60,8 +68,18 @@ def status_markdown(choice: Choice) -> str:
     """What the next request will use, or what to enter when nothing is set."""
     cfg = choice.config
     base, key, model = cfg.llm_endpoint()
-    host = urlparse(base).netloc or base
-    local_server = host.split(":")[0] in ("127.0.0.1", "localhost", "0.0.0.0")
+    host, endpoint = shown_host(base), endpoint_of(base)
+    address = literal_address(endpoint.host) if endpoint else None
+    local_server = endpoint is not None and (endpoint.host == "localhost" or address is not None
+                                             and address_refusal(address) is not None)
+    typed = cfg.credentials.caller_endpoint
+    if typed and cfg.server.public and local_server:
+        return (f"⚠️ **{host} cannot be used here:** {ONLY_PUBLIC}. Give a public OpenAI-compatible URL "
+                "under *Advanced settings*, or leave it empty to use the server's LLM.")
+    if typed and not key and not local_server:
+        return (f"🔑 **Your LLM URL needs your key.** The server's keys are only sent to its own LLM, never to "
+                f"a URL typed here: paste the key for `{host}` under *Keys* (an OpenAI API key, or a Hugging"
+                " Face token for Hugging Face's router), or leave the URL empty.")
     if not key and not local_server:
         return ("🔑 **No credentials yet.** Paste an **OpenAI API key** or a **Hugging Face token** under *Keys*"
                 " (or sign in with Hugging Face on a Space). With only an HF token, an open model on the"

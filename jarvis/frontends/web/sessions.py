@@ -1,5 +1,5 @@
-"""Per-browser sessions of the web app: a registry keyed by Gradio's session hash, expiry of idle
-sessions (their files are deleted), and the gate that limits concurrent local model work.
+"""Per-browser sessions of the web app: a registry keyed by Gradio's session hash, and expiry of
+idle sessions (their files are deleted, and Gradio's copies of them through `on_close`).
 
 The registry is owned by one built app (build_ui), never a module global: two apps in one
 process share nothing."""
@@ -23,14 +23,16 @@ class UISession:
     """What the web app keeps for one browser session: the controller's Session and the chat as shown."""
     session: Session
     display: list[dict[str, Any]] = field(default_factory=list)   # chat messages in Gradio's messages format
+    cached: set[str] = field(default_factory=set)                 # Gradio's copies of the files shown
 
 
 class SessionRegistry:
-    """Sessions by Gradio session hash; closes (and deletes the files of) sessions idle past the TTL."""
+    """Sessions by Gradio session hash; closes (and deletes the files of) sessions idle past the TTL.
+    `on_close(item)` runs for each session closed, after its own files are gone."""
 
-    def __init__(self, ttl_seconds: float, factory: Callable[[], Session] | None = None):
+    def __init__(self, ttl_seconds: float, on_close: Callable[[UISession], None] | None = None):
         self.ttl = float(ttl_seconds)
-        self._factory = factory
+        self._on_close = on_close
         self._items: dict[str, UISession] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -57,6 +59,8 @@ class SessionRegistry:
             item = self._items.pop(key, None)
         if item is not None:
             item.session.close()
+            if self._on_close is not None:
+                self._on_close(item)
             log.info("web session closed; its files were deleted")
 
     def expire(self, now: float | None = None) -> int:
@@ -99,20 +103,3 @@ class SessionRegistry:
         for key in keys:
             self.close(key)
 
-
-class LocalGate:
-    """Limits how many requests may run local models at once (CPU/GPU memory is shared), while
-    requests whose tasks all run remotely pass straight through."""
-
-    def __init__(self, slots: int):
-        self.slots = max(1, int(slots))
-        self._sem = threading.BoundedSemaphore(self.slots)
-
-    def needs_gate(self, mode: str) -> bool:
-        return mode in ("local", "hybrid")
-
-    def acquire(self, timeout: float) -> bool:
-        return self._sem.acquire(timeout=timeout)
-
-    def release(self) -> None:
-        self._sem.release()

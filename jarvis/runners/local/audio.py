@@ -1,6 +1,8 @@
 """Local runners of the audio task types: speech recognition, text-to-speech, audio classification
-and audio-to-audio (voice conversion). Every input is read with audioio (any rate or channel count
-becomes mono at the model's rate); every audio output is a 16-bit PCM WAV in the session directory.
+and audio-to-audio (voice conversion). Every input is read with audio_files (any rate or channel count
+becomes mono at the model's rate, in blocks); every audio output is a 16-bit PCM WAV in the session
+directory. Each runner checks the run's cancel flag between blocks and pieces, so a task that timed
+out stops within one piece.
 
 Speech recognition and voice conversion call the model classes (30 s windows, forced transcribe);
 audio classification uses the transformers pipeline, which still exists in transformers 5.
@@ -15,7 +17,7 @@ import numpy as np
 
 from jarvis.errors import TaskError
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
-from jarvis.runners.local.loading import first_line, torch_dtype
+from jarvis.runners.local.loading import cancel_criteria, first_line, torch_dtype
 from jarvis.runners.media.audio_files import chunks, read_audio, write_wav
 
 WINDOW_SECONDS = 30.0          # Whisper's fixed window; CTC and seq2seq models get the same pieces
@@ -79,17 +81,20 @@ class SpeechRecognitionRunner(Runner):
 
     def run(self, loaded: _ASR, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
-        clip = read_audio(inputs.first("audio"), loaded.rate, max_seconds=ctx.options.asr_max_seconds)
+        clip = read_audio(inputs.first("audio"), loaded.rate, max_seconds=ctx.options.asr_max_seconds,
+                          stop=ctx.raise_if_cancelled)
         pieces = chunks(clip.samples, clip.rate, WINDOW_SECONDS)
         if len(pieces) > 1:
             ctx.progress(f"transcribing {clip.seconds:.0f} s of audio in {len(pieces)} pieces of 30 s")
+        step = 1 if loaded.kind == "ctc" else 4  # seq2seq models generate for 4 pieces at once
+        texts: list[str] = []
         with torch.inference_mode():
-            if loaded.kind == "ctc":
-                texts = [self._ctc(loaded, piece) for piece in pieces]
-            else:
-                texts = []
-                for start in range(0, len(pieces), 4):
-                    texts.extend(self._generate(loaded, pieces[start:start + 4], ctx))
+            for start in range(0, len(pieces), step):
+                ctx.raise_if_cancelled()
+                if loaded.kind == "ctc":
+                    texts.append(self._ctc(loaded, pieces[start]))
+                else:
+                    texts.extend(self._generate(loaded, pieces[start:start + step], ctx))
         text = re.sub(r"\s+", " ", " ".join(t.strip() for t in texts)).strip()
         detail = {"seconds": round(clip.seconds, 2), "pieces": len(pieces), "truncated": clip.truncated}
         return TaskOutputs(text=text, detail=detail)
@@ -110,7 +115,8 @@ class SpeechRecognitionRunner(Runner):
         extractor = getattr(loaded.processor, "feature_extractor", loaded.processor)
         features = extractor(list(pieces), sampling_rate=loaded.rate, return_tensors="pt")
         name = "input_features" if "input_features" in features else "input_values"
-        kwargs: dict[str, Any] = {name: features[name].to(model.device, model.dtype)}
+        kwargs: dict[str, Any] = {name: features[name].to(model.device, model.dtype),
+                                  "stopping_criteria": cancel_criteria(ctx)}
         if loaded.kind != "whisper" and features.get("attention_mask") is not None:
             kwargs["attention_mask"] = features["attention_mask"].to(model.device)
         gen = model.generation_config
@@ -178,6 +184,7 @@ class TextToSpeechRunner(Runner):
         with torch.inference_mode(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.options.seed or 0)  # VITS samples noise: same text, same voice
             for piece in _split_text(spoken, self.max_chars):
+                ctx.raise_if_cancelled()
                 encoded = tokenizer(piece, return_tensors="pt").to(model.device)
                 if encoded["input_ids"].shape[-1] == 0:
                     continue
@@ -254,7 +261,8 @@ class AudioClassificationRunner(Runner):
 
     def run(self, loaded: Any, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         rate = _sampling_rate(loaded.feature_extractor)
-        clip = read_audio(inputs.first("audio"), rate, max_seconds=ctx.options.classify_max_seconds)
+        clip = read_audio(inputs.first("audio"), rate, max_seconds=ctx.options.classify_max_seconds,
+                          stop=ctx.raise_if_cancelled)
         results = loaded(clip.samples, top_k=ctx.options.top_k_labels)
         labels = [{"label": str(r["label"]), "score": round(float(r["score"]), 4)} for r in results]
         text = "\n".join(f"{r['label']}: {r['score']:.3f}" for r in labels)
@@ -296,11 +304,13 @@ class AudioToAudioRunner(Runner):
 
     def run(self, loaded: _VC, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
-        clip = read_audio(inputs.first("audio"), loaded.rate, max_seconds=ctx.options.vc_max_seconds)
+        clip = read_audio(inputs.first("audio"), loaded.rate, max_seconds=ctx.options.vc_max_seconds,
+                          stop=ctx.raise_if_cancelled)
         parts: list[np.ndarray] = []
         pieces = chunks(clip.samples, clip.rate, VC_WINDOW_SECONDS)
         with torch.inference_mode():
             for piece in pieces:
+                ctx.raise_if_cancelled()
                 values = loaded.extractor(audio=piece, sampling_rate=loaded.rate, return_tensors="pt")["input_values"]
                 values = values.to(loaded.model.device, loaded.model.dtype)
                 speech = loaded.model.generate_speech(values, loaded.speaker, vocoder=loaded.vocoder,

@@ -91,7 +91,7 @@ class TextToImageRunner(_StableDiffusionRunner):
         pipe = _pipe_for(loaded, self.task)
         n = common.steps(ctx)
         ctx.progress(f"drawing {len(prompts)} image(s) with {loaded.model_id}, {n} steps")
-        result = common.call_pipe(pipe, loaded.model_id, prompt=prompts, num_inference_steps=n,
+        result = common.call_pipe(pipe, loaded.model_id, ctx, prompt=prompts, num_inference_steps=n,
                                   generator=common.generator(ctx))
         return common.save_images(result.images, _nsfw(result), ctx, "image", loaded.model_id, prompts)
 
@@ -118,7 +118,7 @@ class _ImageConditionedRunner(Runner):
             ctx.progress(f"{self.task}: {len(idx)} image(s) {w}x{h} with {model_id}, {n} steps")
             kwargs = self.call_kwargs([prompts[i] for i in idx], [images[i] for i in idx], w, h, ctx)
             kwargs.setdefault("num_inference_steps", n)
-            result = common.call_pipe(pipe, model_id, generator=common.generator(ctx), **kwargs)
+            result = common.call_pipe(pipe, model_id, ctx, generator=common.generator(ctx), **kwargs)
             saved = common.save_images(result.images, _nsfw(result), ctx, self.stem, model_id,
                                        [prompts[i] for i in idx])
             for i, out in zip(idx, saved):

@@ -4,6 +4,7 @@ diffusers and torch are imported inside the functions so importing this module s
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Iterable
@@ -126,10 +127,20 @@ def prompt_of(inputs: TaskInputs, default: str = "") -> str:
     return str(inputs.text[0]).strip() if inputs.text else default
 
 
-def call_pipe(pipe: Any, model_id: str, **kwargs: Any) -> Any:
-    """Run a pipeline without autograd; a failure becomes a TaskError a user can act on."""
+def call_pipe(pipe: Any, model_id: str, ctx: RunContext, **kwargs: Any) -> Any:
+    """Run a pipeline without autograd; a failure becomes a TaskError a user can act on. The run's
+    cancel flag is checked after every denoising step, so a task that timed out stops there."""
     import torch
 
+    def on_step_end(_pipe: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        ctx.raise_if_cancelled()
+        return tensors
+
+    accepted = inspect.signature(pipe.__call__).parameters
+    if "callback_on_step_end" in accepted:
+        kwargs["callback_on_step_end"] = on_step_end
+    elif "callback" in accepted:  # older pipelines (TextToVideoSDPipeline): callback(step, timestep, latents)
+        kwargs.update(callback=lambda *_: ctx.raise_if_cancelled(), callback_steps=1)
     try:
         with torch.inference_mode():
             return pipe(**kwargs)

@@ -36,8 +36,8 @@ class TextToVideoRunner(Runner):
         fps = max(1, ctx.options.video_fps)
         n = common.steps(ctx)
         ctx.progress(f"making a {frames_n}-frame video with {model_id}, {n} steps")
-        result = common.call_pipe(loaded["pipe"], model_id, prompt=prompt, num_frames=frames_n, num_inference_steps=n,
-                                  generator=common.generator(ctx), output_type="np")
+        result = common.call_pipe(loaded["pipe"], model_id, ctx, prompt=prompt, num_frames=frames_n,
+                                  num_inference_steps=n, generator=common.generator(ctx), output_type="np")
         frames = result.frames[0]  # (frames, height, width, 3) floats in 0..1
         path = write_mp4(list(frames), ctx.new_file("video", ".mp4"), fps=fps)
         detail = {"model": model_id, "prompt": prompt, "frames": len(frames), "fps": fps}

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jarvis.errors import TaskError
-from jarvis.runners.base import Device
+from jarvis.runners.base import Device, RunContext
 
 # packages some models need that Jarvis does not install (DETR: timm; LayoutLM: pytesseract)
 OPTIONAL_PACKAGES = ("timm", "pytesseract", "sentencepiece", "protobuf")
@@ -51,3 +51,16 @@ def make_pipeline(task: str, model_id: str, device: Device) -> Any:
         raise  # the executor explains missing files / no network
     except (ValueError, KeyError, ImportError, RuntimeError, TypeError, AttributeError) as exc:
         raise load_error(model_id, task, exc) from exc
+
+
+def cancel_criteria(ctx: RunContext) -> Any:
+    """Stopping criteria for transformers' generate(): once the run is cancelled (timed out or stopped),
+    the next token raises the run's TaskError, so a long generation does not run on."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            ctx.raise_if_cancelled()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    return StoppingCriteriaList([Cancelled()])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import cancel_criteria
 from jarvis.runners.local.text_support import TextModel, load_parts, text_input, truncate_ids
 
 PROMPT_ECHO_CHARS = 2000  # text-generation repeats the prompt before its continuation up to this size
@@ -33,11 +34,13 @@ class _CausalRunner(Runner):
         return max(1, min(loaded.max_tokens - new, ctx.options.max_input_tokens)), new
 
     @staticmethod
-    def generate(loaded: TextModel, ids: list[int], new: int) -> tuple[str, int]:
-        """Decoded continuation of `ids` (new tokens only) and how many tokens it has."""
+    def generate(loaded: TextModel, ids: list[int], new: int, ctx: RunContext) -> tuple[str, int]:
+        """Decoded continuation of `ids` (new tokens only) and how many tokens it has; a cancelled run
+        stops at the next token."""
         import torch
         input_ids = torch.tensor([ids], device=loaded.device.name)
-        kwargs: dict[str, Any] = {"max_new_tokens": new, "attention_mask": torch.ones_like(input_ids)}
+        kwargs: dict[str, Any] = {"max_new_tokens": new, "attention_mask": torch.ones_like(input_ids),
+                                  "stopping_criteria": cancel_criteria(ctx)}
         if loaded.extra.get("pad_token_id") is not None:
             kwargs["pad_token_id"] = loaded.extra["pad_token_id"]
         with torch.no_grad():
@@ -61,7 +64,7 @@ class TextGenerationRunner(_CausalRunner):
         if not ids:
             ids = [loaded.tokenizer.eos_token_id or 0]
         ids, cut = truncate_ids(ids, limit, keep="end")
-        continuation, n_new = self.generate(loaded, ids, new)
+        continuation, n_new = self.generate(loaded, ids, new, ctx)
         echo = len(prompt) <= PROMPT_ECHO_CHARS
         if echo:
             joiner = "" if not continuation or prompt.endswith((" ", "\n")) else " "
@@ -92,7 +95,7 @@ class ConversationalRunner(_CausalRunner):
             message = tok.decode(body[:head]) + _GAP + tok.decode(body[-(room - head):])
         ids = self._prompt_ids(tok, message, templated)
         ids, cut_again = truncate_ids(ids, limit, keep="end")
-        reply, n_new = self.generate(loaded, ids, new)
+        reply, n_new = self.generate(loaded, ids, new, ctx)
         if not templated:
             reply = reply.split("\nUser:")[0].strip()
         return TaskOutputs(text=reply or "(the model replied with nothing)",

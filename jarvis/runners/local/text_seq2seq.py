@@ -12,6 +12,7 @@ from typing import Any
 
 from jarvis.errors import TaskError
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
+from jarvis.runners.local.loading import cancel_criteria
 from jarvis.runners.local.text_support import TextModel, input_cap, load_parts, text_input, to_device
 
 # Generation settings a model card may keep under config.task_specific_params[task].
@@ -47,7 +48,7 @@ class _Seq2SeqRunner(Runner):
         enc = tok(text, truncation=True, max_length=limit, return_tensors="pt")
         wanted = new_tokens or ctx.options.new_tokens("text")
         wanted = max(1, min(wanted, loaded.max_tokens - 1))  # decoder positions are finite too
-        kwargs: dict[str, Any] = {"max_new_tokens": wanted}
+        kwargs: dict[str, Any] = {"max_new_tokens": wanted, "stopping_criteria": cancel_criteria(ctx)}
         task_params = (getattr(model.config, "task_specific_params", None) or {}).get(params_key) or {}
         kwargs.update({k: task_params[k] for k in _TASK_GEN_KEYS if k in task_params})
         min_length = kwargs.get("min_length", getattr(model.generation_config, "min_length", 0)) or 0

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from jarvis.errors import TaskError
+from jarvis.files.content_checks import IMAGE_FORMATS
 
 # Larger inputs are scaled down first: no image processor of the catalog's models uses more than
 # 1333 px (DETR/YOLOS), so nothing is lost, and drawing, masks and PNG encoding stay cheap.
@@ -21,11 +22,17 @@ def load_rgb(path: str | Path, max_side: int | None = MAX_SIDE) -> Image.Image:
     """Open any image file (grayscale, palette, RGBA, CMYK, 16-bit, animated) as an RGB image.
 
     EXIF rotation is applied, transparency is composited on white, and an image whose longer side
-    exceeds `max_side` is scaled down keeping its aspect ratio.
+    exceeds `max_side` is scaled down keeping its aspect ratio. A picture declaring more pixels than
+    Pillow's bomb guard allows (Image.MAX_IMAGE_PIXELS) is refused from its header, before decoding
+    (Pillow itself only warns up to twice that); inputs were already held to files.max_image_megapixels.
     """
     path = Path(path)
     try:
-        with Image.open(path) as opened:
+        with Image.open(path, formats=IMAGE_FORMATS) as opened:
+            width, height = opened.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                raise TaskError(f"{path.name} declares {width}x{height} pixels, more than the "
+                                f"{Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels Jarvis decodes; send a smaller image")
             opened.seek(0)  # first frame of an animation
             if max_side and opened.format == "JPEG":
                 opened.draft("RGB", (max_side, max_side))  # decode big JPEGs at a reduced scale: much faster

@@ -1,15 +1,20 @@
 """Video files: write frames as an H.264 MP4 (yuv420p, even sizes) that browsers play, read a first frame.
 
 PyAV wheels ship either libx264 or libopenh264; the encoder is picked from what the installed wheel has.
+Nothing here holds a whole video in memory or decodes more than it needs: frames are encoded as they
+come, the frame count comes from the packets, and the demuxer is forced from the file's magic bytes
+(FFmpeg never guesses: a playlist could name URLs or local files).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, cast
 
 from jarvis.errors import TaskError
+from jarvis.files.content_checks import av_format
 
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
 
@@ -61,14 +66,18 @@ def _even(arr):
     return arr[: h - h % 2, : w - w % 2]
 
 
-def write_mp4(frames: Iterable[Any], path: str | Path, fps: int = 8) -> Path:
-    """Write frames (PIL images or arrays) to `path` as H.264 MP4, yuv420p, even dimensions."""
+def write_mp4(frames: Iterable[Any], path: str | Path, fps: int = 8, stop: Callable[[], None] = lambda: None) -> Path:
+    """Write frames (PIL images or arrays) to `path` as H.264 MP4, yuv420p, even dimensions. Frames are
+    encoded one at a time as the iterable yields them; `stop` runs between frames and raises to end."""
     import av
 
-    rgb: Sequence = [_even(_to_uint8_rgb(f)) for f in frames]
-    if not rgb:
+    pending = iter(frames)
+    first = next(pending, None)
+    if first is None:
         raise TaskError("the model produced no video frames; try again with another prompt or model")
-    h, w = rgb[0].shape[:2]
+    head = _even(_to_uint8_rgb(first))
+    h, w = head.shape[:2]
+    rgb = chain([head], (_even(_to_uint8_rgb(f)) for f in pending))
     path = Path(path)
     encoder = h264_encoder()
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
@@ -78,6 +87,7 @@ def write_mp4(frames: Iterable[Any], path: str | Path, fps: int = 8) -> Path:
         if encoder == "libx264":
             stream.options = {"crf": "20", "preset": "veryfast"}
         for arr in rgb:
+            stop()
             if arr.shape[:2] != (h, w):
                 arr = _resize(arr, w, h)
             frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
@@ -95,12 +105,21 @@ def _resize(arr, width: int, height: int):
     return np.asarray(Image.fromarray(arr).resize((width, height)), dtype=np.uint8)
 
 
+def _demuxer(path: str | Path) -> str:
+    """The PyAV format to force for a video file; TaskError when its magic bytes name none."""
+    fmt = av_format(Path(path))
+    if fmt is None:
+        raise TaskError(f"{Path(path).name} is not a video Jarvis can read; send an MP4, WEBM, MOV, MKV or AVI file")
+    return fmt
+
+
 def read_first_frame(path: str | Path):
     """The first frame of a video as an RGB PIL image (e.g. to feed a video into an image task)."""
     import av
 
+    fmt = _demuxer(path)
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), format=fmt) as container:
             for frame in container.decode(video=0):
                 return frame.to_image().convert("RGB")
     except (av.error.FFmpegError, OSError, IndexError) as exc:
@@ -108,13 +127,23 @@ def read_first_frame(path: str | Path):
     raise TaskError(f"video {Path(path).name} has no frames")
 
 
-def video_info(path: str | Path) -> dict:
-    """Codec name, frame count, size and duration of a video (for checks and the record)."""
+def reencode_mp4(source: str | Path, path: str | Path, stop: Callable[[], None] = lambda: None) -> Path:
+    """Any video Jarvis reads re-encoded as H.264 MP4, decoded and encoded a frame at a time."""
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(str(source), format=_demuxer(source)) as container:
+        frames = (frame.to_ndarray(format="rgb24") for frame in container.decode(video=0))
+        return write_mp4(frames, path, stop=stop)
+
+
+def video_info(path: str | Path) -> dict:
+    """Codec name, frame count, size and duration of a video (for checks and the record). Frames are
+    counted from the packets, nothing is decoded: a million frames take a second, not minutes."""
+    import av
+
+    with av.open(str(path), format=_demuxer(path)) as container:
         stream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(stream))
+        frames = sum(1 for packet in container.demux(stream) if packet.size)
         return {"codec": stream.codec_context.name, "frames": frames, "width": stream.width,
                 "height": stream.height, "pix_fmt": stream.codec_context.pix_fmt,
                 "seconds": float(container.duration or 0) / 1e6}

@@ -17,7 +17,7 @@ from jarvis.errors import TaskError
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 from jarvis.runners.media.audio_files import write_wav
 from jarvis.runners.media.images import draw_boxes, load_rgb, overlay_masks, to_rgb
-from jarvis.runners.media.video_files import video_info, write_mp4
+from jarvis.runners.media.video_files import reencode_mp4, video_info
 
 if TYPE_CHECKING:  # for its type only: huggingface_hub loads at the first remote call
     from jarvis.hub_internals import MimeBytes
@@ -165,7 +165,4 @@ def save_video(data: bytes, ctx: RunContext) -> Path:
         raise TaskError(f"the service returned a video Jarvis cannot read ({type(exc).__name__})") from exc
     if info["codec"] == "h264" and path.suffix == ".mp4":
         return path
-    import av
-    with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    return write_mp4(frames, ctx.new_file("video", ".mp4"))
+    return reencode_mp4(path, ctx.new_file("video", ".mp4"), stop=ctx.raise_if_cancelled)

@@ -1,0 +1,112 @@
+"""How Jarvis serves its port, the API alone (`python -m jarvis serve`) or the web app with it
+(`app.py`, `python -m jarvis ui`): the layers every request passes, outermost first, and the
+server's settings. docs/security.md explains each setting and what a deployment adds in front.
+
+1. the connection layer (transport.py): header and body deadlines, connection caps;
+2. the host check and forwarded headers (hosts.py);
+3. the access token (access.py) for everything but the API's routes, which check it themselves;
+4. a body limit for uploads and other non-API requests, equal to the API's (server.max_body_mb).
+"""
+from __future__ import annotations
+
+import os
+
+import uvicorn
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jarvis.config import Config
+from jarvis.execution.local import LocalExecutor
+from jarvis.execution.local_slots import SlotLimitedExecutor
+from jarvis.frontends.http.access import AccessGate
+from jarvis.frontends.http.auth import access_tokens
+from jarvis.frontends.http.hosts import HostGuard, HostPolicy
+from jarvis.frontends.http.transport import ConnectionLimits, protocol_for
+from jarvis.pipeline.controller import Controller
+
+API_PREFIXES = ("/v1", "/hugginggpt", "/tasks", "/results", "/files")
+LOCAL_SLOTS = 1            # local inferences at once in a server (one machine's CPU/GPU memory)
+KEEP_ALIVE = 5             # seconds an idle kept-alive connection stays open
+MAX_HEADER_BYTES = 16384   # a request line and headers larger than this are refused (400)
+
+
+def server_controller(config: Config) -> Controller:
+    """A server's controller: its local runs take one of LOCAL_SLOTS slots, only while they run."""
+    return Controller(config, local=SlotLimitedExecutor(LocalExecutor.from_config(config.local), LOCAL_SLOTS))
+
+
+def host_policy(config: Config, bound_host: str) -> HostPolicy:
+    return HostPolicy.from_settings(config.server.allowed_hosts, config.server.trusted_proxies,
+                                    bound_host=bound_host, env=dict(os.environ))
+
+
+def guarded(app: ASGIApp, config: Config, bound_host: str) -> ASGIApp:
+    """The app behind the host check, the access token and the body limit."""
+    limited = BodyLimit(app, int(config.server.max_body_mb * 2**20), config.server.max_body_mb)
+    return HostGuard(AccessGate(limited, access_tokens(config), API_PREFIXES), host_policy(config, bound_host))
+
+
+def uvicorn_config(app: ASGIApp, config: Config, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings for a Jarvis server: our connection layer and no forwarded-header
+    handling of its own (hosts.py does it, for configured proxies only)."""
+    s = config.server
+    limits = ConnectionLimits(s.header_timeout, s.body_timeout, s.max_connections,
+                              exempt=host_policy(config, host).trusts)
+    return uvicorn.Config(app, host=host, port=port, http=protocol_for(limits), ws="none", lifespan="on",
+                          proxy_headers=False, server_header=False, timeout_keep_alive=KEEP_ALIVE,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_level="warning")
+
+
+def run(app: ASGIApp, config: Config, host: str, port: int) -> None:
+    """Serve until Ctrl-C or a signal."""
+    uvicorn.Server(uvicorn_config(guarded(app, config, host), config, host, port)).run()
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies (web uploads...) beyond `max_bytes` get 413 before the app
+    reads them, or as soon as a body without a length passes the limit. The API's own routes
+    check their bodies themselves (with errors in the API's shape) and are left to them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_mb: float):
+        self.app, self.max_bytes, self.max_mb = app, max_bytes, max_mb
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen, refused, started = 0, False, False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    refused = True
+                    if not started:
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:      # our 413 went out: what the app sends after it is dropped
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = (f'{{"error": "the upload is larger than this server\'s limit of {self.max_mb:g} MiB '
+                f'(server.max_body_mb)", "code": "request_too_large"}}').encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

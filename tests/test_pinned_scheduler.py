@@ -1,0 +1,111 @@
+"""What a consuming task actually receives, and how a failure travels down a chain: the scheduler
+with a recording FakeExecutor, each test pinned to a one-line bug it must catch (see issue 17)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jarvis.errors import TaskError
+from jarvis.execution.dispatch import Dispatcher
+from jarvis.files.store import ResourceStore
+from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.scheduler import Scheduler
+from jarvis.pipeline.selection import Choice
+from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
+from tests.fakes.fake_executor import FakeExecutor
+from tests.helpers import plan_json
+
+pytestmark = pytest.mark.timeout(20)
+
+
+class Recorder:
+    """A FakeExecutor handler: each task's inputs, by the text that identifies the task; answers
+    with a text no other task produces, so a consumer's input names its producer exactly."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.fail_on = fail_on
+        self.inputs: list[TaskInputs] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        with self.lock:
+            self.inputs.append(inputs)
+        if self.fail_on is not None and self.fail_on in inputs.text:
+            raise TaskError("the model refused this input")
+        return TaskOutputs(text=f"<<{task} of {' + '.join(inputs.text)}>>")
+
+
+def run_bounded(tmp_path: Path, plan_text: str, handler: Recorder, limit: float = 5.0):
+    """Run the plan in a thread; a run still going after `limit` seconds is stopped and reported
+    (a scheduler that never settles a task would otherwise hang the suite)."""
+    plan = parse_plan(plan_text)
+    choices = {t.id: Choice(t.id, "org/m", "test", ["org/m"]) for t in plan.tasks}
+    cancel = threading.Event()
+    scheduler = Scheduler(Dispatcher("local", FakeExecutor(handler)), ResourceStore(tmp_path / "store"),
+                          cancel=cancel)
+    events: list = []
+    worker = threading.Thread(target=lambda: events.extend(scheduler.run(plan, choices, time.perf_counter())),
+                              daemon=True)
+    worker.start()
+    worker.join(limit)
+    hung = worker.is_alive()
+    cancel.set()          # lets a stuck loop end: every pending task is then skipped
+    worker.join(5)
+    assert not hung, f"the scheduler did not finish within {limit} s: {[(r.id, r.status) for r in scheduler.records.values()]}"
+    return events, scheduler.records
+
+
+def test_a_failure_skips_every_task_down_a_four_deep_chain(tmp_path):
+    plan = plan_json(("summarization", {"text": "broken"}),
+                     ("translation", {"text": "<GENERATED>-0"}, [0]),
+                     ("summarization", {"text": "<GENERATED>-1"}, [1]),
+                     ("translation", {"text": "<GENERATED>-2"}, [2]),
+                     ("text-classification", {"text": "<GENERATED>-3"}, [3]),
+                     ("summarization", {"text": "independent"}))
+    recorder = Recorder(fail_on="broken")
+    start = time.perf_counter()
+    _, records = run_bounded(tmp_path, plan, recorder)
+    assert time.perf_counter() - start < 5
+    assert records[0].status == "failed" and "the model refused this input" in records[0].error
+    for tid in (1, 2, 3, 4):
+        assert records[tid].status == "skipped", records[tid]
+        assert records[tid].error.startswith(f"skipped: task {tid - 1} ({records[tid - 1].task}) did not finish")
+    assert records[5].status == "done"
+    assert [i.text for i in recorder.inputs] in (
+        [["broken"], ["independent"]], [["independent"], ["broken"]])   # nothing downstream ran
+
+
+@pytest.mark.parametrize("arg, expected", [
+    ("<GENERATED>-0", "<<summarization of a long text>>"),
+    ("Translate: <GENERATED>-0", "Translate: <<summarization of a long text>>"),
+    ("<GENERATED>-0 and <GENERATED>-1", "<<summarization of a long text>> and <<translation of hello>>"),
+])
+def test_a_consumer_receives_the_producers_text(tmp_path, arg, expected):
+    plan = plan_json(("summarization", {"text": "a long text"}), ("translation", {"text": "hello"}),
+                     ("text-classification", {"text": arg}, [-1]))
+    recorder = Recorder()
+    _, records = run_bounded(tmp_path, plan, recorder)
+    assert [r.status for r in records.values()] == ["done"] * 3
+    consumer = next(i for i in recorder.inputs if i.text != ["a long text"] and i.text != ["hello"])
+    assert consumer.text == [expected]
+    assert "GENERATED" not in records[2].outputs["text"]
+    assert records[2].started >= records[0].finished        # it waited for its producer
+
+
+def test_a_consumer_waits_for_a_producer_named_inside_its_text(tmp_path):
+    """The reference inside text is the dependency: the producer is slow, the consumer must wait."""
+    def slow_first(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        if inputs.text == ["slow"]:
+            time.sleep(0.3)
+        return TaskOutputs(text=f"<<{task} of {inputs.text[0]}>>")
+    plan = parse_plan(plan_json(("summarization", {"text": "slow"}),
+                                ("translation", {"text": "Translate: <GENERATED>-0"})))
+    choices = {t.id: Choice(t.id, "org/m", "test", ["org/m"]) for t in plan.tasks}
+    executor = FakeExecutor(slow_first)
+    scheduler = Scheduler(Dispatcher("local", executor), ResourceStore(tmp_path / "store"))
+    list(scheduler.run(plan, choices, time.perf_counter()))
+    assert [c[2].text for c in executor.calls] == [["slow"], ["Translate: <<summarization of slow>>"]]
+    assert scheduler.records[1].started >= scheduler.records[0].finished
