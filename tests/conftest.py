@@ -24,7 +24,22 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest
 
+from tests.prerequisites import require
+
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+BUILD_TIMEOUT = 240   # seconds for the test that first builds the tiny models (pyproject.toml: 60 per test)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test to use the tiny models builds them all (tens of seconds on a loaded machine):
+    that one test, and no other, gets BUILD_TIMEOUT unless its own mark allows longer."""
+    first = next((item for item in items if "tiny_models" in getattr(item, "fixturenames", ())), None)
+    if first is None:
+        return
+    marked = first.get_closest_marker("timeout")
+    limit = None if marked is None else marked.args[0] if marked.args else marked.kwargs.get("timeout")
+    if limit is None or limit < BUILD_TIMEOUT:
+        first.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +56,6 @@ def tiny_models(hub_cache) -> dict[str, float]:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not beside the checkout")
+    require(SHARED_DATA.is_dir(), "../shared/data beside the checkout",
+            "put the reference data (see its README) in a folder named shared/data next to this project")
     return SHARED_DATA

@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from jarvis.execution.model_cache import ModelCache
+from jarvis.execution.model_cache import LoadFailures, ModelCache
 
 
 def model(nbytes: int):
@@ -49,16 +49,18 @@ def test_admission_waits_for_a_model_in_use():
 
 
 def test_failed_load_is_not_cached():
-    cache = ModelCache(1000)
+    cache = ModelCache(1000, LoadFailures(ttl=0))   # nothing remembered: every call loads again
+    calls = []
 
     def broken():
+        calls.append(1)
         raise OSError("no such model")
     for _ in range(2):
         try:
             cache.get(("t", "x"), broken)
         except OSError:
             pass
-    assert ("t", "x") not in cache and cache.stats.loads == 0
+    assert ("t", "x") not in cache and cache.stats.loads == 0 and len(calls) == 2
 
 
 def test_a_model_that_loads_as_none_is_usable():

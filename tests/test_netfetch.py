@@ -25,6 +25,7 @@ from PIL import Image
 from jarvis.errors import ResourceError
 from jarvis.files.store import ResourceStore
 from jarvis.files.url_fetch import PinnedBackend, PinnedTransport, fetch_to_store
+from tests.prerequisites import require
 
 _GUARD = {"on": False}
 _CONNECTS: list[tuple] = []
@@ -308,8 +309,7 @@ def test_backend_connects_only_to_pinned_address(server):
 
 
 def test_tls_sni_names_the_host_not_the_pinned_ip(tmp_path, store):
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
+    require(bool(shutil.which("openssl")), "the openssl command", "apt-get install openssl")
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
@@ -340,3 +340,43 @@ def test_tls_sni_names_the_host_not_the_pinned_ip(tmp_path, store):
         listener.close()
     assert names == ["localhost"]  # the self-signed certificate is refused, but SNI carried the name
     assert _all_loopback()
+
+
+# -- every address of a DNS answer is vetted (a faked answer through the policy's resolver seam) ----
+PUBLIC_V4, PUBLIC_V6 = "93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
+MIXED_ANSWERS = [
+    ([PUBLIC_V4, "169.254.169.254"], "169.254.169.254, a link-local address \\(the cloud metadata service\\)"),
+    (["169.254.169.254", PUBLIC_V4], "169.254.169.254, a link-local address"),
+    ([PUBLIC_V4, "8.8.8.8", "10.0.0.7"], "10.0.0.7, a private address"),
+    ([PUBLIC_V4, "127.0.0.1"], "127.0.0.1, a loopback address"),
+    ([PUBLIC_V6, "::1"], "::1, a loopback address"),
+    ([PUBLIC_V6, "::ffff:169.254.169.254"], "::ffff:a9fe:a9fe, .*metadata.*169.254.169.254, written as IPv6"),
+    ([PUBLIC_V4, "fd00:ec2::254"], "fd00:ec2::254, a private address"),
+    ([PUBLIC_V4, "100.64.3.4"], "100.64.3.4, a carrier-grade NAT"),
+]
+
+
+def _answering(addresses: list[str], asked: list[tuple[str, int]]):
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return list(addresses)
+    return resolver
+
+
+@pytest.mark.parametrize("addresses, message", MIXED_ANSWERS)
+def test_one_bad_address_in_a_dns_answer_refuses_the_host(addresses, message):
+    from jarvis.files.url_fetch import OutboundPolicy
+    asked: list[tuple[str, int]] = []
+    policy = OutboundPolicy(public_only=True, resolver=_answering(addresses, asked))
+    with pytest.raises(ResourceError, match=f"refused: media.example.org resolves to {message}"):
+        policy.vet(httpx.URL("https://media.example.org/cat.png"), time.monotonic() + 5)
+    assert asked == [("media.example.org", 443)]
+    assert _CONNECTS == [] and _LOOKUPS == []          # the seam answered: no real lookup, no connection
+
+
+def test_an_all_public_dns_answer_pins_every_address_in_order():
+    from jarvis.files.url_fetch import OutboundPolicy
+    answer = [PUBLIC_V4, "8.8.8.8", PUBLIC_V6, PUBLIC_V4]
+    policy = OutboundPolicy(public_only=True, resolver=_answering(answer, []))
+    assert policy.vet(httpx.URL("http://media.example.org:8080/a.png"), time.monotonic() + 5) == (
+        "media.example.org", [PUBLIC_V4, "8.8.8.8", PUBLIC_V6])

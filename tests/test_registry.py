@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from jarvis.catalog.eligibility import candidate_task, runs_locally, verdict
-from jarvis.catalog.facts import ModelFacts
 from jarvis.catalog.entries import Catalog
+from jarvis.catalog.facts import ModelFacts
 from jarvis.errors import TaskError
 from jarvis.llm import prompts
 from jarvis.pipeline.controller import task_list_for_prompt

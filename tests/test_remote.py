@@ -452,32 +452,25 @@ def test_mixed_request_in_hybrid_mode_with_a_failing_remote_model(srv, ctx, medi
 
 
 def test_hybrid_tries_the_other_side_last(srv, ctx, media):
-    """Every remote candidate fails: the chosen model is then tried locally, and each attempt is recorded."""
+    """Every remote candidate fails: the chosen model is then tried locally, and each attempt is recorded.
+    Neither model is cached here, so hybrid mode starts remotely and the local try fails too."""
     from jarvis.execution.local import LocalExecutor
-    from jarvis.runners.registry import TASK_TYPES
-    srv.fault(TC_MODEL, "404")
-    srv.fault(TC_NEXT, "404")
+    chosen, other = "jarvis-remote/classifier-a", "jarvis-remote/classifier-b"
+    srv.models.update({chosen: "text-classification", other: "text-classification"})
+    srv.fault(chosen, "404")
+    srv.fault(other, "404")
     dispatcher = Dispatcher("hybrid", LocalExecutor(device="cpu", memory_budget_gb=1), executor(srv))
-    try:
-        result = dispatcher.execute("text-classification", TC_MODEL, [TC_NEXT], _inputs("text", media), ctx)
-        attempts = result.attempts
-    except ExecutionError as err:
-        attempts = err.attempts
-    sides = [(a.executor, a.model) for a in attempts]
-    if not TASK_TYPES["text-classification"].local:
-        assert sides == [("remote", TC_MODEL), ("remote", TC_NEXT)]
-    else:  # whether the model is cached here or not, local comes after the remote failures
-        assert ("local", TC_MODEL) in sides
+    with pytest.raises(ExecutionError) as err:
+        dispatcher.execute("text-classification", chosen, [other], _inputs("text", media), ctx)
+    assert [(a.executor, a.model, a.ok) for a in err.value.attempts] == [
+        ("remote", chosen, False), ("remote", other, False), ("local", chosen, False)]
 
 
 def test_hybrid_runs_a_cached_model_locally(srv, ctx, media, tiny_models):
     from jarvis.execution.local import LocalExecutor
     from jarvis.execution.readiness import cached_bytes
     from jarvis.runners.registry import TASK_TYPES
-    if TC_MODEL not in tiny_models:
-        pytest.skip(f"no tiny {TC_MODEL} built yet (tests/tiny/text.py)")
-    if not TASK_TYPES["text-classification"].local:
-        pytest.skip("the local text-classification runner (jarvis/tasks/text.py) is not there yet")
+    assert TC_MODEL in tiny_models and TASK_TYPES["text-classification"].local
     local = LocalExecutor(device="cpu", memory_budget_gb=1)
     assert cached_bytes(TC_MODEL) and local.ready("text-classification", TC_MODEL)
     assert not local.ready("text-classification", "nobody/not-cached")

@@ -3,6 +3,7 @@ and sees the plan steps, a generated image and a playable audio answer. Screensh
 tests/screenshots/ for people to look at."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from jarvis.config import Config
 from tests.fakes.llm_server import ScriptedLLM
+from tests.prerequisites import require
 from tests.uiapp import UI_MODELS, ensure_models, running_app, write_catalog
 
 CHROMIUM = "/usr/bin/chromium"
@@ -20,9 +22,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 STREET = Path(__file__).resolve().parent.parent / "examples" / "street.png"
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300),
-              pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                 reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
 def _plan(messages) -> str:
@@ -35,7 +35,9 @@ def _plan(messages) -> str:
 
 
 def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    require(os.path.exists(CHROMIUM), "Debian's chromium at /usr/bin/chromium", "apt-get install chromium")
+    require(importlib.util.find_spec("playwright") is not None, "playwright", "pip install -r requirements-dev.txt")
+    from playwright import sync_api
     ensure_models(hub_cache, UI_MODELS)
     SHOTS.mkdir(exist_ok=True)
     catalog = write_catalog(tmp_path / "catalog.jsonl")

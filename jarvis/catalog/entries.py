@@ -175,14 +175,14 @@ def _short_number(n: int | None) -> str:
 # ---------------------------------------------------------------- reading entries
 
 def parse_entry(obj: Any) -> ModelInfo:
-    """One JSON object, ours or HuggingGPT's (recognised by its `meta`/`pipeline_tag` keys)."""
+    """One JSON object, ours or HuggingGPT's (recognised by its `meta` key)."""
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     model_id, raw_task = obj["id"], obj.get("task") or obj.get("pipeline_tag")
     if not isinstance(model_id, str) or not model_id.strip() or not isinstance(raw_task, str):
         raise ValueError("needs string 'id' and 'task'")
     task = canonical_task(raw_task) or raw_task.strip()
-    hugginggpt = "meta" in obj or "pipeline_tag" in obj
+    hugginggpt = "meta" in obj  # HuggingGPT's p0 lines always carry it; ours never do
     meta = (obj.get("meta") or {}) if hugginggpt else obj
     if not isinstance(meta, dict):
         raise ValueError("'meta' is not an object")

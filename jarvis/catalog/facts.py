@@ -173,16 +173,17 @@ def cached_facts(model_id: str) -> ModelFacts | None:
     snap = snapshot(model_id)
     if snap is None:
         return None
-    try:
-        stamp = max((snap / n).stat().st_mtime_ns for n in MARKER_FILES if (snap / n).exists())
-    except (OSError, ValueError):
+    try:  # a file added to the snapshot (a download finishing) changes the folder's or a marker's time
+        stamp = max([snap.stat().st_mtime_ns] + [(snap / n).stat().st_mtime_ns for n in MARKER_FILES
+                                                 if (snap / n).exists()])
+    except OSError:
         stamp = 0
     return _read_snapshot(str(snap), stamp)
 
 
 @lru_cache(maxsize=512)
 def _read_snapshot(folder: str, stamp: int) -> ModelFacts:
-    """Facts of one snapshot folder (memoised per folder and marker-file time: snapshots are immutable)."""
+    """Facts of one snapshot folder, memoised per folder and modification time."""
     snap = Path(folder)
     sizes: dict[str, int] = {}
     for path in snap.rglob("*"):

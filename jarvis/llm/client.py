@@ -128,8 +128,9 @@ class LLM:
     def _explain(self, exc: Exception) -> LLMError:
         o = self._openai
         host = shown_host(self.base_url)
-        if isinstance(exc, AddressRefused):
-            return LLMError(f"the LLM base URL was not contacted: {exc}")
+        refused = exc if isinstance(exc, AddressRefused) else exc.__cause__   # older SDKs wrap it
+        if isinstance(refused, AddressRefused):
+            return LLMError(f"the LLM base URL was not contacted: {str(refused).removeprefix('refused: ')}")
         if isinstance(exc, o.AuthenticationError):
             hint = ("check the key, and that it belongs to this endpoint" if self.has_key
                     else "paste your key for it: the server's keys only go to the server's own endpoint"
@@ -197,7 +198,7 @@ class LLM:
         except Exception as exc:  # the SDK's errors and a refused address alike: one message, no key in it
             raise self._explain(exc) from None
         prompt = completion = 0
-        readable = False
+        readable = finished = False
         try:
             for chunk in chunks:
                 u = getattr(chunk, "usage", None)
@@ -207,6 +208,7 @@ class LLM:
                 for choice in choices if isinstance(choices, list) else []:
                     delta = getattr(choice, "delta", None)
                     readable = readable or delta is not None and not isinstance(delta, (str, dict, list))
+                    finished = finished or bool(getattr(choice, "finish_reason", None))
                     text = getattr(delta, "content", None) if delta else None
                     if text and isinstance(text, str):
                         yield text
@@ -217,3 +219,6 @@ class LLM:
         if not readable:
             raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent no readable answer stream: "
                            "is base_url an OpenAI-compatible chat-completions server?")
+        if not finished:   # the connection closed before the end: what came is only part of the answer
+            raise LLMError(f"the answer from the LLM endpoint {shown_host(self.base_url)} broke off midway "
+                           "(the stream ended without finishing): try again")

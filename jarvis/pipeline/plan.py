@@ -115,6 +115,8 @@ def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
         value = extract_json(text)
     except ValueError:
         value = None
+    if value is not None and body.rstrip()[-1:] not in ("]", "}") and find_objects(body, _TASK_KEYS)[1]:
+        value = None   # it stops inside a task (the length limit): what parsed is only a part; read task by task
     if isinstance(value, dict):
         for key in ("tasks", "plan", "steps"):
             if isinstance(value.get(key), list):

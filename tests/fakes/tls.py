@@ -1,6 +1,7 @@
 """TLS for loopback test servers: a throwaway self-signed certificate naming the hosts a test points
 at 127.0.0.1, trusted by the client side through SSL_CERT_FILE (which the openai SDK's own client and
-Jarvis's pinned LLM connections both honour). Made with the openssl command line; tests skip without it."""
+Jarvis's pinned LLM connections both honour). Made with the openssl command line; tests skip without
+it (and fail in CI: tests/prerequisites.py)."""
 from __future__ import annotations
 
 import shutil
@@ -8,13 +9,12 @@ import ssl
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.prerequisites import require
 
 
 def self_signed(directory: Path, dns_names: list[str]) -> tuple[Path, Path]:
     """(certificate.pem, key.pem) valid for `dns_names` and for 127.0.0.1."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
+    require(bool(shutil.which("openssl")), "the openssl command", "apt-get install openssl")
     cert, key = directory / "cert.pem", directory / "key.pem"
     names = ",".join([f"DNS:{n}" for n in dns_names] + ["IP:127.0.0.1"])
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

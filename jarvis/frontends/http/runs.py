@@ -72,7 +72,10 @@ class Run:
 
     # -- worker thread -------------------------------------------------------------
     def _put(self, item) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:   # the event loop is gone (the server stopped): nobody is left to tell
+            pass
 
     def _work(self) -> None:
         staging, gen = None, None
@@ -95,10 +98,7 @@ class Run:
                 gen.close()
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            try:
-                self._put(_END)
-            except RuntimeError:  # the event loop is gone (server shutting down)
-                pass
+            self._put(_END)
             self.ticket.finish()
             self.end()
 

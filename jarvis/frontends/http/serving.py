@@ -28,6 +28,7 @@ API_PREFIXES = ("/v1", "/hugginggpt", "/tasks", "/results", "/files")
 LOCAL_SLOTS = 1            # local inferences at once in a server (one machine's CPU/GPU memory)
 KEEP_ALIVE = 5             # seconds an idle kept-alive connection stays open
 MAX_HEADER_BYTES = 16384   # a request line and headers larger than this are refused (400)
+SHUTDOWN_GRACE = 5         # seconds open requests (and browsers' event streams) get when the server stops
 
 
 def server_controller(config: Config) -> Controller:
@@ -54,7 +55,8 @@ def uvicorn_config(app: ASGIApp, config: Config, host: str, port: int) -> uvicor
                               exempt=host_policy(config, host).trusts)
     return uvicorn.Config(app, host=host, port=port, http=protocol_for(limits), ws="none", lifespan="on",
                           proxy_headers=False, server_header=False, timeout_keep_alive=KEEP_ALIVE,
-                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, log_level="warning")
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                          log_level="warning")
 
 
 def run(app: ASGIApp, config: Config, host: str, port: int) -> None:
