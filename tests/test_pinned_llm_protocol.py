@@ -113,3 +113,17 @@ def test_a_server_refusing_response_format_still_serves_every_stage(tmp_path):
         events = run(server, tmp_path)
         assert server.refused == [] and not any("response_format" in r["json"] for r in server.requests)
     assert isinstance(events[-1], Done) and events[-1].result.answer == "Done."
+
+
+@pytest.mark.parametrize("deltas, shown", [
+    (["<th", "ink>\nhmm</thi", "nk>\n\nHel", "lo"], "Hello"),
+    (["<think>a</think>", "\n\n", "Hello", " you"], "Hello you"),
+    (["<think>a</think>x", "y"], "xy"),
+    (["  <think>never closed, cut at the length limit"], ""),
+    (["<", "b>bold</b> text"], "<b>bold</b> text"),
+    (["An answer that mentions <think> later"], "An answer that mentions <think> later"),
+    (["<t"], "<t"),
+])
+def test_the_answer_stream_drops_only_a_leading_reasoning_block(deltas, shown):
+    from jarvis.pipeline.respond import without_reasoning
+    assert "".join(without_reasoning(deltas)) == shown

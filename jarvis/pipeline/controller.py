@@ -28,7 +28,7 @@ from jarvis.llm.client import LLM, Usage
 from jarvis.pipeline.inputs import MediaCheck
 from jarvis.pipeline.plan import Plan, parse_plan
 from jarvis.pipeline.records import LLMUsage, RunResult, StageTimings, TaskRecord
-from jarvis.pipeline.respond import Message, answer_messages, chat_messages, fallback_answer
+from jarvis.pipeline.respond import Message, answer_messages, chat_messages, fallback_answer, without_reasoning
 from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice, select_models
 from jarvis.runners.registry import TASK_TYPES
@@ -134,7 +134,7 @@ class Controller:
             yield AnswerDelta(text)
             return
         try:
-            for delta in llm.stream(messages, usage, max_tokens=cfg.llm.max_answer_tokens):
+            for delta in without_reasoning(llm.stream(messages, usage, max_tokens=cfg.llm.max_answer_tokens)):
                 answer.append(delta)
                 yield AnswerDelta(delta)
                 if session.cancel.is_set():

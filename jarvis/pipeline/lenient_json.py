@@ -16,10 +16,19 @@ MAX_SCAN_DEPTH = 4       # braces deeper than this are never parsed on their own
 _FENCE = re.compile(r"```(?:json|JSON|javascript|python)?\s*(.*?)```", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _SMART = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+# a reasoning model served without a reasoning parser writes its thoughts first (unclosed when cut)
+_REASONING = re.compile(r"\A\s*<think>.*?(?:</think>|\Z)", re.S | re.I)
+
+
+def strip_reasoning(text: str) -> str:
+    """The answer without a leading <think>...</think> block: thoughts may hold JSON that was rejected."""
+    return _REASONING.sub("", text, count=1)
 
 
 def strip_fences(text: str) -> str:
-    """The JSON inside a Markdown code fence (the longest, when there are several); else the text."""
+    """The JSON inside a Markdown code fence (the longest, when there are several); else the text.
+    A leading reasoning block is never part of it."""
+    text = strip_reasoning(text)
     blocks: list[str] = _FENCE.findall(text)
     if blocks:
         return max(blocks, key=len)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +58,33 @@ def fallback_answer(records: Sequence[TaskRecord], why: str) -> str:
         detail = outputs or (_trim(r.error, 300) if r.error else "") or r.status
         lines.append(f"- task {r.id} {r.task} ({r.model or 'no model'}): {detail}")
     return "\n".join(lines)
+
+
+def without_reasoning(deltas: Iterable[str]) -> Iterator[str]:
+    """The answer's deltas without a leading <think>...</think> block (a reasoning model served without
+    a reasoning parser): the user gets the answer, not the thoughts. An unclosed block yields nothing."""
+    opening, closing = "<think>", "</think>"
+    stream = iter(deltas)
+    held = ""
+    for delta in stream:
+        held += delta
+        start = held.lstrip()
+        if opening.startswith(start):      # may still become the opening tag
+            continue
+        if not start.startswith(opening):
+            yield held
+            break
+        end = held.find(closing)
+        if end >= 0:
+            rest: str | None = held[end + len(closing):].lstrip()
+            while rest == "":              # the blank lines after the block are not part of the answer
+                following = next(stream, None)
+                rest = None if following is None else following.lstrip()
+            if rest:
+                yield rest
+            break
+    else:
+        if held and not held.lstrip().startswith(opening):
+            yield held
+        return
+    yield from stream

@@ -3,7 +3,9 @@
 Answers POST /models/{org}/{name} (and .../pipeline/{task}) with the payloads the real service
 returns for the model's task: JSON for labels, answers and text, raw bytes with a content type for
 images, audio and video; POST .../v1/chat/completions (and /v1/chat/completions) with an OpenAI-style
-chat completion, describing the image when a message carries one. Faults on demand per model id:
+chat completion, describing the image when a message carries one. A model is served for its own task
+only, and a body not of the shape the real API takes for that task (inference_shapes.py) gets its 400.
+Faults on demand per model id:
 401, 403, 404, 429 (Retry-After), 503 loading (estimated_time), slow (past a client timeout), broken
 payloads. Every request is recorded (path, headers, body) so tests can check where a token went.
 """
@@ -16,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.inference_shapes import shape_error
 
 # model id -> task, as the Hub's pipeline tag would say ("chat": conversational, "vlm": image+text chat)
 DEFAULT_MODELS: dict[str, str] = {
@@ -230,6 +234,9 @@ class InferenceServer:
         if not served:
             return self._send(handler, 404, "application/json",
                               json.dumps({"error": f"Model {model_id} is not served here"}).encode())
+        refused = shape_error(kind, headers.get("content-type", ""), body)
+        if refused:   # what the real API answers a body of the wrong shape for the model's task
+            return self._send(handler, 400, "application/json", json.dumps({"error": refused}).encode())
         status, ctype, payload = self._answer(kind, model_id or "", body, headers)
         self._send(handler, status, ctype, payload)
 
