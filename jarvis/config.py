@@ -28,7 +28,9 @@ class LLMConfig:
     base_url: str = ""
     api_type: str = "openai"
     azure_api_version: str = "2024-10-21"
-    timeout: float = 60.0
+    timeout: float = 60.0            # seconds to a call's first token (connecting and reading the prompt included)
+    idle_timeout: float = 30.0       # seconds of silence between two chunks once the answer has started
+    total_timeout: float = 900.0     # ceiling on one call, however steadily it streams
     max_retries: int = 3
     temperature: float = 0.0
     max_answer_tokens: int = 800
@@ -230,7 +232,8 @@ def _validate(cfg: Config, source: str) -> None:
         bad("llm.api_type", f"must be openai or azure, got {cfg.llm.api_type!r}")
     if cfg.local.device not in ("auto", "cpu", "cuda", "mps"):
         bad("local.device", f"must be auto, cpu, cuda or mps, got {cfg.local.device!r}")
-    for key, value in [("llm.timeout", cfg.llm.timeout), ("inference.task_timeout", cfg.inference.task_timeout),
+    for key, value in [("llm.timeout", cfg.llm.timeout), ("llm.idle_timeout", cfg.llm.idle_timeout),
+                       ("llm.total_timeout", cfg.llm.total_timeout), ("inference.task_timeout", cfg.inference.task_timeout),
                        ("remote.timeout", cfg.remote.timeout), ("files.fetch_timeout", cfg.files.fetch_timeout),
                        ("local.memory_budget_gb", cfg.local.memory_budget_gb),
                        ("server.header_timeout", cfg.server.header_timeout),

@@ -28,6 +28,26 @@ class PlanReady(Event):
 
 
 @dataclass
+class TaskPlanned(Event):
+    """A task the plan's stream has written, before the plan is whole: its object closed, and the
+    tasks it uses are already planned. It starts now when its model is settled; the plan may still
+    mark it at the end (PlanReady has the final word on what did not run)."""
+    task: Task
+    seconds: float              # since the request began
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "TaskPlanned", "task": self.task.to_dict(), "seconds": self.seconds}
+
+
+@dataclass
+class LLMProgress(Event):
+    """The LLM is writing (or, with no token yet, thinking about) one call's answer."""
+    stage: str                  # "plan", "select" or "answer"
+    tokens: int                 # chunks received so far: about one token each (0: none yet)
+    seconds: float              # since the call began
+
+
+@dataclass
 class ModelChosen(Event):
     task_id: int
     task: str

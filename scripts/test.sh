@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "warning: could not install chromium; browser tests will be skipped" >&2
+      || echo "warning: could not install chromium; browser tests will be skipped (and fail where CI=true)" >&2
   fi
 fi
 # the package itself, editable, with its test tools (pyproject.toml's [dev] extra)

@@ -76,7 +76,7 @@ def test_web_app_uploads_and_api_description_need_the_access_token():
         url = site.url
         page = httpx.get(url, headers={"Accept": "text/html"})
         assert page.status_code == 401 and 'name="token"' in page.text and "gradio" not in page.text.lower()
-        for path in ("/config", "/gradio_api/info", "/v1/docs", "/v1/openapi.json"):
+        for path in ("/config", "/gradio_api/info", "/v1/docs", "/v1/openapi.json", "/filesystem", "/v1x"):
             assert httpx.get(url + path).status_code == 401, path
         upload = httpx.post(url + "/gradio_api/upload", files={"files": ("a.png", STREET.read_bytes(), "image/png")})
         assert upload.status_code == 401
@@ -198,3 +198,34 @@ def test_clear_and_expiry_delete_gradios_copies_of_the_files(tts_catalog):
         urls = turn(c)
         assert site.sessions.expire(now=time.time() + site.sessions.ttl + 1) == 1
         assert gone(urls)
+
+
+# -- a person with a browser ---------------------------------------------------------------------------
+@pytest.mark.browser
+def test_a_person_signs_in_with_the_token_and_chats():
+    import importlib.util
+    import os
+
+    from tests.prerequisites import require
+    chromium = "/usr/bin/chromium"
+    require(os.path.exists(chromium), "Debian's chromium at /usr/bin/chromium", "apt-get install chromium")
+    require(importlib.util.find_spec("playwright") is not None, "playwright", "pip install -r requirements-dev.txt")
+    from playwright import sync_api
+    with ScriptedLLM(plan="[]", chat="Hello from behind the door.") as llm, \
+            web(config_for(llm.url, server={"access_token": "tok-a"})) as site, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(site.url, wait_until="load")
+            page.get_by_label("Access token").fill("tok-wrong")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("The access token was not valid.").wait_for(timeout=10_000)
+            page.get_by_label("Access token").fill("tok-a")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("Advanced settings").wait_for(timeout=30_000)      # the app itself
+            page.locator("#jarvis-input textarea").fill("hi")
+            page.locator("#jarvis-input textarea").press("Enter")
+            page.get_by_text("Hello from behind the door.").wait_for(timeout=30_000)
+        finally:
+            browser.close()

@@ -174,3 +174,91 @@ def test_a_real_cycle_is_reported_and_only_its_tasks_and_dependents_fail():
     assert all(errors[i] == "tasks [1, 2, 3] depend on each other in a cycle" for i in (1, 2, 3))
     order = [t.id for t in topological_order(plan)]
     assert order.index(0) < order.index(4) and order[-3:] == [1, 2, 3]
+
+
+# -- how arguments are read: the value lands in the right slot, and every guess is noted --------------
+ARGUMENTS = [  # (task, args as the LLM wrote them, args as read, repair notes)
+    ("image-classification", {"picture": "cat.jpg"}, {"image": "cat.jpg"}, []),
+    ("image-classification", {"photo": "https://x.org/cat.png?size=2"}, {"image": "https://x.org/cat.png?size=2"},
+     ["task 1: read argument 'photo' as image"]),
+    ("summarization", {"src": "a long text"}, {"text": "a long text"}, ["task 1: read argument 'src' as text"]),
+    ("summarization", {"weird": "a long text"}, {"text": "a long text"}, ["task 1: read argument 'weird' as text"]),
+    ("visual-question-answering", {"weird": "what?", "image": "a.png"}, {"image": "a.png"},
+     ["task 1: ignored unknown argument 'weird'"]),
+    ("visual-question-answering", {"file": "a.png", "question": "what?"}, {"image": "a.png", "text": "what?"},
+     ["task 1: read argument 'file' as image"]),
+    ("visual-question-answering", {"source": "what?", "image": "a.png"}, {"image": "a.png", "text": "what?"},
+     ["task 1: read argument 'source' as text"]),
+    ("automatic-speech-recognition", {"audio_url": "a.wav", "language": "en"}, {"audio": "a.wav"},
+     ["task 1: ignored unknown argument 'language'"]),
+    ("image-classification", {"input_image": "<GENERATED>-0"}, {"image": "<GENERATED>-0"},
+     ["task 1: read argument 'input_image' as image", "task 1: dep [-1] rebuilt from its references as [0]"]),
+    ("question-answering", {"context": "Ann went home.", "query": "who?"}, {"text": ["who?", "Ann went home."]}, []),
+    ("question-answering", {"passage": "Ann went home.", "question": "who?"}, {"text": ["who?", "Ann went home."]},
+     []),
+    ("sentence-similarity", {"sentences": ["b", "c"], "source_sentence": "a"}, {"text": ["a", "b", "c"]}, []),
+    ("sentence-similarity", {"text2": "b", "text1": "a"}, {"text": ["a", "b"]}, []),
+    ("summarization", "just a string", {"text": "just a string"}, []),
+    ("summarization", ["a", "b"], {"text": ["a", "b"]}, []),
+    ("summarization", {"text": ["", "  ", "kept"]}, {"text": "kept"}, []),
+    ("summarization", {"text": {"nested": "dict"}}, {"text": '{"nested": "dict"}'}, []),
+    ("summarization", {"text": [1, 2.5, True, None]}, {"text": ["1", "2.5", "True"]}, []),
+    ("summarization", {"PROMPT": "upper-case key"}, {"text": "upper-case key"}, []),
+    ("text-to-speech", {"prompt": "say", "text": "hello"}, {"text": ["say", "hello"]}, []),
+]
+
+
+@pytest.mark.parametrize("task, args, read, notes", ARGUMENTS)
+def test_arguments_are_read_into_their_slots(task, args, read, notes):
+    plan = parse_plan(json.dumps([{"task": "text-to-image", "id": 0, "dep": [-1], "args": {"text": "x"}},
+                                  {"task": task, "id": 1, "dep": [-1], "args": args}]))
+    assert plan.tasks[1].args_json() == read
+    assert plan.repairs == notes
+
+
+@pytest.mark.parametrize("item, task_id, note", [
+    ({"task": "summarization", "id": "3", "args": {"text": "a"}}, 3, None),
+    ({"task": "summarization", "id": 3.0, "args": {"text": "a"}}, 3, None),
+    ({"task": "summarization", "id": "<GENERATED>-3", "args": {"text": "a"}}, 3, None),
+    ({"task": "summarization", "task_id": 4, "args": {"text": "a"}}, 4, None),
+    ({"task": "summarization", "id": True, "args": {"text": "a"}}, 1, "task 1 had no valid id; numbered it 1"),
+    ({"task": "summarization", "id": -2, "args": {"text": "a"}}, 1, "task 1 had no valid id; numbered it 1"),
+    ({"task": "summarization", "id": 10**9, "args": {"text": "a"}}, 1, "task 1 had no valid id; numbered it 1"),
+    ({"task": "summarization", "id": 0, "args": {"text": "a"}}, 1, "task 1 had a duplicate id; numbered it 1"),
+    ({"task": "summarization", "args": {"text": "a"}}, 1, "task 1 had no valid id; numbered it 1"),
+])
+def test_task_ids_are_read_or_renumbered(item, task_id, note):
+    first = {"task": "summarization", "id": 0, "dep": [-1], "args": {"text": "first"}}
+    plan = parse_plan(json.dumps([first, item]))
+    assert [t.id for t in plan.tasks] == [0, task_id]
+    assert plan.repairs == ([note] if note else [])
+
+
+def test_a_task_without_a_type_and_one_of_another_name():
+    plan = parse_plan(json.dumps([{"id": 0, "args": {"text": "a"}}, {"task": "  ", "id": 1, "args": {"text": "b"}},
+                                  {"task": "Summarization", "id": 2, "args": {"text": "c"}}]))
+    assert [(t.task, t.error) for t in plan.tasks[:2]] == [("unknown", "the plan gave this task no type")] * 2
+    assert plan.tasks[2].task == "summarization" and plan.tasks[2].error is None
+    assert plan.repairs == ["task 2: read task type 'Summarization' as 'summarization'"]
+
+
+@pytest.mark.parametrize("text, tasks", [
+    ('{"tasks": [{"task": "summarization", "id": 0, "args": {"text": "a"}}]}', ["summarization"]),
+    ('{"plan": [{"task": "translation", "id": 0, "args": {"text": "a"}}]}', ["translation"]),
+    ('{"steps": [{"task": "translation", "id": 0, "args": {"text": "a"}}]}', ["translation"]),
+    ('{"task": "summarization", "id": 0, "args": {"text": "a"}}', ["summarization"]),
+    ('{"name": "summarization", "id": 0, "args": {"text": "a"}}', ["summarization"]),
+])
+def test_a_plan_wrapped_in_an_object_or_given_as_one_task(text, tasks):
+    plan = parse_plan(text)
+    assert [t.task for t in plan.tasks] == tasks and plan.repairs == []
+
+
+def test_a_plan_that_is_not_json_names_what_was_expected():
+    with pytest.raises(PlanError, match='holds no task list \\(expected JSON like \\[\\{"task": ..., "id": 0'):
+        parse_plan("first summarize, then translate")
+    with pytest.raises(PlanError, match="^the planner returned an empty answer$"):
+        parse_plan("  \n ")
+    with pytest.raises(PlanError, match="none of the plan's 2 item\\(s\\) could be read"):
+        parse_plan('[{"task": "summarization", "args": ' + "[" * 40 + "]" * 40 + '}, {"task": "x", "args": '
+                   + "[" * 40 + "]" * 40 + "}]")

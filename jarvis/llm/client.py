@@ -1,54 +1,78 @@
 """The LLM client: the `openai` SDK against OpenAI, Azure OpenAI or any OpenAI-compatible server.
 
-Retries with backoff on 429, 5xx and dropped connections (the SDK's own retry loop), a timeout on
-every call, one clear message per failure (bad key, unknown model, unreachable host), and token
-counts from each response's usage. The API key, and a user name and password written in the base
-URL, are never logged or put into a message. An endpoint a caller named (not the operator) is
-reached only through jarvis.outbound's policy (vetted, pinned connections, no redirects), and what
-it answers on failure is not repeated: only its status code is.
+Every call streams, and its timeouts measure silence, not total time, because a real server on a
+CPU is slow but alive: the time to the first token (llm.timeout), the gap between two chunks
+(llm.idle_timeout), and a generous ceiling on the whole call (llm.total_timeout). Retries with
+backoff on 429, 5xx and dropped connections happen only before the first token: an answer that has
+started is never asked for again from scratch (it would cost the whole generation again), and a
+server that stays silent past llm.timeout is not asked again either (it is still busy with the
+first request). The SDK's own retry loop is off; this one knows where the stream is.
+
+One clear message per failure (bad key, unknown model, unreachable host, silence), and token counts
+from each answer's usage block. The API key, and a user name and password written in the base URL,
+are never logged or put into a message. An endpoint a caller named (not the operator) is reached
+only through jarvis.outbound's policy (vetted, pinned connections, no redirects), and what it
+answers on failure is not repeated: only its status code is.
 """
 from __future__ import annotations
 
 import base64
+import json
 import logging
-import threading
+import queue
+import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
 
 from jarvis.config import Config
 from jarvis.errors import AddressRefused, LLMError
+from jarvis.llm.backend import Usage
+from jarvis.llm.feed import Feed
 from jarvis.outbound import OutboundPolicy, Resolver, shown_host, system_resolver, without_userinfo
+
+__all__ = ["LLM", "Limits", "Usage"]
 
 log = logging.getLogger(__name__)
 
+RETRY_STATUSES = (408, 409)     # besides 429 and 5xx: what the SDK itself would retry
+MAX_RETRY_AFTER = 60.0          # a longer Retry-After is not waited for: the error says to come back later
+READ_SLACK = 5.0                # httpx's own read timeout trails the silence limits, so they act first
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long a call may be silent: before its first token, between two chunks, and in all."""
+    first_token: float
+    idle: float
+    total: float
+
+    @classmethod
+    def of(cls, config: Config) -> Limits:
+        return cls(config.llm.timeout, config.llm.idle_timeout, config.llm.total_timeout)
+
 
 @dataclass
-class Usage:
-    llm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, prompt: int, completion: int) -> None:
-        with self._lock:
-            self.llm_calls += 1
-            self.prompt_tokens += _count(prompt)
-            self.completion_tokens += _count(completion)
-
-    def as_dict(self) -> dict:
-        return {"llm_calls": self.llm_calls, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens}
+class _Received:
+    """What one call's stream has brought so far."""
+    prompt: Any = 0
+    completion: Any = None          # the usage block's count; None until one comes
+    chunks: int = 0                 # text chunks (about one token each), the count when no usage block comes
+    answered: bool = False          # the server sent something readable at all
+    readable: bool = False          # a chunk in the chat-completion shape came
+    started: bool = False           # the first token came (text or reasoning): no retry from here on
+    finished: bool = False          # a finish_reason came: the answer is whole
 
 
-def _count(value) -> int:
-    """A token count from a server's usage block; anything malformed counts as 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return 0
-    return max(0, min(int(value), 10**12)) if abs(value) != float("inf") else 0
+class _Retry(Exception):
+    """A failure before the first token that another attempt may cure (429, 5xx, a dropped connection)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _text_of(content) -> str | None:
@@ -97,13 +121,16 @@ class LLM:
         self.caller_endpoint = config.credentials.caller_endpoint
         self.temperature = config.llm.temperature
         self.max_answer_tokens = config.llm.max_answer_tokens
+        self.limits = Limits.of(config)
+        self.max_retries = config.llm.max_retries
         http_client = None
         if self.caller_endpoint:
             policy = OutboundPolicy(public_only=config.server.public, resolver=resolver or system_resolver)
             http_client = policy.http_client()
-        common: dict[str, Any] = {"api_key": key or "missing", "timeout": config.llm.timeout,
-                                  "max_retries": config.llm.max_retries, "default_headers": auth_header or None,
-                                  "http_client": http_client}
+        timeout = httpx.Timeout(max(self.limits.first_token, self.limits.idle) + READ_SLACK,
+                                connect=self.limits.first_token)
+        common: dict[str, Any] = {"api_key": key or "missing", "timeout": timeout, "max_retries": 0,
+                                  "default_headers": auth_header or None, "http_client": http_client}
         self.client: openai.OpenAI
         if config.llm.api_type == "azure":
             self.client = openai.AzureOpenAI(azure_endpoint=self.base_url, api_version=config.llm.azure_api_version,
@@ -118,14 +145,14 @@ class LLM:
             text = text.replace(secret, "***")
         return text
 
-    def _detail(self, exc: Exception) -> str:
+    def _detail(self, exc: BaseException) -> str:
         """What the endpoint said, for the operator's endpoint only: a caller-named one may be anything
         (an internal service behind a redirect, a look-alike host), so its words are not repeated."""
         if self.caller_endpoint:
             return ""
         return ": " + self._scrub(str(getattr(exc, "message", exc)))[:300]
 
-    def _explain(self, exc: Exception) -> LLMError:
+    def _explain(self, exc: BaseException) -> LLMError:
         o = self._openai
         host = shown_host(self.base_url)
         refused = exc if isinstance(exc, AddressRefused) else exc.__cause__   # older SDKs wrap it
@@ -162,63 +189,173 @@ class LLM:
             return LLMError(f"the LLM endpoint {host} answered HTTP {exc.status_code}{self._detail(exc)}")
         return LLMError(f"unexpected answer from the LLM endpoint {host}: {type(exc).__name__}{self._detail(exc)}")
 
+    def _silent(self, limit: str) -> LLMError:
+        host, lim = shown_host(self.base_url), self.limits
+        if limit == "first":
+            return LLMError(f"the LLM endpoint {host} did not answer in time: no token within {lim.first_token:g} s "
+                            "(llm.timeout). Try again, or raise llm.timeout for a slow server")
+        if limit == "idle":
+            return LLMError(f"the LLM endpoint {host} stopped sending in the middle of its answer: nothing for "
+                            f"{lim.idle:g} s (llm.idle_timeout). Try again, or raise llm.idle_timeout")
+        return LLMError(f"the LLM endpoint {host} was still answering after {lim.total:g} s (llm.total_timeout): "
+                        "ask for less, or raise llm.total_timeout")
+
+    def _retryable(self, exc: BaseException) -> bool:
+        """429, 5xx and lost connections, as the SDK would retry them; never silence, never a refused address."""
+        o = self._openai
+        if isinstance(exc, AddressRefused) or isinstance(exc.__cause__, AddressRefused):
+            return False
+        if isinstance(exc, (o.APITimeoutError, httpx.TimeoutException)):
+            return False
+        if isinstance(exc, (o.RateLimitError, o.InternalServerError, o.APIConnectionError)):
+            return True
+        if isinstance(exc, o.APIStatusError):
+            return exc.status_code in RETRY_STATUSES
+        return isinstance(exc, httpx.TransportError)    # the stream dropped before its first token
+
+    def _backoff(self, tries: int, exc: BaseException) -> float | None:
+        """Seconds before the next attempt: the server's Retry-After when it gives one (None: longer
+        than is worth waiting), else exponential with jitter."""
+        response = getattr(exc, "response", None)
+        headers = response.headers if isinstance(response, httpx.Response) else httpx.Headers()
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                wait = float(headers.get(name, "")) * scale
+            except ValueError:
+                continue
+            if wait == wait and wait > 0:
+                return wait if wait <= MAX_RETRY_AFTER else None
+        return min(0.5 * 2 ** (tries - 1), 8.0) * (1 - 0.25 * random.random())
+
     # -- calls ----------------------------------------------------------
     def complete(self, messages: list[dict], usage: Usage, *, max_tokens: int | None = None,
                  temperature: float | None = None) -> str:
-        """One chat completion; returns the assistant's text."""
-        start = time.perf_counter()
-        try:
-            resp = self.client.chat.completions.create(
-                model=self.model, messages=cast(Any, messages),
-                temperature=self.temperature if temperature is None else temperature, **_limit(max_tokens))
-        except Exception as exc:  # the SDK's errors and a malformed body alike: one message, no key in it
-            raise self._explain(exc) from None
-        # a malformed body is parsed without validation: check every level before using it
-        choices = getattr(resp, "choices", None)
-        message = choices[0] if isinstance(choices, list) and choices else None
-        message = getattr(message, "message", None)
-        if message is None or isinstance(message, (str, dict, list)):
-            raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent a response without choices: "
-                           "is base_url an OpenAI-compatible chat-completions server?")
-        text = _text_of(getattr(message, "content", None))
-        if text is None:
-            raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent a malformed message "
-                           "(its content is not text): is base_url an OpenAI-compatible server?")
-        u = getattr(resp, "usage", None)
-        usage.add(getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0))
-        log.debug("llm call %.2fs", time.perf_counter() - start)
-        return text
+        """One chat completion, streamed and collected; returns the assistant's text."""
+        return "".join(self._call(messages, usage, max_tokens, self.temperature if temperature is None else temperature))
 
     def stream(self, messages: list[dict], usage: Usage, *, max_tokens: int | None = None) -> Iterator[str]:
-        """A streamed chat completion: yields text deltas; counts usage from the final chunk."""
+        """A streamed chat completion: yields text deltas as they come. Closing the iterator early
+        (a plan whose JSON is complete) closes the connection; usage counts what came."""
+        return self._call(messages, usage, max_tokens, self.temperature)
+
+    def _call(self, messages: list[dict], usage: Usage, max_tokens: int | None,
+              temperature: float) -> Iterator[str]:
+        began = time.monotonic()
+        got = _Received()
+        request: dict[str, Any] = {"model": self.model, "messages": cast(Any, messages), "temperature": temperature,
+                                   "stream": True, "stream_options": {"include_usage": True}, **_limit(max_tokens)}
+        tries = 0
         try:
-            chunks = self.client.chat.completions.create(
-                model=self.model, messages=cast(Any, messages), temperature=self.temperature, stream=True,
-                stream_options={"include_usage": True}, **_limit(max_tokens))
-        except Exception as exc:  # the SDK's errors and a refused address alike: one message, no key in it
-            raise self._explain(exc) from None
-        prompt = completion = 0
-        readable = finished = False
-        try:
-            for chunk in chunks:
-                u = getattr(chunk, "usage", None)
-                if u:
-                    prompt, completion = getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0)
-                choices = getattr(chunk, "choices", None)
-                for choice in choices if isinstance(choices, list) else []:
-                    delta = getattr(choice, "delta", None)
-                    readable = readable or delta is not None and not isinstance(delta, (str, dict, list))
-                    finished = finished or bool(getattr(choice, "finish_reason", None))
-                    text = getattr(delta, "content", None) if delta else None
-                    if text and isinstance(text, str):
-                        yield text
-        except Exception as exc:  # a dropped stream, a malformed chunk: one message, no key in it
-            raise self._explain(exc) from None
+            while True:
+                feed = Feed(lambda: self._open(request))
+                try:
+                    yield from self._read(feed, began, got)
+                    break
+                except _Retry as retry:
+                    tries += 1
+                    wait = self._backoff(tries, retry.error)
+                    if tries > self.max_retries or wait is None or time.monotonic() + wait > began + self.limits.total:
+                        raise self._explain(retry.error) from None
+                    log.info("LLM call failed before its first token (%s); retry %d in %.2fs",
+                             type(retry.error).__name__, tries, wait)
+                    time.sleep(wait)
+                finally:
+                    feed.close()
         finally:
-            usage.add(prompt, completion)
-        if not readable:
-            raise LLMError(f"the LLM endpoint {shown_host(self.base_url)} sent no readable answer stream: "
+            if got.answered:
+                usage.add(got.prompt, got.chunks if got.completion is None else got.completion)
+            log.debug("llm call %.2fs, %d chunks", time.monotonic() - began, got.chunks)
+        host = shown_host(self.base_url)
+        if not got.readable:
+            raise LLMError(f"the LLM endpoint {host} sent no readable answer stream: "
                            "is base_url an OpenAI-compatible chat-completions server?")
-        if not finished:   # the connection closed before the end: what came is only part of the answer
-            raise LLMError(f"the answer from the LLM endpoint {shown_host(self.base_url)} broke off midway "
+        if not got.finished:   # the connection closed before the end: what came is only part of the answer
+            raise LLMError(f"the answer from the LLM endpoint {host} broke off midway "
                            "(the stream ended without finishing): try again")
+
+    def _open(self, request: dict[str, Any]) -> tuple[httpx.Response, Any]:
+        """Send the request (in the feed's thread); a server that answers with one JSON body instead of
+        a stream gets it read whole, as one item."""
+        chunks = self.client.chat.completions.create(**request)
+        response = chunks.response
+        if "json" in response.headers.get("content-type", "").lower():
+            return response, [_Whole(response.read())]
+        return response, chunks
+
+    def _read(self, feed: Feed, began: float, got: _Received) -> Iterator[str]:
+        """One attempt's text, each chunk within its silence limit."""
+        lim = self.limits
+        last = time.monotonic()
+        opened = last
+        while True:
+            limit, deadline = ("idle", last + lim.idle) if got.started else ("first", opened + lim.first_token)
+            if began + lim.total < deadline:
+                limit, deadline = "total", began + lim.total
+            try:
+                kind, value = feed.take(deadline - time.monotonic())
+            except queue.Empty:
+                raise self._silent(limit) from None
+            last = time.monotonic()
+            if kind == "end":
+                return
+            if kind == "error":
+                if not got.started and self._retryable(value):
+                    raise _Retry(value)
+                if got.started and isinstance(value, httpx.TransportError):
+                    raise LLMError(f"the answer from the LLM endpoint {shown_host(self.base_url)} broke off midway "
+                                   "(the connection dropped): try again") from None
+                raise self._explain(value) from None
+            got.answered = True
+            yield from (self._whole(value.body, got) if isinstance(value, _Whole) else _chunk_texts(value, got))
+
+    def _whole(self, body: bytes, got: _Received) -> Iterator[str]:
+        """A non-streamed completion's text, every level checked (a malformed body is anything)."""
+        host = shown_host(self.base_url)
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            data = None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
+        if not isinstance(message, dict):
+            raise LLMError(f"the LLM endpoint {host} sent a response without choices: "
+                           "is base_url an OpenAI-compatible chat-completions server?")
+        text = _text_of(message.get("content"))
+        if text is None:
+            raise LLMError(f"the LLM endpoint {host} sent a malformed message "
+                           "(its content is not text): is base_url an OpenAI-compatible server?")
+        u = data.get("usage") if isinstance(data, dict) else None
+        if isinstance(u, dict):
+            got.prompt, got.completion = u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
+        got.readable = got.finished = got.started = True
+        if text:
+            got.chunks += 1
+            yield text
+
+
+class _Whole:
+    """A completion that came as one JSON body."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+
+
+def _chunk_texts(chunk: Any, got: _Received) -> Iterator[str]:
+    """The text deltas of one stream chunk (parsed without validation: every level is checked)."""
+    u = getattr(chunk, "usage", None)
+    if u:
+        got.prompt, got.completion = getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0)
+    choices = getattr(chunk, "choices", None)
+    for choice in choices if isinstance(choices, list) else []:
+        delta = getattr(choice, "delta", None)
+        got.readable = got.readable or delta is not None and not isinstance(delta, (str, dict, list))
+        got.finished = got.finished or bool(getattr(choice, "finish_reason", None))
+        text = getattr(delta, "content", None) if delta else None
+        thought = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None) if delta else None
+        if isinstance(thought, str) and thought:
+            got.started = True          # a reasoning model thinking aloud is answering
+        if text and isinstance(text, str):
+            got.started = True
+            got.chunks += 1
+            yield text

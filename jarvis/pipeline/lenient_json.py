@@ -2,7 +2,8 @@
 trailing commas, Python literals, stray or missing braces, truncation.
 
 `loads_lenient` parses one JSON text with repairs; `find_objects` finds every balanced {...} that
-parses, in one pass over the text, so a broken list still yields its complete objects.
+parses, in one pass over the text, so a broken list still yields its complete objects (and a plan
+still streaming, its finished ones); `closed_list` says when a streaming plan's list has ended.
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def strip_fences(text: str) -> str:
 
 def loads_lenient(text: str) -> Any:
     """Parse text as JSON, trying a few repairs; raises ValueError when none works."""
-    text = text.strip().translate(_SMART)
-    attempts = [text, _TRAILING_COMMA.sub(r"\1", text)]
+    exact = text.strip()
+    text = exact.translate(_SMART)   # curly quotes as JSON's quotes only once the text as written failed:
+    attempts = [exact, text, _TRAILING_COMMA.sub(r"\1", text)]   # in a valid string they are text
     for candidate in attempts:
         try:
             return json.loads(candidate)
@@ -106,6 +108,20 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict[
     last_close = max((e for _, e in spans), default=0)
     truncated = "{" in text[last_close:] and text.rstrip()[-1:] not in ("}", "]")
     return [o for _, o in found], truncated
+
+
+def closed_list(text: str) -> bool:
+    """Whether an answer still being written already holds a whole top-level JSON list of objects (or
+    an empty one): what a planner writes after it adds nothing to the plan."""
+    body = strip_fences(text)
+    for start, end in balanced_spans(body, "[", "]", max_depth=0):
+        try:
+            value = loads_lenient(body[start:end])
+        except ValueError:
+            continue
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return True
+    return False
 
 
 def extract_json(text: str) -> Any:

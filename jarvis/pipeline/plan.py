@@ -24,7 +24,7 @@ REF = re.compile(r"<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)(?!\d)(?:\s*+>)?"
 _FULL_REF = re.compile(r"^\s*+<\s*+GENERATED\s*+>?\s*+[-_:]?\s*+(\d{1,9}+)\s*+>?\s*+$", re.I)
 _MAX_NESTING = 12   # argument values nested deeper than this are refused, not recursed into
 
-_TASK_KEYS = ("task", "type", "task_type", "name", "tool")
+TASK_KEYS = ("task", "type", "task_type", "name", "tool")
 _ID_KEYS = ("id", "task_id", "tid")
 _DEP_KEYS = ("dep", "deps", "dependencies", "depends_on", "dependency")
 _ARGS_KEYS = ("args", "arguments", "inputs", "input", "parameters", "params")
@@ -115,20 +115,20 @@ def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
         value = extract_json(text)
     except ValueError:
         value = None
-    if value is not None and body.rstrip()[-1:] not in ("]", "}") and find_objects(body, _TASK_KEYS)[1]:
+    if value is not None and body.rstrip()[-1:] not in ("]", "}") and find_objects(body, TASK_KEYS)[1]:
         value = None   # it stops inside a task (the length limit): what parsed is only a part; read task by task
     if isinstance(value, dict):
         for key in ("tasks", "plan", "steps"):
             if isinstance(value.get(key), list):
                 return value[key], repairs
-        if any(k in value for k in _TASK_KEYS):
+        if any(k in value for k in TASK_KEYS):
             return [value], repairs
         value = None
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
         return value, repairs
     if isinstance(value, list) and not value:
         return [], repairs
-    objects, truncated = find_objects(body, must_have=_TASK_KEYS)
+    objects, truncated = find_objects(body, must_have=TASK_KEYS)
     if truncated:
         repairs.append(f"the plan was cut off; kept its {len(objects)} complete task(s)")
     if objects:
@@ -173,8 +173,6 @@ def _flatten(value: Any, depth: int = 0) -> list[str]:
         return out
     if isinstance(value, dict):
         return [json.dumps(value, ensure_ascii=False, default=str)]
-    if isinstance(value, (int, float, bool)):
-        return [str(value)]
     return [str(value)]
 
 
@@ -204,7 +202,10 @@ def _normalise_args(raw: Any, task_type: str, notes: list[str], tid: int) -> dic
                 if isinstance(v, str) and not REF.search(v):
                     guessed = media_type(v.split("?")[0])
             as_type = guessed or ("text" if k in ("src", "source", "target", "file", "path", "url", "value") else None)
-            if as_type is None and spec and len(set(spec.inputs)) == 1:
+            # a task of one input type takes an unknown argument as that input: any text, but as media only
+            # a reference (an extra "language": "en" is no audio file)
+            if as_type is None and spec and len(set(spec.inputs)) == 1 and (
+                    spec.inputs[0] == "text" or all(REF.search(v) for v in values)):
                 as_type = spec.inputs[0]
             if as_type:
                 loose.setdefault(as_type, []).extend(values)
@@ -250,7 +251,13 @@ def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None
         raise
     if cut:
         repairs.insert(0, f"the planner's answer was longer than {MAX_CHARS} characters; read only its start")
-    plan = Plan(repairs=repairs, raw=text)
+    return plan_from_items(items, repairs, max_tasks=max_tasks, files=files, raw=text)
+
+
+def plan_from_items(items: list[Any], repairs: list[str], *, max_tasks: int = 12, files: list[str] | None = None,
+                    raw: str = "") -> Plan:
+    """The validated plan of the task items the LLM wrote (or, while it streams, of its first ones)."""
+    plan = Plan(repairs=repairs, raw=raw)
     if len(items) > max_tasks:
         repairs.append(f"the plan had {len(items)} tasks; kept the first {max_tasks} (inference.max_tasks)")
         items = items[:max_tasks]
@@ -274,7 +281,7 @@ def parse_plan(text: str, *, max_tasks: int = 12, files: list[str] | None = None
 
 def _read_task(item: dict[str, Any], index: int, used_ids: set[int], id_map: dict[int, int], repairs: list[str]) -> Task:
     """One task from one plan item; numbers it and records what was repaired."""
-    name = _first(item, _TASK_KEYS)
+    name = _first(item, TASK_KEYS)
     raw_id = _as_int(_first(item, _ID_KEYS))
     tid = raw_id if raw_id is not None and 0 <= raw_id < 10**9 and raw_id not in used_ids else None
     if tid is None:

@@ -1,7 +1,12 @@
 """Stage 3: run the plan as a DAG. Each task starts as soon as the tasks it depends on are done,
 independent tasks run at the same time, `<GENERATED>-K` resolves to task K's actual output (text
 chains included, see inputs.py), and a failed task marks its dependents skipped, with the reason.
-Each task's `TaskRecord` is kept up to date and travels in its end event."""
+Each task's `TaskRecord` is kept up to date and travels in its end event.
+
+Tasks may arrive while the run goes (`DagRun.add`): the controller adds each task as soon as the
+plan's stream has written it and its model is settled, and `seal`s the run once the plan is whole;
+a task waits for dependencies that have not arrived yet. `Scheduler.run` is the whole plan at once.
+"""
 from __future__ import annotations
 
 import logging
@@ -51,13 +56,24 @@ class Scheduler:
 
     def run(self, plan: Plan, choices: dict[int, Choice], t0: float) -> Iterator[Event]:
         """Run every task of the plan; yields their events. `t0` is when the request began."""
-        self.records = {t.id: _record(t, choices.get(t.id)) for t in plan.tasks}
-        run = _Run(self, plan, choices, t0)
-        pool = ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="jarvis-task")
+        run = self.begin(t0)
         try:
-            yield from run.loop(pool)
+            for task in plan.tasks:
+                run.add(task, choices.get(task.id))
+            run.seal()
+            while True:
+                yield from run.step()
+                if run.finished:
+                    break
+                run.wait(0.05)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            run.close()
+
+    def begin(self, t0: float, wake: Callable[[], None] | None = None) -> DagRun:
+        """A run that takes its tasks as they come. `wake` is called from worker threads whenever
+        there is news for `step` (a task ended, started or reported progress)."""
+        self.records = {}
+        return DagRun(self, t0, wake or (lambda: None))
 
     def groups(self, ready: list[Task], choices: dict[int, Choice]) -> list[list[Task]]:
         """Ready tasks of one type on one model go together when the runner can batch them locally."""
@@ -76,44 +92,82 @@ def _record(task: Task, choice: Choice | None) -> TaskRecord:
                       model=choice.model if choice else None, reason=choice.reason if choice else None)
 
 
-class _Run:
-    """The state of one plan's run: what is done, failed, pending and running."""
+class DagRun:
+    """The state of one plan's run: what is done, failed, pending and running. Driven by `step`
+    (never blocks) from one thread; its tasks run in a pool."""
 
-    def __init__(self, scheduler: Scheduler, plan: Plan, choices: dict[int, Choice], t0: float):
+    def __init__(self, scheduler: Scheduler, t0: float, wake: Callable[[], None]):
         self.s = scheduler
         self.records = scheduler.records
-        self.choices = choices
+        self.choices: dict[int, Choice] = {}
         self.t0 = t0
-        self.tasks = {t.id: t for t in plan.tasks}
+        self.wake = wake
+        self.tasks: dict[int, Task] = {}
         self.results: dict[int, TaskOutputs] = {}
         self.failed: dict[int, str] = {}
         self.events: queue.Queue[Event] = queue.Queue()
         self.running: dict[Future[list[tuple[int, Outcome]]], tuple[list[int], float]] = {}
-        self.pending = list(self.tasks)
+        self.pending: list[int] = []
+        self.sealed = False
         self.stops: dict[int, threading.Event] = {}   # each task's RunContext.cancel, set when it must stop
+        self.pool = ThreadPoolExecutor(max_workers=scheduler.max_parallel, thread_name_prefix="jarvis-task")
 
     def now(self) -> float:
         return round(time.perf_counter() - self.t0, 3)
 
-    # -- the loop (the caller's thread) ---------------------------------------------------
-    def loop(self, pool: ThreadPoolExecutor) -> Iterator[Event]:
-        while self.pending or self.running:
-            ready = yield from self._ready()
-            for group in self.s.groups(ready, self.choices):
-                self.running[pool.submit(self._work, group)] = ([t.id for t in group], time.perf_counter())
-            if not self.running:
-                continue
-            done, _ = wait(list(self.running), timeout=0.05, return_when=FIRST_COMPLETED)
-            yield from self._drain()
-            for fut in done:
-                self.running.pop(fut)
-                for tid, outcome in fut.result():
-                    yield self._settle(tid, outcome)
-            yield from self._timeouts()
-            if self.s.cancel.is_set():   # the user stopped the run: running tasks stop at their next step
-                for stop in list(self.stops.values()):
-                    stop.set()
+    # -- the caller's side -----------------------------------------------------------------
+    def add(self, task: Task, choice: Choice | None) -> None:
+        """One more task to run once its dependencies are done (those may arrive later)."""
+        if task.id in self.tasks:
+            raise ValueError(f"task {task.id} was added twice")
+        self.tasks[task.id] = task
+        if choice is not None:
+            self.choices[task.id] = choice
+        self.records[task.id] = _record(task, choice)
+        self.pending.append(task.id)
+
+    def seal(self) -> None:
+        """No more tasks will come: a dependency that has not arrived never will."""
+        self.sealed = True
+
+    @property
+    def finished(self) -> bool:
+        return self.sealed and not self.pending and not self.running
+
+    def step(self) -> Iterator[Event]:
+        """Settle what ended, enforce time limits and the user's stop, start what is ready; yields
+        the events of all that. Returns at once."""
         yield from self._drain()
+        for fut in [f for f in self.running if f.done()]:
+            self.running.pop(fut)
+            for tid, outcome in fut.result():
+                yield self._settle(tid, outcome)
+        yield from self._timeouts()
+        if self.s.cancel.is_set():   # the user stopped the run: running tasks stop at their next step
+            for stop in list(self.stops.values()):
+                stop.set()
+        ready = yield from self._ready()
+        for group in self.s.groups(ready, self.choices):
+            fut = self.pool.submit(self._work, group)
+            self.running[fut] = ([t.id for t in group], time.perf_counter())
+            fut.add_done_callback(lambda _fut: self.wake())
+        if self.sealed and self.pending and not self.running:   # waiting on tasks that will never run
+            for tid in list(self.pending):
+                self.pending.remove(tid)
+                missing = [d for d in self.tasks[tid].dep if d not in self.results]
+                yield self._fail(tid, f"it waits for task(s) {missing}, which did not run")
+        yield from self._drain()
+
+    def wait(self, timeout: float) -> None:
+        """Block until a running task ends (at most `timeout` seconds)."""
+        if self.running:
+            wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+
+    def close(self) -> None:
+        """Stop: tasks not started never start; running ones are told to stop."""
+        for stop in list(self.stops.values()):
+            stop.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _ready(self) -> Generator[Event, None, list[Task]]:
         """Skip what can no longer run, fail what cannot run; returns the tasks ready to start."""
@@ -146,6 +200,10 @@ class _Run:
     def _drain(self) -> Iterator[Event]:
         while not self.events.empty():
             yield self.events.get()
+
+    def _post(self, event: Event) -> None:
+        self.events.put(event)
+        self.wake()
 
     def _timeouts(self) -> Iterator[Event]:
         """A task past its deadline is failed; its thread's late result is ignored."""
@@ -200,7 +258,7 @@ class _Run:
                           progress=self._progress(tid), cancel=stop)
 
     def _progress(self, tid: int) -> Callable[[str], None]:
-        return lambda message: self.events.put(TaskProgress(tid, message))
+        return lambda message: self._post(TaskProgress(tid, message))
 
     def _start(self, task: Task) -> tuple[str, TaskInputs]:
         choice = self.choices.get(task.id)
@@ -208,7 +266,7 @@ class _Run:
         rec.status, rec.started = "running", self.now()
         model = choice.model if choice else "builtin"
         inputs = resolve_inputs(task, self.results, self.s.store, self.s.check)
-        self.events.put(TaskStarted(task.id, task.task, model, self.s.dispatcher.mode, rec.started))
+        self._post(TaskStarted(task.id, task.task, model, self.s.dispatcher.mode, rec.started))
         return model, inputs
 
     def _work(self, group: list[Task]) -> list[tuple[int, Outcome]]:

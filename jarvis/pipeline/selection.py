@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jarvis.catalog.entries import ModelInfo
 from jarvis.errors import LLMError
 from jarvis.llm import prompts
-from jarvis.llm.client import LLM, Usage
+from jarvis.llm.backend import LLMBackend, Usage
 from jarvis.pipeline.lenient_json import extract_json
 from jarvis.pipeline.plan import Plan, Task
 
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 Describe = Callable[[Sequence[ModelInfo]], str]   # candidates as the selection prompt lists them
+Watch = Callable[[Iterator[str]], Iterator[str]]   # sees the answer's deltas go by (progress)
 
 
 @dataclass
@@ -87,18 +88,26 @@ def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
     return out
 
 
-def select_models(plan: Plan, request: str, candidates: Mapping[int, Sequence[ModelInfo]], llm: LLM | None,
-                  usage: Usage, describe: Describe = list_ids) -> dict[int, Choice]:
-    """Choose a model per task. `candidates` maps task id -> ranked candidates (objects with .id)."""
+def only_choice(task: Task, candidates: Sequence[ModelInfo]) -> Choice | None:
+    """The choice when there is nothing to choose: the single candidate (None: zero, or several)."""
+    if len(candidates) != 1:
+        return None
+    return Choice(task.id, candidates[0].id, "the only candidate for this task", [candidates[0].id])
+
+
+def select_models(plan: Plan, request: str, candidates: Mapping[int, Sequence[ModelInfo]], llm: LLMBackend | None,
+                  usage: Usage, describe: Describe = list_ids, watch: Watch = iter) -> dict[int, Choice]:
+    """Choose a model per task. `candidates` maps task id -> ranked candidates (objects with .id); a
+    task without any is left out. The LLM's answer streams through `watch` (the progress meter)."""
     choices: dict[int, Choice] = {}
     needs_llm = []
     for task in plan.tasks:
         cands = candidates.get(task.id) or []
         if task.error or not cands:
             continue
-        ids = [c.id for c in cands]
-        if len(cands) == 1:
-            choices[task.id] = Choice(task.id, ids[0], "the only candidate for this task", ids)
+        only = only_choice(task, cands)
+        if only is not None:
+            choices[task.id] = only
         else:
             needs_llm.append(task)
     if not needs_llm:
@@ -109,7 +118,8 @@ def select_models(plan: Plan, request: str, candidates: Mapping[int, Sequence[Mo
         body = "\n".join(_describe(t, candidates[t.id], describe) for t in needs_llm)
         prompt = prompts.render("select", request=request[:1500], tasks=body)
         try:
-            text = llm.complete([{"role": "user", "content": prompt}], usage, max_tokens=120 * len(needs_llm) + 60)
+            deltas = llm.stream([{"role": "user", "content": prompt}], usage, max_tokens=120 * len(needs_llm) + 60)
+            text = "".join(watch(deltas))
             answer = _parse_choices(text)
             if not answer:
                 failure = "the model-selection answer was not readable"

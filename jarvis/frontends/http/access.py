@@ -54,6 +54,11 @@ def _cookie(headers: Headers, name: str) -> str:
     return ""
 
 
+def under(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether a path is one of these prefixes or below one (whole segments: "/v1x" is not under "/v1")."""
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
 def _safe_next(target: str) -> str:
     """A local path to go back to after signing in (never another site)."""
     if not target.startswith("/") or target.startswith("//") or "\\" in target or any(c < " " for c in target):
@@ -77,7 +82,7 @@ class AccessGate:
         owner = caller_owner(headers, self.tokens)
         if owner is not None:
             scope.setdefault("state", {})[OWNER_STATE] = owner
-        if owner is not None or path.startswith(self.open_prefixes):
+        if owner is not None or under(path, self.open_prefixes):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -19,13 +19,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jarvis.config import Config
 from jarvis.errors import ApiError, JarvisError
-from jarvis.frontends.http.access import LOGIN_PATH, caller_owner
-from jarvis.frontends.http.auth import access_tokens, is_loopback, match_token
+from jarvis.frontends.http.access import LOGIN_PATH, caller_owner, under
+from jarvis.frontends.http.auth import match_token
 from jarvis.frontends.http.files import FileRegistry
 from jarvis.frontends.http.hugginggpt_routes import router as hugginggpt_router
 from jarvis.frontends.http.openai_routes import router as openai_router
 from jarvis.frontends.http.runs import Api
-from jarvis.frontends.http.serving import API_PREFIXES, run, server_controller
+from jarvis.frontends.http.serving import API_PREFIXES, exposure_warnings, run, server_controller
 from jarvis.pipeline.controller import Controller
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class _OnlyApiPaths:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith(API_PREFIXES):
+        if scope["type"] == "http" and under(path, API_PREFIXES):
             await self.wrapped(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -155,9 +155,8 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> i
             log.exception("the API server could not start")
         print(f"error: cannot start the API server: {exc}", flush=True)
         return 2
-    if not access_tokens(config) and not is_loopback(host) and host != "localhost":
-        print(f"warning: serving on {host} without server.access_token: anyone who can reach this port "
-              "can spend the server's keys", flush=True)
+    for note in exposure_warnings(config, host):
+        print(note, flush=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"Jarvis API on http://{shown}:{port} (OpenAI-compatible base URL: http://{shown}:{port}/v1)",
           flush=True)

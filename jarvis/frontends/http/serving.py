@@ -10,6 +10,7 @@ server's settings. docs/security.md explains each setting and what a deployment 
 from __future__ import annotations
 
 import os
+import socket
 
 import uvicorn
 from starlette.datastructures import Headers
@@ -18,10 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jarvis.config import Config
 from jarvis.execution.local import LocalExecutor
 from jarvis.execution.local_slots import SlotLimitedExecutor
-from jarvis.frontends.http.access import AccessGate
+from jarvis.frontends.http.access import AccessGate, under
 from jarvis.frontends.http.auth import access_tokens
 from jarvis.frontends.http.hosts import HostGuard, HostPolicy
 from jarvis.frontends.http.transport import ConnectionLimits, protocol_for
+from jarvis.outbound import binds_beyond_loopback
 from jarvis.pipeline.controller import Controller
 
 API_PREFIXES = ("/v1", "/hugginggpt", "/tasks", "/results", "/files")
@@ -59,6 +61,21 @@ def uvicorn_config(app: ASGIApp, config: Config, host: str, port: int) -> uvicor
                           log_level="warning")
 
 
+def exposure_warnings(config: Config, host: str) -> list[str]:
+    """What an operator should hear before serving on `host`: reachable from other machines without
+    an access token, or under host names this server will refuse."""
+    if not binds_beyond_loopback(host):
+        return []
+    notes = []
+    if not access_tokens(config) and not os.environ.get("SPACE_ID"):
+        notes.append(f"warning: serving on {host} without server.access_token (JARVIS_ACCESS_TOKEN): anyone who "
+                     "can reach this port can use the web app and the API, and spend the server's keys")
+    if not config.server.allowed_hosts and not os.environ.get("SPACE_HOST"):
+        notes.append(f"note: requests are answered for IP addresses, localhost and {socket.gethostname()}; other "
+                     "host names (a DNS name of this server) must be listed in server.allowed_hosts")
+    return notes
+
+
 def run(app: ASGIApp, config: Config, host: str, port: int) -> None:
     """Serve until Ctrl-C or a signal."""
     uvicorn.Server(uvicorn_config(guarded(app, config, host), config, host, port)).run()
@@ -73,7 +90,7 @@ class BodyLimit:
         self.app, self.max_bytes, self.max_mb = app, max_bytes, max_mb
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path", "").startswith(API_PREFIXES):
+        if scope["type"] != "http" or under(scope.get("path", ""), API_PREFIXES):
             await self.app(scope, receive, send)
             return
         length = Headers(scope=scope).get("content-length", "")

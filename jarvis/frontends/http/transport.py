@@ -54,7 +54,7 @@ class LimitedH11Protocol(H11Protocol):
         mine = limits.per_address.get(self._address, 0)
         if len(self.connections) > limits.max_connections or (
                 mine >= limits.max_per_address and not limits.exempt(self._address)):
-            log.warning("refused a connection from %s: %s", self._address,
+            log.info("refused a connection from %s: %s", self._address,
                         "too many from this address" if mine >= limits.max_per_address else "too many in all")
             transport.write(BUSY)
             transport.close()

@@ -25,7 +25,7 @@ from jarvis.events import AnswerDelta
 from jarvis.frontends.http.access import OWNER_STATE
 from jarvis.frontends.http.app import create_app
 from jarvis.frontends.http.fair_share import FairShare, caller_key
-from jarvis.frontends.http.serving import run, server_controller
+from jarvis.frontends.http.serving import exposure_warnings, run, server_controller
 from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
 from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, shown_paths
 from jarvis.frontends.web.render import TurnRenderer, user_messages
@@ -270,6 +270,8 @@ def launch(config: Config) -> int:
             log.exception("the web app could not start")
         print(f"error: cannot start the web app: {exc}", flush=True)
         return 2
+    for note in exposure_warnings(config, host):
+        print(note, flush=True)
     shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     print(f"Jarvis web app on {shown} (and the HTTP API on the same port)", flush=True)
     try:
