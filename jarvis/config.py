@@ -20,10 +20,12 @@ HF_ROUTER_URL = "https://router.huggingface.co/v1"
 HF_ROUTER_MODEL = "Qwen/Qwen2.5-72B-Instruct"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 MODES = ("local", "remote", "hybrid")
+LLM_BACKENDS = ("auto", "openai", "local")
 
 
 @dataclass
 class LLMConfig:
+    backend: str = "auto"            # auto | openai | local (the embedded LLM); jarvis.llm.backend.backend_for
     model: str = ""
     base_url: str = ""
     api_type: str = "openai"
@@ -228,6 +230,8 @@ def _validate(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: {key}: {what}")
     if cfg.inference.mode not in MODES:
         bad("inference.mode", f"must be one of {', '.join(MODES)}, got {cfg.inference.mode!r}")
+    if cfg.llm.backend not in LLM_BACKENDS:
+        bad("llm.backend", f"must be one of {', '.join(LLM_BACKENDS)}, got {cfg.llm.backend!r}")
     if cfg.llm.api_type not in ("openai", "azure"):
         bad("llm.api_type", f"must be openai or azure, got {cfg.llm.api_type!r}")
     if cfg.local.device not in ("auto", "cpu", "cuda", "mps"):
@@ -281,6 +285,7 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     overrides = {
         "OPENAI_BASE_URL": ("llm", "base_url"),
         "JARVIS_LLM_MODEL": ("llm", "model"),
+        "JARVIS_LLM_BACKEND": ("llm", "backend"),
         "JARVIS_INFERENCE_MODE": ("inference", "mode"),
         "JARVIS_CATALOG": ("catalog", "path"),
         "JARVIS_REMOTE_BASE_URL": ("remote", "base_url"),

@@ -51,7 +51,8 @@ def test_single_task(controller, tmp_path):
     kinds = server.kinds()
     assert kinds.count("plan") == 1 and kinds.count("answer") == 1 and kinds.count("select") <= 1
     assert result.usage.llm_calls == len(kinds)
-    assert any(isinstance(e, ModelChosen) for e in events) and isinstance(events[0], PlanReady)
+    assert any(isinstance(e, ModelChosen) for e in events)   # chosen by the selector: after the whole plan
+    assert [type(e) for e in events if isinstance(e, (PlanReady, ModelChosen))][0] is PlanReady
 
 
 def test_text_chain_and_dag_order(controller, tmp_path):

@@ -160,7 +160,7 @@ def test_one_visitor_gets_a_fair_share_of_the_runs():
         stalled = submit(site.client("tok-a"), "hi", key="sk-own", base_url=stall.url, mode="remote")
         time.sleep(1.0)
         second = submit(site.client("tok-a"), "hi", mode="remote").result(timeout=30)[0]
-        assert any("already have 1 requests running" in t for t in texts(second))
+        assert any("already have 1 request running" in t for t in texts(second))
         assert "hello" in texts(submit(site.client("tok-b"), "hi", mode="remote").result(timeout=30)[0])
         stall.__exit__()
         stalled.result(timeout=60)

@@ -48,8 +48,10 @@ def executor(hub_cache) -> LocalExecutor:
     import importlib
 
     from tests.tiny import BUILDERS, build_all
-    importlib.import_module("tests.tiny.text")  # only the text builders: the other modalities are not needed
-    build_all(hub_cache, only={rid for rid, fn in BUILDERS.items() if fn.__module__ == "tests.tiny.text"})
+    text_modules = ("tests.tiny.text", "tests.tiny.llm")   # only the text builders (the chat model's among them)
+    for name in text_modules:
+        importlib.import_module(name)
+    build_all(hub_cache, only={rid for rid, fn in BUILDERS.items() if fn.__module__ in text_modules})
     return LocalExecutor(device="cpu", memory_budget_gb=1.0, options=RunOptions(max_new_tokens=8))
 
 

@@ -1,6 +1,7 @@
 """Command line: `python -m jarvis run "REQUEST" [--file PATH]... [--json]`, `chat`, `catalog refresh`,
-`catalog verify`, `serve`. Progress goes to stderr; the answer (or --json's single object, RunResult.to_dict()) to
-stdout. The server stacks (gradio for `ui`; fastapi and uvicorn for `serve`) load only for those commands."""
+`catalog verify`, `serve`. Progress goes to stderr (the LLM's too, while it writes); the answer (or
+--json's single object, RunResult.to_dict()) to stdout. The server stacks (gradio for `ui`; fastapi
+and uvicorn for `serve`) load only for those commands."""
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,18 @@ from jarvis.events import (
     Done,
     Event,
     Failed,
+    LLMProgress,
     ModelChosen,
     PlanReady,
     TaskFailed,
     TaskFinished,
+    TaskPlanned,
     TaskProgress,
     TaskSkipped,
     TaskStarted,
 )
 from jarvis.pipeline.controller import Controller
+from jarvis.pipeline.plan import Task
 from jarvis.pipeline.records import RunResult
 from jarvis.session import Session
 
@@ -62,31 +66,75 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress(event: Event, out: TextIO) -> None:
-    """One line on stderr per step, so a person can follow the run."""
-    if isinstance(event, PlanReady):
-        if not event.tasks:
-            print("plan: no tasks (plain conversation)", file=out)
-        for t in event.tasks:
-            print(f"plan: task {t.id} {t.task} dep={t.dep or [-1]} args={json.dumps(t.args_json(), ensure_ascii=False)}"
-                  + (f"  !! {t.error}" if t.error else ""), file=out)
-        for r in event.repairs:
-            print(f"plan: repaired: {r}", file=out)
-    elif isinstance(event, ModelChosen):
-        print(f"model: task {event.task_id} -> {event.model} ({event.reason})", file=out)
-    elif isinstance(event, TaskStarted):
-        print(f"run: task {event.task_id} {event.task} started on {event.executor} ({event.model})", file=out)
-    elif isinstance(event, TaskProgress):
-        print(f"run: task {event.task_id}: {event.message}", file=out)
-    elif isinstance(event, TaskFinished):
-        rec = event.record
-        outs = ", ".join(f"{k}={v[:80] if k == 'text' else v}" for k, v in rec.outputs.items())
-        print(f"done: task {rec.id} in {rec.seconds or 0.0:.2f}s: {outs}", file=out)
-    elif isinstance(event, TaskFailed):
-        print(f"failed: task {event.record.id} {event.record.task}: {event.record.error}", file=out)
-    elif isinstance(event, TaskSkipped):
-        print(f"skipped: task {event.record.id} {event.record.task}: {event.record.error}", file=out)
-    out.flush()
+STAGES = {"plan": "writing the plan", "select": "choosing the models", "answer": "writing the answer"}
+LOG_EVERY = 5.0    # seconds between two LLM progress lines when stderr is not a terminal
+
+
+class Progress:
+    """One line on stderr per step, so a person can follow the run. While the LLM writes, its
+    progress is one status line rewritten in place on a terminal, else a line every LOG_EVERY s."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.tty = out.isatty()
+        self.planned: dict[int, str] = {}   # the plan line shown for each task so far
+        self.logged: dict[str, float] = {}  # per LLM stage: the seconds of its last progress line
+        self.status = False                 # a status line is on the terminal
+        self.quiet = False                  # the answer streams to the same terminal: no status line
+
+    def clear(self) -> None:
+        if self.status:
+            self.out.write("\r\033[K")
+            self.status = False
+
+    def line(self, text: str) -> None:
+        self.clear()
+        print(text, file=self.out)
+
+    def _task(self, t: Task) -> None:
+        text = (f"plan: task {t.id} {t.task} dep={t.dep or [-1]} args={json.dumps(t.args_json(), ensure_ascii=False)}"
+                + (f"  !! {t.error}" if t.error else ""))
+        if self.planned.get(t.id) != text:
+            self.planned[t.id] = text
+            self.line(text)
+
+    def _llm(self, event: LLMProgress) -> None:
+        text = f"llm: {STAGES.get(event.stage, event.stage)}: {event.tokens} tokens, {event.seconds:.0f} s"
+        if self.tty:
+            if not self.quiet:
+                self.out.write("\r\033[K" + text)
+                self.status = True
+        elif event.seconds - self.logged.get(event.stage, -LOG_EVERY) >= LOG_EVERY:
+            self.logged[event.stage] = event.seconds
+            self.line(text)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, LLMProgress):
+            self._llm(event)
+        elif isinstance(event, TaskPlanned):
+            self._task(event.task)
+        elif isinstance(event, PlanReady):
+            if not event.tasks:
+                self.line("plan: no tasks (plain conversation)")
+            for t in event.tasks:
+                self._task(t)
+            for r in event.repairs:
+                self.line(f"plan: repaired: {r}")
+        elif isinstance(event, ModelChosen):
+            self.line(f"model: task {event.task_id} -> {event.model} ({event.reason})")
+        elif isinstance(event, TaskStarted):
+            self.line(f"run: task {event.task_id} {event.task} started on {event.executor} ({event.model})")
+        elif isinstance(event, TaskProgress):
+            self.line(f"run: task {event.task_id}: {event.message}")
+        elif isinstance(event, TaskFinished):
+            rec = event.record
+            outs = ", ".join(f"{k}={v[:80] if k == 'text' else v}" for k, v in rec.outputs.items())
+            self.line(f"done: task {rec.id} in {rec.seconds or 0.0:.2f}s: {outs}")
+        elif isinstance(event, TaskFailed):
+            self.line(f"failed: task {event.record.id} {event.record.task}: {event.record.error}")
+        elif isinstance(event, TaskSkipped):
+            self.line(f"skipped: task {event.record.id} {event.record.task}: {event.record.error}")
+        self.out.flush()
 
 
 def _answer(controller: Controller, session: Session, request: str, files: Sequence[str | Path], *,
@@ -94,22 +142,29 @@ def _answer(controller: Controller, session: Session, request: str, files: Seque
     """Run one request: the answer streamed to stdout (or the --json record); 0 when answered."""
     result: RunResult | None = None
     streamed = False
-    for event in controller.run(session, request, files):
-        if isinstance(event, Failed):
-            if streamed:
-                print(file=sys.stdout)
-            print(f"error: {event.message}", file=sys.stderr)
-            return 1
-        if isinstance(event, AnswerDelta):
-            if not as_json:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-                streamed = True
-            continue
-        if isinstance(event, Done):
-            result = event.result
-            continue
-        _progress(event, sys.stderr)
+    progress = Progress(sys.stderr)
+    try:
+        for event in controller.run(session, request, files):
+            if isinstance(event, Failed):
+                progress.clear()
+                if streamed:
+                    print(file=sys.stdout)
+                print(f"error: {event.message}", file=sys.stderr)
+                return 1
+            if isinstance(event, AnswerDelta):
+                if not as_json:
+                    progress.clear()
+                    progress.quiet = True
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    streamed = True
+                continue
+            if isinstance(event, Done):
+                result = event.result
+                continue
+            progress(event)
+    finally:
+        progress.clear()
     if as_json:
         print(json.dumps(result.to_dict() if result is not None else None, ensure_ascii=False, indent=2, default=str))
     elif streamed:

@@ -55,7 +55,11 @@ class OutputSchema(Protocol):
     more tokens. `checkpoint(text)` says how much of a partial answer is settled: when it grows, the
     grammar is built again from there (a plan's later tasks may refer only to earlier outputs of the
     right type, which are known once those tasks are written)."""
-    name: str
+
+    @property
+    def name(self) -> str:
+        """What the answer is ("plan", "model_choice"): response_format's name."""
+        ...
 
     def json_schema(self) -> dict[str, Any]: ...
 

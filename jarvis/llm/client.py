@@ -30,7 +30,7 @@ import httpx
 
 from jarvis.config import Config
 from jarvis.errors import AddressRefused, LLMError
-from jarvis.llm.backend import Usage
+from jarvis.llm.backend import OutputSchema, Usage
 from jarvis.llm.feed import Feed
 from jarvis.outbound import OutboundPolicy, Resolver, shown_host, system_resolver, without_userinfo
 
@@ -65,6 +65,10 @@ class _Received:
     readable: bool = False          # a chunk in the chat-completion shape came
     started: bool = False           # the first token came (text or reasoning): no retry from here on
     finished: bool = False          # a finish_reason came: the answer is whole
+
+
+class _EndedEarly(Exception):
+    """A stream that ended before its first token without finishing: a connection that dropped."""
 
 
 class _Retry(Exception):
@@ -108,7 +112,8 @@ def _split_userinfo(url: str) -> tuple[str, list[str], dict[str, str]]:
 
 
 class LLM:
-    """One configured LLM endpoint. Cheap to build: one per session (each session has its own key).
+    """One configured LLM endpoint (the OpenAI-compatible backend of jarvis.llm.backend). Cheap to
+    build: one per session (each session has its own key).
     `resolver` answers the name lookups of a caller-named endpoint (tests point names at loopback)."""
 
     def __init__(self, config: Config, *, resolver: Resolver | None = None):
@@ -138,6 +143,7 @@ class LLM:
         else:
             self.client = openai.OpenAI(base_url=self.base_url, **common)
         self.has_key = bool(key)
+        self.takes_schema = True    # response_format with a JSON schema, until the server refuses one
 
     # -- errors ---------------------------------------------------------
     def _scrub(self, text: str) -> str:
@@ -207,6 +213,8 @@ class LLM:
             return False
         if isinstance(exc, (o.APITimeoutError, httpx.TimeoutException)):
             return False
+        if isinstance(exc, _EndedEarly):
+            return True
         if isinstance(exc, (o.RateLimitError, o.InternalServerError, o.APIConnectionError)):
             return True
         if isinstance(exc, o.APIStatusError):
@@ -228,22 +236,27 @@ class LLM:
         return min(0.5 * 2 ** (tries - 1), 8.0) * (1 - 0.25 * random.random())
 
     # -- calls ----------------------------------------------------------
-    def complete(self, messages: list[dict], usage: Usage, *, max_tokens: int | None = None,
-                 temperature: float | None = None) -> str:
+    def complete(self, messages: list[dict[str, Any]], usage: Usage, *, max_tokens: int | None = None,
+                 temperature: float | None = None, schema: OutputSchema | None = None) -> str:
         """One chat completion, streamed and collected; returns the assistant's text."""
-        return "".join(self._call(messages, usage, max_tokens, self.temperature if temperature is None else temperature))
+        temperature = self.temperature if temperature is None else temperature
+        return "".join(self._call(messages, usage, max_tokens, temperature, schema))
 
-    def stream(self, messages: list[dict], usage: Usage, *, max_tokens: int | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, Any]], usage: Usage, *, max_tokens: int | None = None,
+               schema: OutputSchema | None = None) -> Iterator[str]:
         """A streamed chat completion: yields text deltas as they come. Closing the iterator early
         (a plan whose JSON is complete) closes the connection; usage counts what came."""
-        return self._call(messages, usage, max_tokens, self.temperature)
+        return self._call(messages, usage, max_tokens, self.temperature, schema)
 
-    def _call(self, messages: list[dict], usage: Usage, max_tokens: int | None,
-              temperature: float) -> Iterator[str]:
+    def _call(self, messages: list[dict[str, Any]], usage: Usage, max_tokens: int | None, temperature: float,
+              schema: OutputSchema | None) -> Iterator[str]:
         began = time.monotonic()
         got = _Received()
         request: dict[str, Any] = {"model": self.model, "messages": cast(Any, messages), "temperature": temperature,
                                    "stream": True, "stream_options": {"include_usage": True}, **_limit(max_tokens)}
+        if schema is not None and self.takes_schema:
+            request["response_format"] = {"type": "json_schema",
+                                          "json_schema": {"name": schema.name, "schema": schema.json_schema()}}
         tries = 0
         try:
             while True:
@@ -252,9 +265,18 @@ class LLM:
                     yield from self._read(feed, began, got)
                     break
                 except _Retry as retry:
+                    if "response_format" in request and _refused(retry.error):
+                        log.info("the LLM endpoint refused response_format; asking without a schema from now on")
+                        self.takes_schema = False    # this server will not take one: the lenient parser reads it
+                        del request["response_format"]
+                        continue
+                    if not self._retryable(retry.error):
+                        raise self._explain(retry.error) from None
                     tries += 1
                     wait = self._backoff(tries, retry.error)
                     if tries > self.max_retries or wait is None or time.monotonic() + wait > began + self.limits.total:
+                        if isinstance(retry.error, _EndedEarly):
+                            break      # the checks below say what came
                         raise self._explain(retry.error) from None
                     log.info("LLM call failed before its first token (%s); retry %d in %.2fs",
                              type(retry.error).__name__, tries, wait)
@@ -297,9 +319,11 @@ class LLM:
                 raise self._silent(limit) from None
             last = time.monotonic()
             if kind == "end":
+                if not got.started and not got.finished:
+                    raise _Retry(_EndedEarly())
                 return
             if kind == "error":
-                if not got.started and self._retryable(value):
+                if not got.started and (self._retryable(value) or _refused(value)):
                     raise _Retry(value)
                 if got.started and isinstance(value, httpx.TransportError):
                     raise LLMError(f"the answer from the LLM endpoint {shown_host(self.base_url)} broke off midway "
@@ -332,6 +356,15 @@ class LLM:
         if text:
             got.chunks += 1
             yield text
+
+
+def _refused(exc: BaseException) -> bool:
+    """A 400 or 422 that names the schema: a server that does not take `response_format` (its words are
+    only looked at, never repeated: a caller's endpoint may say anything)."""
+    if getattr(exc, "status_code", None) not in (400, 422):
+        return False
+    said = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+    return any(word in said for word in ("response_format", "json_schema", "schema", "guided", "grammar"))
 
 
 class _Whole:

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jarvis.config import Config, LocalConfig
@@ -125,7 +126,7 @@ class EmbeddedLLM:
         model_id = self.model_id
 
         def load() -> Any:
-            if size is None:
+            if size is None and not Path(model_id).is_dir():
                 log.warning("downloading the embedded LLM %s from the Hugging Face Hub (first use)", model_id)
             log.info("loading the embedded LLM %s on %s", model_id, device.name)
             try:
@@ -165,11 +166,10 @@ class EmbeddedLLM:
         settings.max_new_tokens, settings.max_length = new_tokens, None
         if temperature > 0:
             settings.do_sample, settings.temperature = True, temperature
-        else:
-            settings.do_sample = False
-            settings.temperature = settings.top_p = settings.top_k = None
+        else:   # greedy; the sampling fields at transformers' defaults (None would be refilled from the model's)
+            settings.do_sample, settings.temperature, settings.top_p, settings.top_k = False, 1.0, 1.0, 50
         if constrained:   # the grammar decides what repeats: a penalty would only push the model off its choice
-            settings.repetition_penalty = None
+            settings.repetition_penalty = 1.0
         if settings.pad_token_id is None:
             settings.pad_token_id = loaded.extra.get("pad_token_id")
         return settings

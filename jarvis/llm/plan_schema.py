@@ -46,8 +46,8 @@ def arg_layout(spec: TaskType) -> list[tuple[str, int]]:
 
 
 def _lit(text: str) -> str:
-    """A Lark string literal matching `text` exactly."""
-    return json.dumps(text, ensure_ascii=False)
+    """A Lark string literal matching `text` exactly (escaped as JSON: Lark refuses some raw characters)."""
+    return json.dumps(text)
 
 
 def _ref(task_id: int) -> str:

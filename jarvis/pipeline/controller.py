@@ -1,5 +1,6 @@
 """The controller: runs HuggingGPT's four stages for one request and emits a stream of events.
-The web UI, the CLI and the HTTP API only consume this stream.
+The web UI, the CLI and the HTTP API only consume this stream. The stages overlap (turn.py): a task
+starts while the plan still streams, as soon as the plan has written it and its model is settled.
 
 It owns the executors: the local one (with the process's model cache) lives as long as the
 controller, a remote one is created for each run that needs it (it carries the session's token)
@@ -10,28 +11,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from jarvis.catalog.entries import Catalog, ModelInfo, describe
+from jarvis.catalog.entries import Catalog, describe
 from jarvis.config import Config
-from jarvis.errors import LLMError, PlanError, ResourceError
-from jarvis.events import AnswerDelta, Done, Event, Failed, ModelChosen, PlanReady
+from jarvis.errors import ResourceError
+from jarvis.events import Done, Event, Failed, ModelChosen, PlanReady
 from jarvis.execution.availability import Availability
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.execution.executor import Executor
 from jarvis.execution.local import LocalExecutor
 from jarvis.execution.remote import RemoteExecutor
 from jarvis.files.content_checks import check_media
+from jarvis.files.media_types import media_type
 from jarvis.llm import prompts
-from jarvis.llm.client import LLM, Usage
+from jarvis.llm.backend import LLMBackend, Usage, backend_for
+from jarvis.llm.client import LLM
+from jarvis.llm.embedded import EmbeddedLLM, model_home
+from jarvis.llm.plan_schema import runnable_task_types
 from jarvis.pipeline.inputs import MediaCheck
-from jarvis.pipeline.plan import Plan, parse_plan
-from jarvis.pipeline.records import LLMUsage, RunResult, StageTimings, TaskRecord
-from jarvis.pipeline.respond import Message, answer_messages, chat_messages, fallback_answer, without_reasoning
-from jarvis.pipeline.scheduler import Scheduler
-from jarvis.pipeline.selection import Choice, select_models
-from jarvis.runners.registry import TASK_TYPES
+from jarvis.pipeline.plan import plan_from_items
+from jarvis.pipeline.records import LLMUsage, RunResult, StageTimings
+from jarvis.pipeline.respond import Message
+from jarvis.pipeline.scheduler import Scheduler, needs_model
+from jarvis.pipeline.selection import Choice
+from jarvis.pipeline.turn import Needs, Turn
 from jarvis.session import Session
 
 log = logging.getLogger(__name__)
@@ -40,9 +45,7 @@ log = logging.getLogger(__name__)
 def task_list_for_prompt(mode: str) -> str:
     """The task types the planner may use in this mode, one line each: name: inputs -> outputs."""
     lines = []
-    for t in TASK_TYPES.values():
-        if (mode == "local" and not t.local) or (mode == "remote" and not t.remote):
-            continue
+    for t in runnable_task_types(mode):
         ins = ",".join(t.inputs)
         lines.append(f"{t.name}: {ins} -> {','.join(t.outputs)}")
     return "\n".join(lines)
@@ -54,14 +57,17 @@ def _elapsed(since: float) -> float:
 
 class Controller:
     """Shared by every session: the catalog, the local executor and the provider-availability
-    caches; nothing per user. `llm` builds a run's LLM client from the session's config."""
+    caches; nothing per user. `llm` builds a run's LLM backend from the session's config; by default
+    the OpenAI-compatible client, or the embedded LLM (backend_for), whose weights live in the local
+    executor's model cache."""
 
     def __init__(self, config: Config, catalog: Catalog | None = None, local: Executor | None = None,
-                 llm: Callable[[Config], LLM] = LLM):
+                 llm: Callable[[Config], LLMBackend] | None = None):
         self.config = config
         self.catalog = catalog or Catalog.load(config.catalog.path or None)
         self.local: Executor = local or LocalExecutor.from_config(config.local)
-        self._llm = llm
+        self._llm = llm or self._backend
+        self._llm_home = model_home(self.local, config.local)
         self._availability: dict[str, Availability] = {}
         self._availability_lock = threading.Lock()
 
@@ -74,6 +80,9 @@ class Controller:
             availability.close()
 
     # -- pieces -----------------------------------------------------------
+    def _backend(self, cfg: Config) -> LLMBackend:
+        return EmbeddedLLM(cfg, self._llm_home) if backend_for(cfg) == "local" else LLM(cfg)
+
     def _shared_availability(self, cfg: Config) -> Availability:
         """One provider-availability cache per remote setup, shared by all sessions. Look-ups read
         public model metadata, so they carry no user's token."""
@@ -83,69 +92,35 @@ class Controller:
                 self._availability[key] = Availability(cfg.remote)
             return self._availability[key]
 
-    def _candidates(self, plan: Plan, cfg: Config) -> dict[int, list[ModelInfo]]:
-        return {task.id: self.catalog.candidates(task.task, k=cfg.inference.top_k, mode=cfg.inference.mode)
-                for task in plan.tasks if not task.error}
-
-    def _plan(self, llm: LLM, session: Session, request: str, usage: Usage) -> Plan:
-        cfg = session.config
-        files = [f"{r.name} ({r.type})" for r in session.store.list()]
-        system = prompts.render("plan", task_list=task_list_for_prompt(cfg.inference.mode),
-                                files=", ".join(files) or "none")
-        messages = [{"role": "system", "content": system}, *session.recent_history(),
-                    {"role": "user", "content": request}]
-        text = llm.complete(messages, usage, max_tokens=1500)
-        return parse_plan(text, max_tasks=cfg.inference.max_tasks, files=[r.name for r in session.store.list()])
-
-    def _execute(self, session: Session, plan: Plan, choices: dict[int, Choice], t0: float,
-                 records: list[TaskRecord]) -> Iterator[Event]:
-        """Stage 3 with this run's executors: a remote one when the mode needs it, closed at the end.
-        Fills `records` in plan order."""
-        cfg = session.config
+    def _dispatcher(self, cfg: Config, remotes: list[Executor]) -> Dispatcher:
+        """This run's dispatcher: with a remote executor when the mode needs one (added to `remotes`,
+        which the run closes at its end)."""
         mode = cfg.inference.mode
         remote: RemoteExecutor | None = None
         availability: Availability | None = None
-        try:
-            if mode in ("remote", "hybrid"):
-                availability = self._shared_availability(cfg)
-                remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token, availability=availability)
-            dispatcher = Dispatcher(mode, self.local, remote, availability)
-        except Exception as exc:
-            log.exception("could not set up %s execution", mode)
-            yield Failed(f"could not set up {mode} execution: {exc}")
-            return
-        try:
-            scheduler = Scheduler(dispatcher, session.store, max_parallel=cfg.inference.max_parallel,
-                                  task_timeout=cfg.inference.task_timeout, cancel=session.cancel,
-                                  check=_media_check(cfg))
-            yield from scheduler.run(plan, choices, t0)
-            records.extend(scheduler.records[t.id] for t in plan.tasks)
-        finally:
-            if remote is not None:
-                remote.close()
+        if mode in ("remote", "hybrid"):
+            availability = self._shared_availability(cfg)
+            remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token, availability=availability)
+            remotes.append(remote)
+        return Dispatcher(mode, self.local, remote, availability)
 
-    def _respond(self, llm: LLM, session: Session, messages: list[Message], records: list[TaskRecord],
-                 usage: Usage, answer: list[str]) -> Iterator[Event]:
-        """Stage 4: the answer streamed into `answer`; without the LLM, the results themselves."""
+    def _needs(self, session: Session, remotes: list[Executor]) -> Needs:
         cfg = session.config
-        if session.cancel.is_set():
-            text = fallback_answer(records, "stopped by the user") if records else "Stopped."
-            answer.append(text)
-            yield AnswerDelta(text)
-            return
-        try:
-            for delta in without_reasoning(llm.stream(messages, usage, max_tokens=cfg.llm.max_answer_tokens)):
-                answer.append(delta)
-                yield AnswerDelta(delta)
-                if session.cancel.is_set():
-                    break
-        except LLMError as exc:
-            if not records:
-                yield Failed(str(exc))
-                return
-            extra = fallback_answer(records, str(exc))
-            answer.append(("\n\n" if answer else "") + extra)
-            yield AnswerDelta(extra)
+
+        def scheduler() -> Scheduler:
+            return Scheduler(self._dispatcher(cfg, remotes), session.store, max_parallel=cfg.inference.max_parallel,
+                             task_timeout=cfg.inference.task_timeout, cancel=session.cancel, check=_media_check(cfg))
+
+        return Needs(candidates=lambda task: self.catalog.candidates(task, k=cfg.inference.top_k,
+                                                                     mode=cfg.inference.mode),
+                     describe=describe, scheduler=scheduler)
+
+    @staticmethod
+    def _plan_messages(session: Session, request: str) -> list[Message]:
+        files = [f"{r.name} ({r.type})" for r in session.store.list()]
+        system = prompts.render("plan", task_list=task_list_for_prompt(session.config.inference.mode),
+                                files=", ".join(files) or "none")
+        return [{"role": "system", "content": system}, *session.recent_history(), {"role": "user", "content": request}]
 
     # -- the four stages ----------------------------------------------------
     def run(self, session: Session, request: str, files: Iterable[str | Path] = ()) -> Generator[Event, None, None]:
@@ -161,7 +136,6 @@ class Controller:
     def _run(self, session: Session, request: str, files: Iterable[str | Path]) -> Iterator[Event]:
         cfg = session.config
         t0 = time.perf_counter()
-        timings = StageTimings()
         usage = Usage()
         session.cancel.clear()
         session.touch()
@@ -185,51 +159,79 @@ class Controller:
             log.exception("could not set up the LLM client")
             yield Failed(f"could not set up the LLM client: {exc}")
             return
-        # 1. plan
+        remotes: list[Executor] = []
+        turn = Turn(session, llm, usage, self._needs(session, remotes), request_for_llm,
+                    self._plan_messages(session, request_for_llm), t0)
+        events = turn.events()
         try:
-            plan = self._plan(llm, session, request_for_llm, usage)
-        except LLMError as exc:
-            yield Failed(str(exc))
-            return
-        except PlanError as exc:
-            plan = Plan(repairs=[f"the plan could not be read ({exc}); answered directly"])
-        timings.plan = _elapsed(t0)
-        yield PlanReady(list(plan.tasks), plan.repairs, timings.plan)
-        records: list[TaskRecord] = []
-        if plan.tasks:
-            # 2. select
-            t1 = time.perf_counter()
-            choices = select_models(plan, request_for_llm, self._candidates(plan, cfg), llm, usage, describe=describe)
-            task_type = {t.id: t.task for t in plan.tasks}
-            for tid, choice in sorted(choices.items()):
-                yield ModelChosen(tid, task_type[tid], choice.model, choice.reason, choice.candidates)
-            timings.select = _elapsed(t1)
-            # 3. execute
-            t2 = time.perf_counter()
-            for event in self._execute(session, plan, choices, t0, records):
+            for event in events:
                 yield event
                 if isinstance(event, Failed):
                     return
-            timings.execute = _elapsed(t2)
-            messages = answer_messages(request_for_llm, records, session.recent_history())
-        else:
-            messages = chat_messages(request_for_llm, session.recent_history())
-        # 4. respond
-        t3 = time.perf_counter()
-        answer: list[str] = []
-        for event in self._respond(llm, session, messages, records, usage, answer):
-            yield event
-            if isinstance(event, Failed):
-                return
-        timings.respond = _elapsed(t3)
+        finally:
+            events.close()      # the turn's calls and tasks stop, even when our consumer left early
+            for remote in remotes:
+                remote.close()
+        assert turn.plan is not None
+        timings = turn.timings
         timings.total = _elapsed(t0)
-        text = "".join(answer)
+        text = "".join(turn.answer)
+        records = turn.records
         session.remember(request, attached, text, [path.name for r in records for _, path in r.files()])
         session.touch()
-        yield Done(RunResult(request=request, files=attached, tasks=records, plan_repairs=plan.repairs, answer=text,
-                             usage=LLMUsage(usage.llm_calls, usage.prompt_tokens, usage.completion_tokens),
+        yield Done(RunResult(request=request, files=attached, tasks=records, plan_repairs=turn.plan.repairs,
+                             answer=text, usage=LLMUsage(usage.llm_calls, usage.prompt_tokens, usage.completion_tokens),
                              timings=timings))
 
+
+    # -- one task, for hosts that plan themselves -------------------------------------
+    def run_task(self, session: Session, task: str, model: str, texts: Sequence[str] = (),
+                 files: Iterable[str | Path] = ()) -> Generator[Event, None, None]:
+        """Stage 3 alone (MCP's run_task): one task on a model the caller chose among the catalog's
+        candidates for it in this mode, its text inputs in the registry's order and its media from
+        the attached files. Yields PlanReady, ModelChosen, the task's events, then Done (the task's
+        text output, or its error, as the answer) or Failed when it cannot start."""
+        cfg = session.config
+        t0 = time.perf_counter()
+        session.cancel.clear()
+        session.touch()
+        try:
+            attached = [session.store.add_upload(f).name for f in files]
+        except ResourceError as exc:
+            yield Failed(str(exc))
+            return
+        args: dict[str, list[str]] = {"text": list(texts)} if texts else {}
+        for name in attached:
+            rtype = media_type(name)
+            if rtype:
+                args.setdefault(rtype, []).append(name)
+        plan = plan_from_items([{"task": task, "id": 0, "dep": [-1], "args": args}], [], files=attached)
+        planned = plan.tasks[0]
+        if planned.error:
+            yield Failed(planned.error)
+            return
+        mode = cfg.inference.mode
+        offered = [m.id for m in self.catalog.candidates(planned.task, k=len(self.catalog), mode=mode)]
+        if needs_model(planned.task) and model not in offered:
+            yield Failed(f"{model!r} is not a candidate for {planned.task} in {mode} mode; choose one of: "
+                         f"{', '.join(offered) or 'none (this task type has no model here)'}")
+            return
+        yield PlanReady(plan.tasks, plan.repairs, _elapsed(t0))
+        choice = Choice(0, model, "chosen by the caller", [model])
+        yield ModelChosen(0, planned.task, model, choice.reason, choice.candidates)
+        remotes: list[Executor] = []
+        try:
+            scheduler = self._needs(session, remotes).scheduler()
+            yield from scheduler.run(plan, {0: choice}, t0)
+        finally:
+            for remote in remotes:
+                remote.close()
+        record = scheduler.records[0]
+        session.touch()
+        total = _elapsed(t0)
+        yield Done(RunResult(request=f"{planned.task} on {model}", files=attached, tasks=[record],
+                             plan_repairs=plan.repairs, answer=record.outputs.get("text") or record.error or "",
+                             usage=LLMUsage(), timings=StageTimings(execute=total, total=total)))
 
 def _media_check(cfg: Config) -> MediaCheck:
     limits = cfg.files  # the image size and the audio and video budgets, checked before any decoding

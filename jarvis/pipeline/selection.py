@@ -13,6 +13,7 @@ from jarvis.catalog.entries import ModelInfo
 from jarvis.errors import LLMError
 from jarvis.llm import prompts
 from jarvis.llm.backend import LLMBackend, Usage
+from jarvis.llm.plan_schema import ChoiceSchema
 from jarvis.pipeline.lenient_json import extract_json
 from jarvis.pipeline.plan import Plan, Task
 
@@ -118,7 +119,9 @@ def select_models(plan: Plan, request: str, candidates: Mapping[int, Sequence[Mo
         body = "\n".join(_describe(t, candidates[t.id], describe) for t in needs_llm)
         prompt = prompts.render("select", request=request[:1500], tasks=body)
         try:
-            deltas = llm.stream([{"role": "user", "content": prompt}], usage, max_tokens=120 * len(needs_llm) + 60)
+            schema = ChoiceSchema.for_tasks((t.id, [c.id for c in candidates[t.id]]) for t in needs_llm)
+            deltas = llm.stream([{"role": "user", "content": prompt}], usage, max_tokens=120 * len(needs_llm) + 60,
+                                schema=schema)
             text = "".join(watch(deltas))
             answer = _parse_choices(text)
             if not answer:

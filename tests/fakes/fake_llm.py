@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jarvis.llm import prompts
-from jarvis.llm.client import Usage
+from jarvis.llm.backend import OutputSchema, Usage
 
 STAGES = ("plan", "select", "respond", "chat")
 Answer = str | Callable[[list[dict[str, Any]]], str] | BaseException
@@ -33,7 +33,8 @@ def _tokens(text: str) -> int:
 
 
 class FakeLLM:
-    """`FakeLLM(plan="[...]", select=..., respond="...", chat="...")`; `calls` holds (stage, messages)."""
+    """`FakeLLM(plan="[...]", select=..., respond="...", chat="...")`; `calls` holds (stage, messages),
+    `schemas` the OutputSchema each stage's last call asked for (None: free text)."""
 
     def __init__(self, **answers: Answer | list[Answer]):
         unknown = set(answers) - set(STAGES)
@@ -43,15 +44,17 @@ class FakeLLM:
             stage: list(value) if isinstance(value, list) else [value] for stage, value in answers.items()}
         self._lock = threading.Lock()
         self.calls: list[tuple[str, list[dict[str, Any]]]] = []
+        self.schemas: dict[str, OutputSchema | None] = {}
 
     def stages(self) -> list[str]:
         """The stage of each call so far, in order."""
         return [stage for stage, _ in self.calls]
 
-    def _answer(self, messages: list[dict[str, Any]]) -> str:
+    def _answer(self, messages: list[dict[str, Any]], schema: OutputSchema | None) -> str:
         stage = stage_of(messages)
         with self._lock:
             self.calls.append((stage, messages))
+            self.schemas[stage] = schema
             queue = self._queues.get(stage)
             if not queue:
                 raise AssertionError(f"FakeLLM has no answer queued for the {stage} stage")
@@ -61,15 +64,16 @@ class FakeLLM:
         return answer(messages) if callable(answer) else answer
 
     def complete(self, messages: list[dict[str, Any]], usage: Usage, *, max_tokens: int | None = None,
-                 temperature: float | None = None) -> str:
+                 temperature: float | None = None, schema: OutputSchema | None = None) -> str:
         """The next answer of the messages' stage, counted in `usage` like a real call."""
-        text = self._answer(messages)
+        text = self._answer(messages, schema)
         usage.add(sum(_tokens(str(m.get("content", ""))) for m in messages), _tokens(text))
         return text
 
-    def stream(self, messages: list[dict[str, Any]], usage: Usage, *, max_tokens: int | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, Any]], usage: Usage, *, max_tokens: int | None = None,
+               schema: OutputSchema | None = None) -> Iterator[str]:
         """The next answer of the messages' stage, word by word."""
-        text = self._answer(messages)
+        text = self._answer(messages, schema)
         try:
             for i, word in enumerate(text.split(" ")):
                 yield word if i == 0 else " " + word

@@ -8,9 +8,12 @@ misbehaves the way real servers do: a stream that breaks midway, a reasoning mod
 `<think>...</think>` block before the answer, a refusal of `response_format`.
 
 The script decides by the kind of call (plan / select / answer / chat, recognised from the
-prompts) or by a queue of replies. Faults on demand: an HTTP status, a delay, a malformed body, a
-stream cut after N chunks. Every request is recorded (path, headers, JSON body) so tests can check
-which key went where.
+prompts) or by a queue of replies. A reply given as a list of strings is streamed as exactly those
+chunks; `chunk_delay` paces a stream (a slow server on a CPU). Faults on demand: an HTTP status, a
+delay, a malformed body, a stream cut after N chunks, a stream that falls silent after N chunks.
+Every request is recorded (path, headers, JSON body) so tests can check which key went where; a
+streamed one also records when each chunk went out (`sent`) and whether the client hung up before
+the end (`hung_up`).
 """
 from __future__ import annotations
 
@@ -44,12 +47,15 @@ def kind_of(messages: list[dict]) -> str:
 class Fault:
     """One request's misbehaviour: an HTTP status with a body (after `delay` seconds), or, with
     `cut_after`, the scripted reply broken midway: a stream stops after that many chunks (no
-    finish_reason, no [DONE]), a plain answer after half its promised body."""
+    finish_reason, no [DONE]), a plain answer after half its promised body. With `stall_after`, the
+    scripted reply instead falls silent after that many chunks for `stall` seconds, then goes on."""
     status: int = 500
     body: str = '{"error": {"message": "scripted failure"}}'
     delay: float = 0.0
     headers: dict = field(default_factory=dict)
     cut_after: int | None = None
+    stall_after: int | None = None
+    stall: float = 0.0
 
 
 def _error(message: str, code: str | None, kind: str = "invalid_request_error") -> bytes:
@@ -68,13 +74,14 @@ class ScriptedLLM:
     local server without authentication (Ollama, llama.cpp), which takes any key. `models`: the
     model (Azure: deployment) names it serves. `think`: a reasoning block sent before every reply.
     `refuse_response_format`: answer 400 to a request carrying `response_format`.
-    `honour_max_tokens=False` stands for a proxy that ignores max_tokens (hostile-answer corpora)."""
+    `honour_max_tokens=False` stands for a proxy that ignores max_tokens (hostile-answer corpora).
+    `chunk_delay`: seconds between two chunks of a stream."""
 
     def __init__(self, plan: str | Callable = "[]", select: str | Callable | None = None,
                  answer: str | Callable = "Done.", chat: str | Callable = "Hello!", delay: float = 0.0,
                  usage: tuple[int, int] | None = None, *, key: str | Collection[str] | None = "sk-test",
                  models: Collection[str] = KNOWN_MODELS, think: str | None = None,
-                 refuse_response_format: bool = False, honour_max_tokens: bool = True):
+                 refuse_response_format: bool = False, honour_max_tokens: bool = True, chunk_delay: float = 0.0):
         self.script = {"plan": plan, "select": select, "answer": answer, "chat": chat}
         self.delay = delay
         self.usage = usage
@@ -83,6 +90,7 @@ class ScriptedLLM:
         self.think = think
         self.refuse_response_format = refuse_response_format
         self.honour_max_tokens = honour_max_tokens
+        self.chunk_delay = chunk_delay
         self.requests: list[dict] = []
         self.refused: list[dict] = []           # requests answered 401/404/400 by the strict checks
         self.faults: list[Fault] = []          # consumed one per request, first
@@ -137,29 +145,40 @@ class ScriptedLLM:
         return None
 
     # -- replies --------------------------------------------------------------
-    def _reply_text(self, body: dict) -> str:
+    def _reply_pieces(self, body: dict) -> list[str]:
         messages = body.get("messages", [])
         kind = kind_of(messages)
         script = self.script.get(kind)
         if kind == "select" and script is None:
-            return "{}"  # no choice: the code under test falls back to the top-ranked model
-        text = script(messages) if callable(script) else str(script)
-        return f"<think>\n{self.think}\n</think>\n\n{text}" if self.think is not None else text
+            return ["{}"]  # no choice: the code under test falls back to the top-ranked model
+        value = script(messages) if callable(script) else script
+        pieces = [str(p) for p in value] if isinstance(value, (list, tuple)) else [str(value)]
+        return [f"<think>\n{self.think}\n</think>\n\n", *pieces] if self.think is not None else pieces
 
-    def reply(self, body: dict) -> tuple[str, str, dict]:
-        """(text, finish_reason, usage) for a chat completion request."""
-        text = self._reply_text(body)
+    def chunks(self, body: dict) -> tuple[list[str], str, dict]:
+        """(the stream's chunks, finish_reason, usage) for a chat completion request: a scripted list
+        as given, a text in CHUNK_CHARS pieces."""
+        pieces = self._reply_pieces(body)
+        text = "".join(pieces)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         finish = "stop"
         if self.honour_max_tokens and isinstance(limit, int) and limit > 0 and len(text) > limit * CHARS_PER_TOKEN:
             text, finish = text[: limit * CHARS_PER_TOKEN], "length"
+            pieces = [text]
+        if len(pieces) == 1:
+            pieces = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
         prompt_tokens = sum(len(str(m.get("content", ""))) // CHARS_PER_TOKEN for m in body.get("messages", []))
         completion_tokens = max(1, len(text) // CHARS_PER_TOKEN)
         if self.usage:
             prompt_tokens, completion_tokens = self.usage
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
-        return text, finish, usage
+        return pieces, finish, usage
+
+    def reply(self, body: dict) -> tuple[str, str, dict]:
+        """(text, finish_reason, usage) for a chat completion request."""
+        pieces, finish, usage = self.chunks(body)
+        return "".join(pieces), finish, usage
 
     def _handler(self):
         outer = self
@@ -213,7 +232,7 @@ class ScriptedLLM:
                     return
                 if fault and fault.delay:
                     time.sleep(fault.delay)
-                if fault and fault.cut_after is None:
+                if fault and fault.cut_after is None and fault.stall_after is None:
                     try:
                         self._send(fault.status, fault.body.encode(), headers=fault.headers)
                     except (BrokenPipeError, ConnectionResetError):
@@ -224,13 +243,14 @@ class ScriptedLLM:
                     return
                 if outer.delay:
                     time.sleep(outer.delay)
-                text, finish, usage = outer.reply(body)
+                pieces, finish, usage = outer.chunks(body)
+                text = "".join(pieces)
                 model = body.get("model", "scripted")
                 if body.get("stream"):
                     wants_usage = (body.get("stream_options") or {}).get("include_usage")
-                    self._stream(text, finish, model, usage if wants_usage else None,
-                                 fault.cut_after if fault else None)
+                    self._stream(pieces, finish, model, usage if wants_usage else None, fault, record)
                     return
+                time.sleep(outer.chunk_delay * (len(pieces) - 1))   # a slow server writes it all before answering
                 reply = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
                          "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
                                       "message": {"role": "assistant", "content": text}}],
@@ -248,24 +268,34 @@ class ScriptedLLM:
                 self.connection.shutdown(2)
                 self.close_connection = True
 
-            def _stream(self, text: str, finish: str, model: str, usage: dict | None, cut_after: int | None):
+            def _stream(self, pieces: list[str], finish: str, model: str, usage: dict | None, fault: Fault | None,
+                        record: dict):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                pieces = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
+                self.wfile.flush()
+                cut_after = fault.cut_after if fault else None
+                stall_after = fault.stall_after if fault else None
                 base: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
                                         "created": int(time.time()), "model": model}
+                record["sent"], record["hung_up"] = [], False
                 try:
                     for i, piece in enumerate(pieces):
                         if cut_after is not None and i >= cut_after:
                             self.wfile.flush()
                             self.connection.shutdown(2)      # the connection drops mid-answer
                             return
+                        if i and outer.chunk_delay:
+                            time.sleep(outer.chunk_delay)
+                        if fault is not None and i == stall_after:
+                            time.sleep(fault.stall)          # alive, but silent
                         delta = {"content": piece} if i else {"role": "assistant", "content": piece}
                         chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        record["sent"].append((time.perf_counter(), piece))
                     end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
                     self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
                     if usage:
@@ -273,7 +303,7 @@ class ScriptedLLM:
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError, OSError):
-                    pass
+                    record["hung_up"] = True                 # the client closed the stream before its end
                 finally:
                     self.close_connection = True
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 BUILDERS: dict[str, Callable[[Path], None]] = {}
-MODULES = ("text", "vision", "audio", "diffusion")
+MODULES = ("text", "vision", "audio", "diffusion", "llm")
 
 
 def builder(*repo_ids: str):

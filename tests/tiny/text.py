@@ -26,10 +26,6 @@ SENTENCES = [
     "Numbers 0 1 2 3 4 5 6 7 8 9 and symbols - , . ; : ' \" ( ) ? !",
 ]
 NER_LABELS = ["O", "B-MISC", "I-MISC", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
 
 def _seed() -> None:
@@ -57,7 +53,7 @@ def _wordpiece(lowercase: bool):
 
 
 def _byte_bpe(specials: list[str], cls_name: str, bart: bool = False, **kwargs):
-    """A byte-level BPE tokenizer (GPT-2, Qwen, BART style) trained on SENTENCES."""
+    """A byte-level BPE tokenizer (GPT-2, BART style) trained on SENTENCES."""
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -148,23 +144,6 @@ def gpt2(snap: Path) -> None:
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
                         bos_token_id=0, eos_token_id=0)
     GPT2LMHeadModel(config).save_pretrained(snap)
-    tokenizer.save_pretrained(snap)
-
-
-@builder("Qwen/Qwen2.5-0.5B-Instruct")
-def qwen(snap: Path) -> None:
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-    _seed()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tokenizer = _byte_bpe(specials, "Qwen2Tokenizer", eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                          unk_token=None, bos_token=None, chat_template=CHATML)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                         bos_token_id=0, eos_token_id=2, tie_word_embeddings=True)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(bos_token_id=0, eos_token_id=[2, 0], pad_token_id=0,
-                                               do_sample=True, temperature=0.7, top_p=0.8, top_k=20)
-    model.save_pretrained(snap)
     tokenizer.save_pretrained(snap)
 
 

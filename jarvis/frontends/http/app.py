@@ -1,6 +1,7 @@
 """The HTTP API: HuggingGPT's server-mode routes and an OpenAI-compatible chat endpoint, one more
-thin consumer of the controller's event stream. `create_app` builds the FastAPI app (mountable
-beside the Gradio UI, which takes "/"); `serve` runs it for `python -m jarvis serve`."""
+thin consumer of the controller's event stream, and the MCP server (jarvis.frontends.mcp) at
+/gradio_api/mcp/. `create_app` builds the FastAPI app (mountable beside the Gradio UI, which takes
+"/"); `serve` runs it for `python -m jarvis serve`."""
 from __future__ import annotations
 
 import logging
@@ -26,6 +27,7 @@ from jarvis.frontends.http.hugginggpt_routes import router as hugginggpt_router
 from jarvis.frontends.http.openai_routes import router as openai_router
 from jarvis.frontends.http.runs import Api
 from jarvis.frontends.http.serving import API_PREFIXES, exposure_warnings, run, server_controller
+from jarvis.frontends.mcp.server import McpEndpoint
 from jarvis.pipeline.controller import Controller
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,12 @@ def create_app(config: Config, controller: Controller | None = None, *, request_
     if cors_origins is None:
         cors_origins = [o.strip() for o in config.server.cors_origins.split(",") if o.strip()]
     api = Api(config, controller, registry, timeout, allow_private_endpoints)
+    mcp = McpEndpoint(api)   # MCP over streamable HTTP at /gradio_api/mcp/ (docs/mcp.md)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp.running():
+            yield
         registry.close()
         if owned:
             api.controller.close()
@@ -122,6 +126,7 @@ def create_app(config: Config, controller: Controller | None = None, *, request_
 
     app.include_router(openai_router(api))
     app.include_router(hugginggpt_router(api))
+    app.router.routes.extend(mcp.routes())
 
     if cors_origins:
         app.add_middleware(_OnlyApiPaths, inner=lambda a: CORSMiddleware(

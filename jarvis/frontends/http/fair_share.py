@@ -63,8 +63,9 @@ class FairShare:
         with self.lock:
             mine = self._callers.get(caller, _Count())
             if mine.attended >= self.per_caller:
-                raise ApiError(429, f"you already have {mine.attended} requests running on this server, its limit "
-                                    "per caller (server.max_runs_per_caller): wait for one to finish",
+                running = f"{mine.attended} request{'s' if mine.attended > 1 else ''}"
+                raise ApiError(429, f"you already have {running} running on this server, its limit per caller "
+                                    "(server.max_runs_per_caller): wait for one to finish",
                                "too_many_requests", dict(RETRY_AFTER))
             if mine.alive >= BACKLOG * self.per_caller:
                 raise ApiError(429, "your earlier requests are still stopping on this server: try again in a minute",

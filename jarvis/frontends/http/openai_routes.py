@@ -17,11 +17,13 @@ from jarvis.events import (
     Done,
     Event,
     Failed,
+    LLMProgress,
     ModelChosen,
     PlanReady,
     TaskEnded,
     TaskFailed,
     TaskFinished,
+    TaskPlanned,
     TaskProgress,
     TaskSkipped,
     TaskStarted,
@@ -31,6 +33,8 @@ from jarvis.pipeline.records import RunResult
 
 MODEL_ID = "jarvis"
 STEP_MODES = ("think", "reasoning", "none")
+PROGRESS_EVERY = 5.0    # seconds between two lines saying how far the LLM has written, per stage
+_WRITING = {"plan": "writing the plan", "select": "choosing the models", "answer": "writing the answer"}
 _CREATED = int(time.time())
 
 
@@ -62,6 +66,10 @@ def _trim(text: str, limit: int = 200) -> str:
 
 def step_line(event: Event, run: Run) -> str | None:
     """One event as a line a person can follow while the request runs (None: nothing to show)."""
+    if isinstance(event, LLMProgress):
+        return f"LLM {_WRITING.get(event.stage, event.stage)}: {event.tokens} tokens, {event.seconds:.0f} s\n"
+    if isinstance(event, TaskPlanned):
+        return f"Task {event.task.id} planned: {event.task.task}\n"
     if isinstance(event, PlanReady):
         if not event.tasks:
             return None
@@ -93,7 +101,7 @@ def _task_id(event: Event) -> int | None:
     """The task a step event is about; None for events about the whole run."""
     if isinstance(event, (ModelChosen, TaskStarted, TaskProgress, TaskEnded)):
         return event.task_id
-    return None
+    return event.task.id if isinstance(event, TaskPlanned) else None
 
 
 def router(api: Api) -> APIRouter:
@@ -190,6 +198,7 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
 
     result: RunResult | None = None
     thinking = False
+    progress_shown: dict[str, float] = {}     # per LLM stage: the seconds of its last progress line
     try:
         yield chunk({"role": "assistant", "content": ""})
         async for event in all_events():
@@ -205,6 +214,10 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
                     yield chunk({"content": "</think>\n\n"})
                 yield chunk({"content": event.text})
                 continue
+            if isinstance(event, LLMProgress):
+                if event.seconds - progress_shown.get(event.stage, -PROGRESS_EVERY) < PROGRESS_EVERY:
+                    continue
+                progress_shown[event.stage] = event.seconds
             line = step_line(event, run) if mode != "none" else None
             if not line:
                 continue

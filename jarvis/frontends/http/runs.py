@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 CANCEL_GRACE = 15.0     # seconds a timed-out run gets to wind down before the caller gets 504
 _END = object()
 T = TypeVar("T")
+# what a run does instead of answering its text (MCP's run_task): (session, staged files) -> events
+Job = Callable[[Session, list[Path]], Generator[Event, None, None]]
 
 
 class Run:
@@ -55,13 +57,14 @@ class Run:
     consumer are both finished (whichever ends last hands the grant to the registry's TTL)."""
 
     def __init__(self, api: Api, request: Request, cfg: Config, owner: str, ticket: Ticket, text: str,
-                 parts: list[MediaPart], history: list[dict], until: Callable[[Event], bool] | None):
+                 parts: list[MediaPart], history: list[dict], until: Callable[[Event], bool] | None,
+                 job: Job | None = None):
         self.api, self.request, self.ticket = api, request, ticket
         self.base_url = api.base_url(request)
         self.token, root = api.registry.new(owner)
         self.session = Session.create(cfg, root=root)
         self.session.history = list(history)
-        self.text, self.parts, self.until = text, parts, until
+        self.text, self.parts, self.until, self.job = text, parts, until, job
         self.timed_out = False
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -84,7 +87,8 @@ class Run:
             files: list[Path] = []
             if self.parts:
                 staging, files = stage_media(self.parts, self.session.config)
-            gen = self.api.controller.run(self.session, self.text, files)
+            gen = (self.job(self.session, files) if self.job is not None
+                   else self.api.controller.run(self.session, self.text, files))
             for event in gen:
                 self._put(event)
                 if self.until is not None and self.until(event):
@@ -291,7 +295,7 @@ class Api:
         return f"{scheme}://{host}{request.scope.get('root_path', '')}".rstrip("/")
 
     async def start(self, request: Request, cfg: Config, owner: str, text: str, parts: list[MediaPart],
-                    history: list[dict], until: Callable[[Event], bool] | None = None) -> Run:
+                    history: list[dict], until: Callable[[Event], bool] | None = None, job: Job | None = None) -> Run:
         if len(parts) > self.max_files:
             raise ApiError(400, f"too many files: {len(parts)} attached, this server accepts at most "
                                 f"{self.max_files} per request (server.max_files)", "too_many_files")
@@ -300,7 +304,7 @@ class Api:
         ticket = self.share.admit(caller_key(owner, request.client.host if request.client else None))
         self.registry.sweep()
         try:
-            return Run(self, request, cfg, owner, ticket, text, parts, history, until)
+            return Run(self, request, cfg, owner, ticket, text, parts, history, until, job)
         except BaseException:
             ticket.finish()
             raise

@@ -287,9 +287,12 @@ def launch(config: Config) -> int:
 def server_app(config: Config, controller: Controller) -> tuple[FastAPI, SessionRegistry]:
     """The web app mounted at / on the HTTP API's app, as `launch` serves them (behind the guards
     of jarvis.frontends.http.serving), and the web app's sessions (closed at shutdown). Uploads
-    are limited like API bodies (server.max_body_mb)."""
+    are limited like API bodies (server.max_body_mb). Gradio's own MCP server stays off whatever
+    GRADIO_MCP_SERVER says: Jarvis's (jarvis.frontends.mcp) serves /gradio_api/mcp/, and the web app's
+    endpoints (chat, status, stop, clear) are not tools."""
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
     app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=[str(EXAMPLES_DIR)],
-                              ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20))
+                              ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20),
+                              mcp_server=False)
     sessions: SessionRegistry = demo.jarvis_registry
     return app, sessions

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from jarvis.config import Config
 from jarvis.credentials import endpoint_of, names_other_endpoint
+from jarvis.llm.backend import backend_for
+from jarvis.llm.embedded import embedded_model, where_it_runs
 from jarvis.outbound import ONLY_PUBLIC, address_refusal, literal_address, shown_host
 
 
@@ -67,6 +69,19 @@ def resolve(config: Config, openai_key: str, hf_token: str, base_url: str, model
 def status_markdown(choice: Choice) -> str:
     """What the next request will use, or what to enter when nothing is set."""
     cfg = choice.config
+    models = cfg.inference.mode
+    hf_note = ""
+    if models in ("remote", "hybrid"):
+        hf_note = (" Remote models use " + {"typed": "your HF token", "sign-in": "your Hugging Face sign-in",
+                                             "environment": "the server's HF token"}.get(choice.hf_from, "no HF token")
+                   + ".")
+        if not choice.hf_from:
+            hf_note += " Remote inference needs one: paste it or sign in."
+    if backend_for(cfg) == "local":
+        return (f"✅ LLM **{embedded_model(cfg)}** runs inside Jarvis {where_it_runs(cfg)}, no key needed (it is "
+                f"downloaded from the Hugging Face Hub at first use). Models run **{models}**.{hf_note} For a "
+                "larger LLM, paste an **OpenAI API key** or a **Hugging Face token** under *Keys*, or set the URL "
+                "of an OpenAI-compatible server under *Advanced settings*.")
     base, key, model = cfg.llm_endpoint()
     host, endpoint = shown_host(base), endpoint_of(base)
     address = literal_address(endpoint.host) if endpoint else None
@@ -92,12 +107,4 @@ def status_markdown(choice: Choice) -> str:
                   "environment": "the server's HF token"}.get(choice.hf_from, "")
     else:
         source = "no key"
-    models = cfg.inference.mode
-    hf_note = ""
-    if models in ("remote", "hybrid"):
-        hf_note = (" Remote models use " + {"typed": "your HF token", "sign-in": "your Hugging Face sign-in",
-                                             "environment": "the server's HF token"}.get(choice.hf_from, "no HF token")
-                   + ".")
-        if not choice.hf_from:
-            hf_note += " Remote inference needs one: paste it or sign in."
     return f"✅ LLM **{model}** at `{host}` with {source}. Models run **{models}**.{hf_note}"

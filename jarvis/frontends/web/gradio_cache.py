@@ -30,9 +30,12 @@ def copies_of(paths: Iterable[str]) -> set[str]:
         p = abspath(path)
         if is_in_or_equal(str(p), cache):
             copies.add(str(p))
-        elif p.is_file():
-            name = strip_invalid_filename_characters(p.name)
-            copies.add(str(abspath(Path(cache) / processing_utils.hash_file(p) / name)))
+        else:
+            try:
+                digest = processing_utils.hash_file(p)
+            except OSError:      # gone already: its copy, if any, waits for Gradio's own clean-up
+                continue
+            copies.add(str(abspath(Path(cache) / digest / strip_invalid_filename_characters(p.name))))
     return copies
 
 
