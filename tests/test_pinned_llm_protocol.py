@@ -110,9 +110,12 @@ def test_a_reasoning_block_before_a_conversation_answer(tmp_path):
 def test_a_server_refusing_response_format_still_serves_every_stage(tmp_path):
     plan = plan_json(("summarization", {"text": "a long text"}))
     with ScriptedLLM(plan=plan, answer="Done.", refuse_response_format=True) as server:
-        events = run(server, tmp_path)
-        assert server.refused == [] and not any("response_format" in r["json"] for r in server.requests)
+        executor = FakeExecutor()
+        events = run(server, tmp_path, executor=executor)
+        assert not any("response_format" in r["json"] for r in server.requests)   # what was served had none
+        assert all("response_format" in r["json"] for r in server.refused)
     assert isinstance(events[-1], Done) and events[-1].result.answer == "Done."
+    assert [c[0] for c in executor.calls] == ["summarization"]
 
 
 @pytest.mark.parametrize("deltas, shown", [

@@ -154,8 +154,9 @@ def test_streaming_shows_steps_before_the_answer(controller):
             messages=[{"role": "user", "content": "Is 'I love this film' positive?"}])
         chunks = list(stream)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert text.startswith("<think>\nPlan: 1 task(s)")
+        assert text.startswith("<think>\n")
         steps, answer = text.split("</think>")
+        assert "\nPlan: 1 task(s)\n" in steps
         assert f"model {SST2}" in steps and "Task 0 done" in steps
         assert answer.strip() == "It is a positive review."
         assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 7 * len(llm.requests)

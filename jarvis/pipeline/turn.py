@@ -158,7 +158,8 @@ class Turn:
         try:
             if (yield from self._plan_and_run()):
                 yield from self._respond()
-                self._calls[0].closed.wait(USAGE_GRACE)   # the plan's stream reads on past its list
+                if not self.session.cancel.is_set():    # stopped: nobody waits for the usage count
+                    self._calls[0].closed.wait(USAGE_GRACE)   # the plan's stream reads on past its list
         except _SetupFailed as exc:
             yield Failed(str(exc))
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import time
 
 import httpx
@@ -117,10 +116,3 @@ def check_endpoint(cfg: Config) -> None:
     if why:
         raise ApiError(400, f"refused LLM endpoint {without_userinfo(cfg.llm.base_url)[:80]!r}: {why}",
                        "endpoint_refused")
-
-
-def is_loopback(host: str | None) -> bool:
-    try:
-        return ipaddress.ip_address((host or "").split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False

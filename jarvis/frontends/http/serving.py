@@ -9,8 +9,13 @@ server's settings. docs/security.md explains each setting and what a deployment 
 """
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
+import threading
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 from starlette.datastructures import Headers
@@ -30,7 +35,7 @@ API_PREFIXES = ("/v1", "/hugginggpt", "/tasks", "/results", "/files")
 LOCAL_SLOTS = 1            # local inferences at once in a server (one machine's CPU/GPU memory)
 KEEP_ALIVE = 5             # seconds an idle kept-alive connection stays open
 MAX_HEADER_BYTES = 16384   # a request line and headers larger than this are refused (400)
-SHUTDOWN_GRACE = 5         # seconds open requests (and browsers' event streams) get when the server stops
+SHUTDOWN_GRACE = 1         # seconds open requests (and browsers' event streams) get when the server stops
 
 
 def server_controller(config: Config) -> Controller:
@@ -76,9 +81,42 @@ def exposure_warnings(config: Config, host: str) -> list[str]:
     return notes
 
 
-def run(app: ASGIApp, config: Config, host: str, port: int) -> None:
-    """Serve until Ctrl-C or a signal."""
-    uvicorn.Server(uvicorn_config(guarded(app, config, host), config, host, port)).run()
+def run(app: ASGIApp, config: Config, host: str, port: int, on_stop: Callable[[], None] | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM; both end in KeyboardInterrupt, after the server stopped, so the
+    caller's clean-up runs. `on_stop` runs (on the event loop) as soon as the signal comes: it stops
+    the running requests, whose streams would otherwise hold the shutdown for SHUTDOWN_GRACE."""
+    server = _Server(uvicorn_config(guarded(app, config, host), config, host, port), on_stop)
+    if threading.current_thread() is not threading.main_thread():
+        server.run()
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(sig: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises SIGTERM once it has stopped: end like Ctrl-C instead of dying on the spot."""
+    raise KeyboardInterrupt
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that tells the app at once when a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None] | None):
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        on_stop, self._on_stop = self._on_stop, None
+        if on_stop is None:
+            return
+        try:    # a signal handler may interrupt code holding a lock: the loop runs the hook instead
+            asyncio.get_running_loop().call_soon_threadsafe(on_stop)
+        except RuntimeError:    # no loop runs yet (or any more): no request runs either
+            pass
 
 
 class BodyLimit:

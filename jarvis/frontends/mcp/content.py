@@ -21,6 +21,7 @@ from jarvis.events import (
     TaskFinished,
     TaskProgress,
     TaskSkipped,
+    TaskPlanned,
     TaskStarted,
 )
 from jarvis.files.media_types import MIME_SUFFIXES
@@ -63,7 +64,9 @@ def progress_line(event: Event) -> str | None:
     if isinstance(event, PlanReady):
         if not event.tasks:
             return "plan: no tasks, answering directly"
-        return f"plan: {len(event.tasks)} task(s): " + ", ".join(f"{t.id} {t.task}" for t in event.tasks)
+        return f"plan ready: {len(event.tasks)} task(s): " + ", ".join(f"{t.id} {t.task}" for t in event.tasks)
+    if isinstance(event, TaskPlanned):
+        return f"planned task {event.task.id}: {event.task.task}"
     if isinstance(event, ModelChosen):
         return f"task {event.task_id} ({event.task}): model {event.model}"
     if isinstance(event, TaskStarted):

@@ -10,6 +10,7 @@ requests at once, and local models run one at a time only while they run (the co
 executor holds that slot), so a visitor stalled on a slow LLM endpoint blocks nobody."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -26,9 +27,10 @@ from jarvis.frontends.http.access import OWNER_STATE
 from jarvis.frontends.http.app import create_app
 from jarvis.frontends.http.fair_share import FairShare, caller_key
 from jarvis.frontends.http.serving import exposure_warnings, run, server_controller
+from jarvis.frontends.safe_text import escape_text
 from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
 from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, shown_paths
-from jarvis.frontends.web.render import TurnRenderer, user_messages
+from jarvis.frontends.web.render import TurnRenderer, own_file, user_messages
 from jarvis.frontends.web.sessions import SessionRegistry, UISession
 from jarvis.pipeline.controller import Controller
 
@@ -131,7 +133,8 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
             item = registry.get(key, config)
             item.cached |= copies_of(files)
             shown = item.display + user_messages(text, files) + [
-                {"role": "assistant", "content": f"⚠️ **Settings problem:** {exc}. Fix it under *Advanced settings*."}]
+                {"role": "assistant", "content": f"⚠️ **Settings problem:** {escape_text(exc)}. Fix it under "
+                                                 "*Advanced settings*."}]
             yield shown, gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(item.session)
             return
         item = registry.get(key, choice.config)
@@ -149,7 +152,7 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
             yield (item.display + [{"role": "assistant", "content": f"⏳ {exc.message[:1].upper()}{exc.message[1:]}."}],
                    gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
             return
-        turn = TurnRenderer()
+        turn = TurnRenderer(lambda ref: own_file(session.store, ref))
         before = item.display + user_messages(text, files)
         try:
             session.config = choice.config
@@ -200,13 +203,17 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
         status = gr.Markdown(elem_id="jarvis-status")
         with gr.Row():
             with gr.Column(scale=3):
+                # no LaTeX: Gradio cuts $$...$$ out of the Markdown before parsing it, across code
+                # blocks, which would undo jarvis.frontends.safe_text's work on a model's answer
                 chatbot = gr.Chatbot(label="Chat", height=620, elem_id="jarvis-chat", buttons=["copy", "copy_all"],
-                                     placeholder="Ask for something, e.g. *caption this photo and read it aloud*.")
+                                     placeholder="Ask for something, e.g. *caption this photo and read it aloud*.",
+                                     latex_delimiters=[], sanitize_html=True)
                 box = gr.MultimodalTextbox(file_count="multiple", file_types=["image", "audio", "video"],
                                            placeholder="Type a request; 📎 attaches images, audio, video",
                                            show_label=False, elem_id="jarvis-input", autofocus=True)
                 with gr.Row():
-                    stop_btn = gr.Button("⏹ Stop", variant="stop", size="sm")
+                    stop_btn = gr.Button("⏹ Stop", variant="stop", size="sm", interactive=False,
+                                         elem_id="jarvis-stop")
                     clear_btn = gr.Button("🗑 Clear chat and files", size="sm")
                 examples = _examples()
                 if examples:
@@ -239,8 +246,13 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
         demo.load(show_status, keys, status, api_name="status")
         for comp in keys:
             comp.change(show_status, keys, status, api_visibility="private", show_progress="hidden")
-        box.submit(respond, [box, *keys], [chatbot, box, resources], api_name="chat",
-                   concurrency_id="jarvis-chat", concurrency_limit=CHAT_CONCURRENCY, show_progress="minimal")
+        # Stop is enabled only while a request of this page runs
+        box.submit(lambda: gr.Button(interactive=True), None, stop_btn, queue=False, api_visibility="private",
+                   show_progress="hidden").then(
+            respond, [box, *keys], [chatbot, box, resources], api_name="chat",
+            concurrency_id="jarvis-chat", concurrency_limit=CHAT_CONCURRENCY, show_progress="minimal").then(
+            lambda: gr.Button(interactive=False), None, stop_btn, queue=False, api_visibility="private",
+            show_progress="hidden")
         stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
         clear_btn.click(clear, None, [chatbot, resources], api_name="clear", concurrency_limit=None)
         demo.unload(end)
@@ -275,13 +287,23 @@ def launch(config: Config) -> int:
     shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     print(f"Jarvis web app on {shown} (and the HTTP API on the same port)", flush=True)
     try:
-        run(app, config, host, port)
+        run(app, config, host, port, on_stop=lambda: _stop_running(sessions))
     except KeyboardInterrupt:
         pass
     finally:
         sessions.close_all()
         controller.close()
+    gc.freeze()    # the interpreter's last collections would walk every object Gradio made: 2-3 s of the stop
     return 0
+
+
+def _stop_running(sessions: SessionRegistry) -> None:
+    """The server is stopping (SIGTERM, Ctrl-C): every running request stops now, so its event
+    stream ends and the shutdown does not wait for it."""
+    for key in list(sessions.keys()):
+        item = sessions.peek(key)
+        if item is not None:
+            item.session.cancel.set()
 
 
 def server_app(config: Config, controller: Controller) -> tuple[FastAPI, SessionRegistry]:
@@ -293,6 +315,6 @@ def server_app(config: Config, controller: Controller) -> tuple[FastAPI, Session
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
     app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=[str(EXAMPLES_DIR)],
                               ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20),
-                              mcp_server=False)
+                              )
     sessions: SessionRegistry = demo.jarvis_registry
     return app, sessions
