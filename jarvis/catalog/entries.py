@@ -16,6 +16,7 @@ from typing import Any
 from jarvis.catalog.card_text import DESCRIPTION_CHARS, summarize_card
 from jarvis.catalog.eligibility import candidate_task, runs_locally
 from jarvis.catalog.facts import ModelFacts, cached_facts
+from jarvis.credentials import SPACE_ID
 from jarvis.errors import CatalogError
 from jarvis.runners.registry import TASK_TYPES, canonical_task
 from jarvis.shorten import shorten
@@ -41,6 +42,11 @@ class ModelInfo:
     providers: list[str] = field(default_factory=list)  # Inference Providers known to serve it
     providers_known: bool = False       # True when `providers` came from the Hub (empty = none serve it)
     providers_checked: str | None = None  # the date (YYYY-MM-DD) of the Hub look-up behind `providers`
+    # a Gradio Space runs this entry (jarvis.execution.spaces): its id or app URL, its endpoint, and the
+    # endpoint's other arguments by name; such an entry runs in remote and hybrid mode, never locally
+    space: str | None = None
+    api_name: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     def current_facts(self) -> ModelFacts:
         """The model's facts: its own files in the local HF cache when it is there, else the entry's."""
@@ -50,13 +56,16 @@ class ModelInfo:
     def runs_locally(self, use_cache: bool = True) -> bool:
         """Local mode offers it: its task has a local runner and its facts (from the local HF cache when
         `use_cache` and it is cached, else the entry's) do not rule it out; unknown facts: it is tried."""
+        if self.space:
+            return False
         facts = self.current_facts() if use_cache else self.facts
         return runs_locally(self.task, facts, self.tags, self.local)
 
     @property
     def remote(self) -> bool:
-        """Can be asked of Inference Providers: a provider serves it, or nobody checked and the task allows it."""
-        if self.providers:
+        """Can be asked of Inference Providers (a provider serves it, or nobody checked and the task
+        allows it), or of the Gradio Space that runs it."""
+        if self.providers or self.space:
             return True
         task = TASK_TYPES.get(self.task)
         return not self.providers_known and task is not None and task.remote
@@ -78,6 +87,10 @@ class ModelInfo:
             out["providers"] = list(self.providers)
         if self.providers_checked:
             out["providers_checked"] = self.providers_checked
+        if self.space:
+            out.update(space=self.space, api_name=self.api_name)
+            if self.params:
+                out["params"] = dict(self.params)
         return out
 
 
@@ -131,7 +144,9 @@ class Catalog:
 
     def candidates(self, task: str, k: int = 5, mode: str = "local",
                    exclude: Iterable[str] = ()) -> list[ModelInfo]:
-        """Up to k models for `task`, most downloaded first (unknown counts after known, in file order)."""
+        """Up to k models for `task`, most downloaded first (unknown counts after known, in file order),
+        then the entries a Gradio Space runs that the k left out: a Space's use is not counted in
+        downloads, so ranking would cut it although it may be its task type's only remote home."""
         if mode not in MODES:
             raise ValueError(f"unknown inference mode '{mode}': use one of {', '.join(MODES)}")
         name = candidate_task(canonical_task(task) or task)
@@ -146,7 +161,8 @@ class Catalog:
             seen.add(m.id)
             pool.append(m)
         pool.sort(key=lambda m: (m.downloads is None, -(m.downloads or 0)))  # stable: file order kept
-        return pool[:max(k, 0)]
+        top = pool[:max(k, 0)]
+        return top + [m for m in pool[len(top):] if m.space] if top else top
 
 
 def describe(models: Iterable[ModelInfo], desc_chars: int = 100) -> str:
@@ -207,12 +223,30 @@ def parse_entry(obj: Any) -> ModelInfo:
     if providers is not None and not isinstance(providers, list):
         raise ValueError("'providers' is not a list")
     checked = obj.get("providers_checked")
+    space, api_name, params = _space_fields(obj)
     return ModelInfo(id=model_id.strip(), task=task, downloads=_count(obj.get("downloads")),
                      likes=_count(obj.get("likes")), tags=tags,
                      license=str(license_) if license_ else None, description=description, facts=facts,
                      local=local if isinstance(local, bool) else None,
                      providers=[str(p) for p in providers or []], providers_known=providers is not None,
-                     providers_checked=str(checked) if checked else None)
+                     providers_checked=str(checked) if checked else None, space=space, api_name=api_name,
+                     params=params)
+
+
+def _space_fields(obj: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+    """`space`, `api_name`, `params` of an entry a Gradio Space runs (all None/empty otherwise)."""
+    space, api_name, params = obj.get("space"), obj.get("api_name"), obj.get("params") or {}
+    if space is None:
+        if api_name is not None or params:
+            raise ValueError("'api_name' and 'params' belong to an entry with a 'space'")
+        return None, None, {}
+    if not isinstance(space, str) or not (SPACE_ID.fullmatch(space) or space.startswith(("http://", "https://"))):
+        raise ValueError("'space' must be a Space id (owner/name) or a Gradio app URL")
+    if not isinstance(api_name, str) or not api_name.startswith("/"):
+        raise ValueError("an entry with a 'space' needs its endpoint as 'api_name' (\"/predict\")")
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ValueError("'params' must be an object of the endpoint's other arguments by name")
+    return space, api_name, dict(params)
 
 
 def _count(value: Any) -> int | None:

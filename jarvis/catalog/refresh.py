@@ -72,7 +72,7 @@ def refresh(path: str | Path, tasks: Iterable[str] | None = None, per_task: int 
                 progress(f"{name}: {len(models)} models ({local} local)")
             else:
                 progress(f"{name}: the Hub listed no models; keeping the current entries")
-    entries = [m for m in kept if m.task not in fresh]
+    entries = [m for m in kept if m.task not in fresh or m.space]   # Gradio Space entries are not the Hub's models
     for models in fresh.values():
         entries.extend(models)
     _write_atomic(path, entries)
@@ -95,7 +95,7 @@ def refresh_facts(path: str | Path, tasks: Iterable[str] | None = None, token: s
     updated = 0
     with tempfile.TemporaryDirectory(prefix="jarvis-facts-") as scratch:
         for i, old in enumerate(entries):
-            if wanted is not None and old.task not in wanted:
+            if (wanted is not None and old.task not in wanted) or old.space:   # a Space has no model facts
                 continue
             try:
                 if old.id not in looked_up:

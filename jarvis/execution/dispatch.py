@@ -11,6 +11,8 @@ executor, model, ok, error, seconds). Executors are seen only through the `Execu
 - hybrid: each model on its side (local when loaded or cached and within budget, else remote),
   in candidate order; then the other side: remote for the local ones, and local for the chosen
   model (a download, at most one per task).
+- a catalog entry a Gradio Space runs goes to the Space executor at its rank among the candidates,
+  in remote and hybrid mode (never in local mode, never elsewhere).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from jarvis.errors import ExecutionError, ModelSkippedError, RemoteAccessError
 from jarvis.execution.availability import Availability
-from jarvis.execution.executor import Executor
+from jarvis.execution.executor import Executor, RoutedExecutor
 from jarvis.pipeline.records import Attempt
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 from jarvis.runners.registry import TASK_TYPES
@@ -44,11 +46,12 @@ class Dispatcher:
     """Runs one task on its model or the next candidates, locally, remotely or both."""
 
     def __init__(self, mode: str, local: Executor | None, remote: Executor | None = None,
-                 availability: Availability | None = None):
+                 availability: Availability | None = None, spaces: RoutedExecutor | None = None):
         self.mode = mode
         self.local = local
         self.remote = remote
         self.availability = availability
+        self.spaces = spaces
 
     # -- planning the attempts -------------------------------------------------------------
     def _unserved(self, remote: Executor, task: str, models: list[str], attempts: list[Attempt]) -> set[str]:
@@ -86,6 +89,21 @@ class Dispatcher:
             plan.append((local, models[0]))
         return plan
 
+    def _with_spaces(self, task: str, models: list[str], attempts: list[Attempt]) -> list[tuple[Executor, str]]:
+        """The plan, with the entries a Space runs placed at their rank (before every model ranked below
+        them); those entries are never given to the other executors."""
+        spaces = self.spaces
+        own = [m for m in models if spaces is not None and spaces.serves(task, m)]
+        rest = [m for m in models if m not in own]
+        plan = self._plan(task, rest, attempts) if rest else []
+        if spaces is None or self.mode == "local":
+            return plan
+        rank = {m: i for i, m in enumerate(models)}
+        for m in own:
+            at = next((i for i, (_, planned) in enumerate(plan) if rank[planned] > rank[m]), len(plan))
+            plan.insert(at, (spaces, m))
+        return plan
+
     # -- batches ---------------------------------------------------------------------------
     def can_batch(self, task: str, model: str) -> bool:
         """Several tasks on this model can run as one batch: local mode and a runner that batches."""
@@ -109,7 +127,7 @@ class Dispatcher:
         models = [m for m in dict.fromkeys([model, *(candidates or [])]) if m]
         if not models:
             raise ExecutionError(f"no model to run '{task}' on", attempts)
-        plan = self._plan(task, models, attempts)
+        plan = self._with_spaces(task, models, attempts)
         if not plan:
             raise ExecutionError(self._nothing_to_try(task), attempts)
         remote_stopped = False

@@ -1,4 +1,4 @@
-"""The Executor contract: where a task runs (this machine, Inference Providers, later Spaces or Ray).
+"""The Executor contract: where a task runs (this machine, Inference Providers, Gradio Spaces, later Ray).
 
 The dispatcher is the only caller and sees executors only through this protocol. The controller
 creates the executors a run needs and closes them. An executor reports failures by raising
@@ -38,4 +38,13 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor holds (connections, loaded models); it is not used afterwards."""
+        ...
+
+
+class RoutedExecutor(Executor, Protocol):
+    """An executor of particular catalog entries only (a Gradio Space runs each): the dispatcher
+    sends it those entries, at their rank among the candidates, and no others."""
+
+    def serves(self, task: str, model_id: str) -> bool:
+        """This catalog entry (task type, id) runs here."""
         ...

@@ -1,7 +1,9 @@
 """A session's resource store: one directory holding its uploads and generated files.
 
 The planner knows each resource by its file name. A task may read only files inside this
-directory (uploads are copied in first) or public http(s) URLs, fetched into it.
+directory (uploads are copied in first) or public http(s) URLs, fetched into it. Uploads get safe
+names (no path parts, ASCII, at most 100 characters, the suffix kept) and files a browser would run
+(SVG, HTML, XML, scripts) are refused: served back from the app's origin, they could script it.
 """
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import re
 import shutil
 import tempfile
 import threading
+import unicodedata
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from jarvis.errors import ResourceError
 from jarvis.files.media_types import media_type
@@ -27,10 +30,32 @@ class Resource:
     origin: str      # "upload" | "generated" | "url"
 
 
+NAME_CHARS = 100
+# What a browser runs when served from the app's origin (or reads as markup); never stored.
+ACTIVE_SUFFIXES = frozenset({".svg", ".svgz", ".html", ".htm", ".xhtml", ".xht", ".shtml", ".xml", ".xsl",
+                             ".xslt", ".js", ".mjs", ".mht", ".mhtml", ".swf"})
+_MARKUP = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:\?xml|!doctype|svg|html|script|!--)", re.I)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
+
+
 def _safe_name(name: str) -> str:
-    base = Path(str(name).replace("\\", "/")).name
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "file"
-    return base[:100]
+    """The name without path parts, in ASCII letters, digits, '.', '_' and '-' (accents dropped,
+    anything else '_'), at most NAME_CHARS long, keeping its suffix (which decides its media type)."""
+    base = PurePosixPath(str(name).replace("\\", "/")).name
+    base = "".join(c for c in unicodedata.normalize("NFKD", base) if not unicodedata.combining(c))
+    stem, _, suffix = base.rpartition(".")
+    if not stem.strip(".") or not re.fullmatch(r"[A-Za-z0-9]{1,10}", suffix):   # no suffix, or ".hidden"
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:NAME_CHARS] or "file"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._") or "file"
+    return f"{stem[:NAME_CHARS - len(suffix) - 1]}.{suffix}"
+
+
+def _refuse_active(src: Path, name: str) -> None:
+    with open(src, "rb") as f:
+        head = f.read(512)
+    if Path(name).suffix.lower() in ACTIVE_SUFFIXES or _MARKUP.match(head):
+        raise ResourceError(f"{name} cannot be attached: SVG, HTML and other markup can carry scripts. "
+                            "Attach images as PNG, JPEG or WEBP, or audio or video files")
 
 
 class ResourceStore:
@@ -66,6 +91,7 @@ class ResourceStore:
         src = Path(src)
         if not src.is_file():
             raise ResourceError(f"attached file not found: {src.name}")
+        _refuse_active(src, _safe_name(name or src.name))
         dest = self._unique(name or src.name)
         shutil.copyfile(src, dest)
         return self._register(dest, "upload")
@@ -133,6 +159,17 @@ class ResourceStore:
             f"{value!r} is not a file of this session: attach it first, or name one of: "
             + (", ".join(sorted(self._items)) or "(no files yet)")
         )
+
+    def find(self, ref: str) -> Path | None:
+        """The session file `ref` names (a name, or a path inside the store), or None. Unlike
+        resolve it never fetches: an address (https:, data:, //host) is not a file of this session."""
+        ref = str(ref).strip()
+        if not ref or _SCHEME.match(ref):
+            return None
+        try:
+            return self.resolve(ref)
+        except ResourceError:
+            return None
 
     def cleanup(self) -> None:
         """Delete the directory and forget its files."""

@@ -262,7 +262,7 @@ class LLM:
             while True:
                 feed = Feed(lambda: self._open(request))
                 try:
-                    yield from self._read(feed, began, got)
+                    yield from self._read(feed, began, got, max_tokens)
                     break
                 except _Retry as retry:
                     if "response_format" in request and _refused(retry.error):
@@ -304,8 +304,9 @@ class LLM:
             return response, [_Whole(response.read())]
         return response, chunks
 
-    def _read(self, feed: Feed, began: float, got: _Received) -> Iterator[str]:
-        """One attempt's text, each chunk within its silence limit."""
+    def _read(self, feed: Feed, began: float, got: _Received, max_tokens: int | None) -> Iterator[str]:
+        """One attempt's text, each chunk within its silence limit; no more chunks than `max_tokens`
+        (every chunk holds a token at least: a server that sends more ignores the limit)."""
         lim = self.limits
         last = time.monotonic()
         opened = last
@@ -331,6 +332,10 @@ class LLM:
                 raise self._explain(value) from None
             got.answered = True
             yield from (self._whole(value.body, got) if isinstance(value, _Whole) else _chunk_texts(value, got))
+            if max_tokens and got.chunks > max_tokens and not got.finished:
+                log.info("the LLM endpoint went past max_tokens=%d; read no further", max_tokens)
+                got.finished = True
+                return
 
     def _whole(self, body: bytes, got: _Received) -> Iterator[str]:
         """A non-streamed completion's text, every level checked (a malformed body is anything)."""

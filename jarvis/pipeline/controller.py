@@ -23,6 +23,7 @@ from jarvis.execution.dispatch import Dispatcher
 from jarvis.execution.executor import Executor
 from jarvis.execution.local import LocalExecutor
 from jarvis.execution.remote import RemoteExecutor
+from jarvis.execution.spaces import SpaceExecutor, space_routes
 from jarvis.files.content_checks import check_media
 from jarvis.files.media_types import media_type
 from jarvis.llm import prompts
@@ -93,16 +94,21 @@ class Controller:
             return self._availability[key]
 
     def _dispatcher(self, cfg: Config, remotes: list[Executor]) -> Dispatcher:
-        """This run's dispatcher: with a remote executor when the mode needs one (added to `remotes`,
-        which the run closes at its end)."""
+        """This run's dispatcher: with a remote executor, and a Space executor when the catalog names
+        Spaces, when the mode needs them (added to `remotes`, which the run closes at its end)."""
         mode = cfg.inference.mode
         remote: RemoteExecutor | None = None
+        spaces: SpaceExecutor | None = None
         availability: Availability | None = None
         if mode in ("remote", "hybrid"):
             availability = self._shared_availability(cfg)
             remote = RemoteExecutor(cfg.remote, token=cfg.credentials.hf_token, availability=availability)
             remotes.append(remote)
-        return Dispatcher(mode, self.local, remote, availability)
+            routes = space_routes(self.catalog)
+            if routes:
+                spaces = SpaceExecutor(routes, cfg.remote, token=cfg.credentials.hf_token)
+                remotes.append(spaces)
+        return Dispatcher(mode, self.local, remote, availability, spaces)
 
     def _needs(self, session: Session, remotes: list[Executor]) -> Needs:
         cfg = session.config

@@ -110,6 +110,31 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict[
     return [o for _, o in found], truncated
 
 
+def close_open(text: str) -> str:
+    """A JSON text cut off midway (at a length limit) with its open string, arrays and objects closed:
+    `{"0": {"id": "a/b", "reason": "because` reads as the choice it began to be."""
+    text = text[:MAX_CHARS]
+    closers: list[str] = []
+    in_string = escape = False
+    for ch in text:
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            closers.append("]" if ch == "[" else "}")
+        elif ch in "]}" and closers:
+            closers.pop()
+    if escape:
+        text = text[:-1]
+    return text + ('"' if in_string else "") + "".join(reversed(closers))
+
+
 def closed_list(text: str) -> bool:
     """Whether an answer still being written already holds a whole top-level JSON list of objects (or
     an empty one): what a planner writes after it adds nothing to the plan."""

@@ -17,8 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from jarvis.errors import PlanError
-from jarvis.pipeline.lenient_json import find_objects, strip_fences
+from jarvis.pipeline.lenient_json import closed_list, find_objects, strip_fences
 from jarvis.pipeline.plan import TASK_KEYS, Plan, Task, parse_plan, plan_from_items
+
+LIVE_CHARS = 50_000   # a plan is a few KB: past this, each new chunk is not searched again (it is read whole at the end)
+
+
+def list_closed(text: str) -> bool:
+    """Whether the planner's answer so far holds its whole list (lenient_json.closed_list), while the
+    text is short enough to search again at every chunk."""
+    return len(text) <= LIVE_CHARS and closed_list(text)
 
 
 class LivePlan:
@@ -39,7 +47,7 @@ class LivePlan:
 
     def feed(self, delta: str) -> list[Task]:
         self.text += delta
-        if "}" not in delta or not self._steady:
+        if "}" not in delta or not self._steady or len(self.text) > LIVE_CHARS:
             return []
         objects = find_objects(strip_fences(self.text), TASK_KEYS)[0]
         if objects[:len(self._objects)] != self._objects:

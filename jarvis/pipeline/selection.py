@@ -14,7 +14,7 @@ from jarvis.errors import LLMError
 from jarvis.llm import prompts
 from jarvis.llm.backend import LLMBackend, Usage
 from jarvis.llm.plan_schema import ChoiceSchema
-from jarvis.pipeline.lenient_json import extract_json
+from jarvis.pipeline.lenient_json import close_open, extract_json, strip_fences
 from jarvis.pipeline.plan import Plan, Task
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,14 @@ def _task_key(key: Any) -> int | None:
 
 def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
     """{task id: (model id, reason)} from the selector's answer, tolerating the usual variants."""
+    text = "" if text is None else str(text)
     try:
-        data = extract_json("" if text is None else str(text))
+        data = extract_json(text)
     except (ValueError, RecursionError):
-        return {}
+        try:       # cut off at the length limit, in a long reason: the choice before it still counts
+            data = extract_json(close_open(strip_fences(text)))
+        except (ValueError, RecursionError):
+            return {}
     out: dict[int, tuple[str, str]] = {}
     items: list[tuple[Any, Any]] = []
     if isinstance(data, dict):

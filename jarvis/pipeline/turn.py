@@ -24,8 +24,7 @@ from jarvis.errors import LLMError, PlanError
 from jarvis.events import AnswerDelta, Event, Failed, LLMProgress, ModelChosen, PlanReady, TaskPlanned
 from jarvis.llm.backend import LLMBackend, Usage
 from jarvis.llm.plan_schema import PlanSchema
-from jarvis.pipeline.lenient_json import closed_list
-from jarvis.pipeline.live_plan import LivePlan, join_started
+from jarvis.pipeline.live_plan import LivePlan, join_started, list_closed
 from jarvis.pipeline.plan import Plan, Task
 from jarvis.pipeline.records import StageTimings, TaskRecord
 from jarvis.pipeline.respond import Message, answer_messages, chat_messages, fallback_answer, without_reasoning
@@ -196,7 +195,7 @@ class Turn:
         plan_call = self._call("plan")
         plan_call.start(lambda: plan_call.count(self.llm.stream(self.plan_messages, self.usage, max_tokens=PLAN_TOKENS,
                                                                 schema=schema)),
-                        closed_list)
+                        list_closed)
         while True:
             post = self._take()
             if post is not None:
@@ -259,7 +258,8 @@ class Turn:
         try:
             plan = live.whole(broke_off=str(error) if error is not None else None)
         except PlanError as exc:
-            plan = Plan(repairs=[f"the plan could not be read ({exc}); answered directly"])
+            plan = Plan(repairs=["stopped by the user before the plan was written" if self.session.cancel.is_set()
+                                 else f"the plan could not be read ({exc}); answered directly"])
         self.plan = plan = join_started(plan, self.started)
         yield PlanReady(list(plan.tasks), plan.repairs, self.timings.plan)
         stopped = self.session.cancel.is_set()
@@ -323,7 +323,7 @@ class Turn:
 
     def _answer(self, messages: list[Message]) -> Iterator[Event]:
         if self.session.cancel.is_set():
-            text = fallback_answer(self.records, "stopped by the user") if self.records else "Stopped."
+            text = fallback_answer(self.records, "stopped by the user") if self.records else "Stopped by the user."
             self.answer.append(text)
             yield AnswerDelta(text)
             return

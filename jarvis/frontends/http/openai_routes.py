@@ -1,5 +1,9 @@
 """OpenAI-compatible routes: Jarvis as the model "jarvis". GET /v1/models and POST
-/v1/chat/completions, streamed (server-sent events, the steps shown before the answer) or not."""
+/v1/chat/completions, streamed (server-sent events, the steps shown before the answer) or not.
+
+Clients render the content as Markdown, so what models wrote goes through
+jarvis.frontends.safe_text: step lines show it as text, and the answer keeps its Markdown without
+raw HTML or images that load from elsewhere (an image of the run's own files links here)."""
 from __future__ import annotations
 
 import json
@@ -29,6 +33,7 @@ from jarvis.events import (
     TaskStarted,
 )
 from jarvis.frontends.http.runs import Api, Run, failed_error
+from jarvis.frontends.safe_text import AnswerFilter, ImageHook, answer_markdown, escape_text
 from jarvis.pipeline.records import RunResult
 
 MODEL_ID = "jarvis"
@@ -69,31 +74,33 @@ def step_line(event: Event, run: Run) -> str | None:
     if isinstance(event, LLMProgress):
         return f"LLM {_WRITING.get(event.stage, event.stage)}: {event.tokens} tokens, {event.seconds:.0f} s\n"
     if isinstance(event, TaskPlanned):
-        return f"Task {event.task.id} planned: {event.task.task}\n"
+        return f"Task {event.task.id} planned: {escape_text(event.task.task)}\n"
     if isinstance(event, PlanReady):
         if not event.tasks:
             return None
         lines = [f"Plan: {len(event.tasks)} task(s)"]
         for t in event.tasks:
             after = [d for d in t.dep if d != -1]
-            lines.append(f"- task {t.id}: {t.task}" + (f", after task {', '.join(map(str, after))}" if after
-                                                       else "") + (f" (!! {t.error})" if t.error else ""))
-        lines += [f"- repaired: {r}" for r in event.repairs]
+            lines.append(f"- task {t.id}: {escape_text(t.task)}" + (f", after task {', '.join(map(str, after))}"
+                                                                    if after else "")
+                         + (f" (!! {escape_text(t.error)})" if t.error else ""))
+        lines += [f"- repaired: {escape_text(r)}" for r in event.repairs]
         return "\n".join(lines) + "\n"
     if isinstance(event, ModelChosen):
-        return f"Task {event.task_id} ({event.task}): model {event.model}: {_trim(event.reason, 160)}\n"
+        return (f"Task {event.task_id} ({escape_text(event.task)}): model {escape_text(event.model)}: "
+                f"{escape_text(_trim(event.reason, 160))}\n")
     if isinstance(event, TaskStarted):
         return f"Task {event.task_id} started ({event.executor})\n"
     if isinstance(event, TaskProgress):
-        return f"Task {event.task_id}: {_trim(event.message)}\n"
+        return f"Task {event.task_id}: {escape_text(_trim(event.message))}\n"
     if isinstance(event, TaskFinished):
         rec = event.record
-        outs = [f"{_trim(v)}" if k == "text" else (run.link(v) if run.owns(v) else k) for k, v in rec.outputs.items()]
+        outs = [escape_text(_trim(v)) if k == "text" else (run.link(v) if run.owns(v) else k) for k, v in rec.outputs.items()]
         return f"Task {rec.id} done in {rec.seconds or 0.0:.1f} s: {'; '.join(outs)}\n"
     if isinstance(event, TaskFailed):
-        return f"Task {event.task_id} failed: {_trim(event.record.error or '', 300)}\n"
+        return f"Task {event.task_id} failed: {escape_text(_trim(event.record.error or '', 300))}\n"
     if isinstance(event, TaskSkipped):
-        return f"Task {event.task_id} skipped: {_trim(event.record.error or '', 300)}\n"
+        return f"Task {event.task_id} skipped: {escape_text(_trim(event.record.error or '', 300))}\n"
     return None
 
 
@@ -154,9 +161,19 @@ def router(api: Api) -> APIRouter:
     return r
 
 
+def own_images(run: Run) -> ImageHook:
+    """An answer's image that is one of the run's files: shown from its download link."""
+    def image(alt: str, src: str) -> str | None:
+        path = run.session.store.find(src)
+        if path is None or not run.owns(path):
+            return None
+        return f"![{escape_text(alt)}]({run.link(path)})"
+    return image
+
+
 def _completion(run: Run, result: RunResult) -> dict[str, Any]:
     files = run.files(result.tasks)
-    content = result.answer + files_markdown(files) + _timeout_note(run)
+    content = answer_markdown(result.answer, own_images(run)) + files_markdown(files) + _timeout_note(run)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": MODEL_ID, "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -198,6 +215,7 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
 
     result: RunResult | None = None
     thinking = False
+    answer = AnswerFilter(own_images(run))
     progress_shown: dict[str, float] = {}     # per LLM stage: the seconds of its last progress line
     try:
         yield chunk({"role": "assistant", "content": ""})
@@ -212,7 +230,9 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
                 if thinking:
                     thinking = False
                     yield chunk({"content": "</think>\n\n"})
-                yield chunk({"content": event.text})
+                text = answer.feed(event.text)
+                if text:
+                    yield chunk({"content": text})
                 continue
             if isinstance(event, LLMProgress):
                 if event.seconds - progress_shown.get(event.stage, -PROGRESS_EVERY) < PROGRESS_EVERY:
@@ -232,7 +252,7 @@ async def _sse(run: Run, first: Event, events: AsyncIterator[Event], mode: str,
             yield chunk({"content": "</think>\n\n"})
         if result is not None:
             files = run.files(result.tasks)
-            tail = files_markdown(files) + _timeout_note(run)
+            tail = answer.close() + files_markdown(files) + _timeout_note(run)
             if tail:
                 yield chunk({"content": tail})
             yield chunk({}, "stop", jarvis=_extra(run, result, files))

@@ -49,9 +49,9 @@ def host_policy(config: Config, bound_host: str) -> HostPolicy:
 
 
 def guarded(app: ASGIApp, config: Config, bound_host: str) -> ASGIApp:
-    """The app behind the host check, the access token and the body limit."""
+    """The app behind the host check, the access token and the body limit; every response nosniff."""
     limited = BodyLimit(app, int(config.server.max_body_mb * 2**20), config.server.max_body_mb)
-    return HostGuard(AccessGate(limited, access_tokens(config), API_PREFIXES), host_policy(config, bound_host))
+    return NoSniff(HostGuard(AccessGate(limited, access_tokens(config), API_PREFIXES), host_policy(config, bound_host)))
 
 
 def uvicorn_config(app: ASGIApp, config: Config, host: str, port: int) -> uvicorn.Config:
@@ -117,6 +117,28 @@ class _Server(uvicorn.Server):
             asyncio.get_running_loop().call_soon_threadsafe(on_stop)
         except RuntimeError:    # no loop runs yet (or any more): no request runs either
             pass
+
+
+class NoSniff:
+    """ASGI middleware: every response carries `X-Content-Type-Options: nosniff`, so a browser never
+    treats a served file (an upload, a generated file) as another type than the one it is sent as
+    (Gradio's file route sends anything but plain media as an application/octet-stream download)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-content-type-options"]
+                message = {**message, "headers": [*headers, (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
 
 
 class BodyLimit:

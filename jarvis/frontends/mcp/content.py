@@ -19,9 +19,9 @@ from jarvis.events import (
     PlanReady,
     TaskFailed,
     TaskFinished,
+    TaskPlanned,
     TaskProgress,
     TaskSkipped,
-    TaskPlanned,
     TaskStarted,
 )
 from jarvis.files.media_types import MIME_SUFFIXES

@@ -29,6 +29,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from jarvis import __version__
 from jarvis.errors import ApiError, JarvisError
 from jarvis.events import Done, Failed
 from jarvis.frontends.http.access import caller_owner
@@ -55,7 +56,7 @@ class McpEndpoint:
         self.api = api
         self.ttl = float(api.config.server.file_ttl)
         self.specs = tool_specs(self.ttl)
-        self.server: Server[Any, Request] = Server("Jarvis", instructions=INSTRUCTIONS)
+        self.server: Server[Any, Request] = Server("Jarvis", version=__version__, instructions=INSTRUCTIONS)
         self.server.list_tools()(self._list_tools)
         self.server.call_tool()(self._call_tool)
         # the API's body limit, plus room for the JSON-RPC envelope around a data: URL
@@ -120,8 +121,8 @@ class McpEndpoint:
         mode = self.api.config.inference.mode
         models = []
         for m in self.api.controller.catalog.candidates(spec.name, k=MODELS_LISTED, mode=mode):
-            runs = [side for side, ok in (("local", mode != "remote" and m.runs_locally()),
-                                          ("remote", mode != "local" and m.remote)) if ok]
+            runs = ["space"] if m.space else [side for side, ok in (("local", mode != "remote" and m.runs_locally()),
+                                                                    ("remote", mode != "local" and m.remote)) if ok]
             models.append({"id": m.id, "downloads": m.downloads, "likes": m.likes, "runs": runs,
                            "description": m.description})
         data = {"task": spec.name, "mode": mode, "models": models}

@@ -19,6 +19,8 @@ from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.routes import App as GradioApp
+from starlette.routing import Mount
 
 from jarvis.config import Config
 from jarvis.errors import ApiError, ConfigError, JarvisError
@@ -30,7 +32,7 @@ from jarvis.frontends.http.serving import exposure_warnings, run, server_control
 from jarvis.frontends.safe_text import escape_text
 from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
 from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, shown_paths
-from jarvis.frontends.web.render import TurnRenderer, own_file, user_messages
+from jarvis.frontends.web.render import TurnRenderer, user_messages
 from jarvis.frontends.web.sessions import SessionRegistry, UISession
 from jarvis.pipeline.controller import Controller
 
@@ -152,7 +154,7 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
             yield (item.display + [{"role": "assistant", "content": f"⏳ {exc.message[:1].upper()}{exc.message[1:]}."}],
                    gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
             return
-        turn = TurnRenderer(lambda ref: own_file(session.store, ref))
+        turn = TurnRenderer(lambda ref: session.store.find(ref))
         before = item.display + user_messages(text, files)
         try:
             session.config = choice.config
@@ -287,7 +289,7 @@ def launch(config: Config) -> int:
     shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     print(f"Jarvis web app on {shown} (and the HTTP API on the same port)", flush=True)
     try:
-        run(app, config, host, port, on_stop=lambda: _stop_running(sessions))
+        run(app, config, host, port, on_stop=lambda: _stop_running(app, sessions))
     except KeyboardInterrupt:
         pass
     finally:
@@ -297,13 +299,17 @@ def launch(config: Config) -> int:
     return 0
 
 
-def _stop_running(sessions: SessionRegistry) -> None:
-    """The server is stopping (SIGTERM, Ctrl-C): every running request stops now, so its event
-    stream ends and the shutdown does not wait for it."""
+def _stop_running(app: FastAPI, sessions: SessionRegistry) -> None:
+    """The server is stopping (SIGTERM, Ctrl-C; runs on the event loop): every running request
+    stops now, and so does each browser's heartbeat stream to Gradio (as Gradio's own launch does
+    it), so that no open stream holds the shutdown."""
     for key in list(sessions.keys()):
         item = sessions.peek(key)
         if item is not None:
             item.session.cancel.set()
+    for route in app.routes:
+        if isinstance(route, Mount) and isinstance(route.app, GradioApp):
+            route.app.stop_event.set()
 
 
 def server_app(config: Config, controller: Controller) -> tuple[FastAPI, SessionRegistry]:
@@ -315,6 +321,6 @@ def server_app(config: Config, controller: Controller) -> tuple[FastAPI, Session
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
     app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=[str(EXAMPLES_DIR)],
                               ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20),
-                              )
+                              mcp_server=False)
     sessions: SessionRegistry = demo.jarvis_registry
     return app, sessions

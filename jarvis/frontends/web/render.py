@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jarvis.errors import ResourceError
 from jarvis.events import (
     AnswerDelta,
     Done,
@@ -31,14 +30,12 @@ from jarvis.events import (
     TaskStarted,
 )
 from jarvis.files.media_types import media_type
-from jarvis.files.store import ResourceStore
 from jarvis.frontends.safe_text import answer_markdown, code_span, escape_text, model_text
 from jarvis.pipeline.plan import ArgValue, Task
 
 _REF = re.compile(r"<\s*GENERATED\s*>\s*-\s*(\d+)", re.I)
 _VALUE_CHARS = 120
 _RESULT_CHARS = 1500
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
 def _short(text: str, limit: int) -> str:
@@ -83,18 +80,6 @@ def media_message(path: str | Path, role: str = "assistant") -> dict[str, Any]:
     return {"role": role, "content": {"path": str(p), "alt_text": p.name}}
 
 
-def own_file(store: ResourceStore, ref: str) -> Path | None:
-    """The session file an answer's image names (by name, or a path inside the session's
-    directory); None for anything else. An address is never fetched here."""
-    ref = ref.strip()
-    if not ref or _SCHEME.match(ref):
-        return None
-    try:
-        return store.resolve(ref)
-    except ResourceError:
-        return None
-
-
 def user_messages(text: str, files: list[str]) -> list[dict[str, Any]]:
     """The user's turn: the text (pasted text may carry markup too: filtered like an answer), then
     each attached file shown as media."""
@@ -109,8 +94,8 @@ def user_messages(text: str, files: list[str]) -> list[dict[str, Any]]:
 
 class TurnRenderer:
     """Builds the assistant's turn from the event stream; `messages` is the current view of it.
-    `files(ref)` finds a session file an answer's image names (own_file); without it no image in
-    the answer shows."""
+    `files(ref)` finds a session file an answer's image names (ResourceStore.find); without it no
+    image in the answer shows."""
 
     def __init__(self, files: Callable[[str], Path | None] | None = None) -> None:
         self.started = time.perf_counter()
@@ -157,14 +142,14 @@ class TurnRenderer:
     def _llm(self, event: LLMProgress) -> None:
         """The step line of the LLM call that is writing."""
         line = f"{event.tokens} tokens, {event.seconds:.0f} s"
-        if event.stage == "plan":
-            self._plan["metadata"]["log"] = "writing: " + line
-        elif event.stage == "select":
-            self._plan["metadata"]["log"] = "choosing the models: " + line
-        elif self._answer is None or "metadata" in self._answer:   # the answer's text has not begun
-            self._answer = {"role": "assistant", "content": "",
-                            "metadata": {"title": "✍️ Writing the answer", "status": "pending", "log": line,
-                                         "id": "answer"}}
+        if event.stage == "answer":
+            if self._answer is None or "metadata" in self._answer:   # the answer's text has not begun
+                self._answer = {"role": "assistant", "content": "",
+                                "metadata": {"title": "✍️ Writing the answer", "status": "pending", "log": line,
+                                             "id": "answer"}}
+        else:
+            what = {"plan": "writing", "select": "choosing the models"}.get(event.stage, event.stage)
+            self._plan["metadata"]["log"] = f"{what}: {line}"
 
     def update(self, event: Event) -> None:
         if isinstance(event, LLMProgress):
