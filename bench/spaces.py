@@ -21,13 +21,13 @@ from collections.abc import Callable
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from jarvis.config import RemoteConfig  # noqa: E402
-from jarvis.execution.remote import RemoteExecutor  # noqa: E402
-from jarvis.execution.spaces import SpaceExecutor, SpaceRoute  # noqa: E402
-from jarvis.files.store import ResourceStore  # noqa: E402
-from jarvis.runners.base import Device, RunContext, TaskInputs  # noqa: E402
-from tests.fakes.gradio_space import LoopbackSpace  # noqa: E402
-from tests.fakes.inference_server import InferenceServer  # noqa: E402
+from jarvis.config import RemoteConfig
+from jarvis.execution.remote import RemoteExecutor
+from jarvis.execution.spaces import SpaceExecutor, SpaceRoute
+from jarvis.files.store import ResourceStore
+from jarvis.runners.base import Device, RunContext, TaskInputs
+from tests.fakes.gradio_space import LoopbackSpace
+from tests.fakes.inference_server import InferenceServer
 
 TASK, MODEL, SPACE_ID, TOKEN = "text-to-speech", "facebook/mms-tts-eng", "spaces/loopback/speaker", "hf_bench"
 

@@ -26,7 +26,7 @@ open(path, "w").write(head + "only_mutate =\n" + "\n".join(kept) + "\n" + tail)
 PY
 fi
 python -m venv --system-site-packages "$WORK/.venv"
-"$WORK/.venv/bin/python" -m pip install -q "mutmut==3.8.1"
+"$WORK/.venv/bin/python" -m pip install -q "mutmut==3.8.1" > "$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; exit 1; }
 cd "$WORK"
 export HF_HUB_OFFLINE=1
 start=$(date +%s)

@@ -83,11 +83,14 @@ def test_shipped_catalog_entries_are_well_formed(shipped):
     fact_keys = set(ModelFacts().__dataclass_fields__)
     for obj in raw:
         assert set(obj) <= {"id", "task", "downloads", "likes", "tags", "license", "description", "local",
-                            "providers", "providers_checked"} | fact_keys
+                            "providers", "providers_checked", "space", "api_name", "params"} | fact_keys
         assert obj["task"] in tasktypes.TASK_TYPES and obj["task"] not in ("canny-control", "depth-control")
         assert (obj["task"], obj["id"]) not in seen
         seen.add((obj["task"], obj["id"]))
-        assert obj["id"].count("/") == 1 and 0 < len(obj["description"]) <= 300
+        assert obj["id"].count("/") == (2 if "space" in obj else 1) and 0 < len(obj["description"]) <= 300
+        if "space" in obj:   # a Gradio Space's entry: no model, so no library; not counted among the models
+            assert isinstance(obj["tags"], list) and obj["id"] == "spaces/" + obj["space"] and obj["api_name"]
+            continue
         assert isinstance(obj["tags"], list) and obj["library_name"]  # every entry names its library
         per_task[obj["task"]] = per_task.get(obj["task"], 0) + 1
     assert all(2 <= n <= 5 for n in per_task.values()), per_task

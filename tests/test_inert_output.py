@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,7 +74,7 @@ def hostile(evil: str = EVIL) -> dict[str, str]:
         "mermaid in quote": f'> ```mermaid\n> graph TD; A["<img src={evil}/mermaid-quote.png>"]\n> ```',
         "latex straddle": f"$$\n```\n$$\n<img src={evil}/latex.png>\n```",
         "code span across lines": f"`a\n<img src={evil}/span-lines.png>`",
-        "backtick run": f"``` <img src={evil}/backticks.png>",
+        "backtick run": f"text ``` <img src={evil}/backticks.png> `` and ` alone",
         "table cell": f"| a | b |\n|---|---|\n| <img src={evil}/cell.png> | ok |",
         "bidi": "file\u202egnp.exe and \u200fcontrol\x07 chars",
     }
@@ -103,8 +102,9 @@ class _Audit(HTMLParser):
             self.problems.append(f"<{tag}>")
         for name, value in attrs:
             value = value or ""
-            ok = ((tag == "a" and name == "href") or (tag == "code" and name == "class" and value.startswith("language-"))
-                  or (tag in ("td", "th") and name == "style" and value.startswith("text-align")) or (tag == "ol" and name == "start"))
+            ok = ((tag == "a" and name == "href") or (tag == "ol" and name == "start")
+                  or (tag == "code" and name == "class" and value.startswith("language-"))
+                  or (tag in ("td", "th") and name == "style" and value.startswith("text-align")))
             if not ok:
                 self.problems.append(f"<{tag} {name}>")
         if tag == "a":
@@ -213,7 +213,8 @@ def test_only_the_sessions_own_files_show_as_images(tmp_path):
 @pytest.mark.parametrize("name", list(hostile()))
 def test_short_model_text_shows_exactly_as_written(name):
     text = hostile()[name]
-    expected = " ".join(unicodedata.normalize("NFC", re.sub(r"[\x00-\x08\x0b-\x1f\u200e\u200f\u202a-\u202e]", "\ufffd", text)).split())
+    controls = r"[\x00-\x08\x0b-\x1f\u200e\u200f\u202a-\u202e]"     # shown as U+FFFD
+    expected = " ".join(re.sub(controls, "\ufffd", text).split())
     for rendered in (escape_text(text), "**Result:** " + escape_text(text), code_span(text)):
         assert audit(rendered) == []
         assert visible(rendered).removeprefix("Result: ") == expected
@@ -238,7 +239,7 @@ def test_every_step_a_model_wrote_renders_inert():
                   ModelChosen(0, "text-generation", bad["javascript html link"], bad["remote image"],
                               [bad["javascript html link"], bad["style"]]),
                   TaskFinished(TaskRecord(0, "text-generation", [-1], {}, status="done", outputs={"text": bad["iframe"]},
-                                          seconds=0.5)),
+                                          started=0.1, finished=0.6)),
                   TaskFailed(TaskRecord(1, bad["svg"], [-1], {}, status="failed", error=bad["svg"])),
                   TaskSkipped(TaskRecord(2, bad["form"], [-1], {}, status="skipped", error=bad["details ontoggle"])),
                   AnswerDelta("\n\n".join(bad.values()))):
@@ -312,7 +313,7 @@ def test_the_apis_content_is_inert_streamed_or_not(tmp_path):
     bad = hostile()
     plan = plan_json(("text-generation", {"text": bad["img onerror"]}), (bad["svg"], {"text": "x"}))
     reason = json.dumps({"0": {"id": "openai-community/gpt2", "reason": bad["iframe"]}})
-    answer = "\n\n".join(bad.values()) + "\n\nYour photo: ![it](image-1.png)"
+    answer = "Your photo: ![it](image-1.png)\n\n" + "\n\n".join(bad.values())
     catalog, service = _remote_setup(tmp_path)
     with service, ScriptedLLM(plan=plan, select=reason, answer=answer) as llm:
         cfg = config_for(llm.url, inference={"mode": "remote"}, catalog={"path": str(catalog)},
@@ -329,9 +330,41 @@ def test_the_apis_content_is_inert_streamed_or_not(tmp_path):
     steps, _, streamed_answer = streamed.partition("</think>")
     assert steps.startswith("<think>\n") and "text-generation" in steps
     own = f"{live.url}/files/"
-    assert audit(steps.removeprefix("<think>\n"), own) == [] and bad["iframe"] in visible(steps)
+    steps = steps.removeprefix("<think>\n")     # ours: reasoning clients fold it away
+    assert audit(steps, own) == [] and bad["iframe"] in visible(steps)
     for content in (streamed_answer, whole):
         assert audit(content, own) == []
         assert "image-1.png" in _MD.render(content) and f'<img src="{own}' in _MD.render(content)
         assert bad["script"] in visible(content) and "127.0.0.1:9/leak.png" in visible(content)
     assert headers["x-content-type-options"] == "nosniff"
+
+
+# -- files the web app serves --------------------------------------------------------------------------
+def test_web_uploads_an_svg_is_refused_and_no_session_file_is_served_by_its_path(tmp_path):
+    """Through gradio_client against the app as app.py serves it: an SVG upload gets a message and
+    Gradio's copy of it is an octet-stream download marked nosniff; a session's own directory is not
+    reachable by a file link, directly or through '..' from Gradio's cache."""
+    from urllib.parse import quote
+
+    from tests.fakes.llm_server import ScriptedLLM
+    from tests.helpers import config_for
+    from tests.test_hardening_web import STREET, file_urls, submit, texts, web
+
+    svg = tmp_path / "evil.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>')
+    with ScriptedLLM(plan="[]", chat="Fine.") as llm, web(config_for(llm.url, server={"access_token": ""})) as site:
+        alice, bob = site.client(), site.client()
+        chat = submit(alice, "look at this", [svg]).result(timeout=60)[0]
+        assert any("evil.svg cannot be attached: SVG, HTML and other markup" in t for t in texts(chat)), texts(chat)
+        (copy,) = [u for u in file_urls(chat) if u.endswith(".svg")]
+        served = httpx.get(copy)
+        assert served.status_code == 200 and served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["content-disposition"].startswith("attachment")
+        assert served.headers["x-content-type-options"] == "nosniff"
+        submit(bob, "keep this", [STREET]).result(timeout=60)
+        own = site.sessions.peek(bob.session_hash).session.store.root / "street.png"
+        assert own.is_file()
+        cache_dir = copy.split("/file=", 1)[1].rsplit("/", 2)[0]
+        for path in (str(own), f"{cache_dir}/../{own.parent.name}/street.png", f"{cache_dir}/{'../' * 8}{own}"):
+            assert httpx.get(f"{site.url}/gradio_api/file={quote(path)}").status_code in (403, 404), path
+        assert httpx.get(site.url).headers["x-content-type-options"] == "nosniff"

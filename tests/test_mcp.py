@@ -17,6 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json
+from tests.test_hardening_server import api
 from tests.test_hardening_web import web
 from tests.uiapp import CAPTIONER, TTS, ensure_models
 
@@ -205,3 +206,15 @@ def test_hosts_that_plan_themselves_list_task_types_and_models_and_run_one_task(
         result, _ = call(site.url, "run_task", {"task": "text-to-speech", "model": TTS})
         assert result.isError and "text-to-speech needs 1 text input(s)" in texts(result)[0]
     assert llm.requests == []       # no LLM for hosts that plan themselves
+
+
+def test_the_api_alone_serves_mcp_too():
+    """`python -m jarvis serve`: no Gradio, the same endpoint."""
+    with ScriptedLLM(plan="[]", chat="From the API alone.") as llm, api(llm.url) as live:
+        result, _ = call(live.url, "jarvis", {"request": "hi"}, token="tok-bob")
+        assert texts(result) == ["From the API alone."]
+        async def work(session: ClientSession):
+            return [t.name for t in (await session.list_tools()).tools]
+        assert mcp(live.url, work, token="tok-alice") == ["jarvis", "list_task_types", "list_models", "run_task"]
+        with pytest.raises(Exception):
+            mcp(live.url, work, token="tok-mallory")

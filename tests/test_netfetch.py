@@ -119,6 +119,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 for _ in range(48):  # 3 MiB, no Content-Length
                     self.wfile.write(PNG[:8] + bytes(65528))
+            elif path in ("/typed.png", "/odd/%21%21.png"):
+                self._send(200, PNG, "image/png; charset=binary")
+            elif path == "/vendor.png":
+                self._send(200, PNG, "image/x-vendor-format")
+            elif path == "/drawing.png":
+                self._send(200, PNG, "image/svg+xml")
+            elif path == "/binary/clip.wav":
+                self._send(200, WAV, "binary/octet-stream")
+            elif path == "/empty.png":
+                self._send(200, b"", "image/png")
+            elif path == "/nowhere":
+                self._send(302)
+            elif path.startswith("/status/"):
+                self._send(int(path.rsplit("/", 1)[1]), PNG, "image/png")
             elif path == "/slow":
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")
@@ -380,3 +394,54 @@ def test_an_all_public_dns_answer_pins_every_address_in_order():
     policy = OutboundPolicy(public_only=True, resolver=_answering(answer, []))
     assert policy.vet(httpx.URL("http://media.example.org:8080/a.png"), time.monotonic() + 5) == (
         "media.example.org", [PUBLIC_V4, "8.8.8.8", PUBLIC_V6])
+
+
+
+# -- what the fetcher accepts, exactly at its limits ---------------------------------------------
+def test_a_file_of_exactly_the_size_limit_is_accepted_one_byte_more_is_not(server, store):
+    assert fetch_to_store(_base(server) + "/img.png", store, allow_private=True, max_bytes=len(PNG)).is_file()
+    with pytest.raises(ResourceError, match=f"the file is larger than {len(PNG) - 1} bytes"):
+        fetch_to_store(_base(server) + "/img.png", store, allow_private=True, max_bytes=len(PNG) - 1)
+
+
+def test_a_declared_size_is_shown_in_readable_units(server, store):
+    with pytest.raises(ResourceError, match="^the file is larger than 1.5 KiB \\(10 GiB declared\\)$"):
+        fetch_to_store(_base(server) + "/huge-declared", store, allow_private=True, max_bytes=1536)
+
+
+@pytest.mark.parametrize("route, suffix, kind", [
+    ("/typed.png", ".png", "image"),              # a content type with parameters
+    ("/vendor.png", ".png", "image"),             # an image type it does not know, named .png
+    ("/binary/clip.wav", ".wav", "audio"),        # S3's binary/octet-stream with a media name
+])
+def test_accepted_content_types(route, suffix, kind, server, store):
+    path = fetch_to_store(_base(server) + route, store, allow_private=True)
+    assert path.suffix == suffix and store.list()[0].type == kind and store.list()[0].origin == "url"
+
+
+def test_a_fetched_file_is_named_after_the_url(server, store):
+    assert fetch_to_store(_base(server) + "/odd/%21%21.png", store, allow_private=True).name.startswith("download")
+
+
+@pytest.mark.parametrize("route, message", [
+    ("/drawing.png", "image/svg\\+xml, not an image, audio or video file Jarvis can use \\(accepted: .*\\.png"),
+    ("/empty.png", "^the server sent an empty file for http://127.0.0.1:\\d+/empty.png$"),
+    ("/nowhere", "^http://127.0.0.1:\\d+/nowhere redirected without saying where to$"),
+    ("/status/204", "^the server answered 204 No Content for http://127.0.0.1:\\d+/status/204$"),
+    ("/status/300", "answered 300 Multiple Choices"),
+    ("/status/500", "answered 500 Internal Server Error"),
+])
+def test_refused_answers_say_why(route, message, server, store):
+    with pytest.raises(ResourceError, match=message):
+        fetch_to_store(_base(server) + route, store, allow_private=True)
+    assert list(store.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("status", [200, 203, 206])
+def test_a_2xx_answer_with_a_body_is_a_file(status, server, store):
+    assert fetch_to_store(_base(server) + f"/status/{status}", store, allow_private=True).suffix == ".png"
+
+
+def test_a_url_without_a_scheme_is_refused_with_the_rule(store):
+    with pytest.raises(ResourceError, match="only http and https URLs can be fetched, not URLs without a scheme"):
+        fetch_to_store("//example.org/a.png", store)

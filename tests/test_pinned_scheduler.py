@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jarvis.errors import TaskError
+from jarvis.events import TaskProgress, TaskStarted
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.files.store import ResourceStore
 from jarvis.pipeline.plan import parse_plan
@@ -109,3 +110,102 @@ def test_a_consumer_waits_for_a_producer_named_inside_its_text(tmp_path):
     list(scheduler.run(plan, choices, time.perf_counter()))
     assert [c[2].text for c in executor.calls] == [["slow"], ["Translate: <<summarization of slow>>"]]
     assert scheduler.records[1].started >= scheduler.records[0].finished
+
+
+def run_plan(tmp_path: Path, plan_text: str, executor: FakeExecutor, choices=None, **options):
+    plan = parse_plan(plan_text)
+    if choices is None:
+        choices = {t.id: Choice(t.id, "org/m", "because", ["org/m"]) for t in plan.tasks}
+    scheduler = Scheduler(Dispatcher("local", executor), ResourceStore(tmp_path / "store"), **options)
+    return list(scheduler.run(plan, choices, time.perf_counter())), scheduler.records
+
+
+def test_events_and_records_say_which_model_ran_what_and_its_progress(tmp_path):
+    def talks(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        ctx.progress(f"working on {inputs.text[0]}")
+        return TaskOutputs(text="ok")
+    plan = plan_json(("summarization", {"text": "first"}), ("translation", {"text": "<GENERATED>-0"}))
+    choices = {0: Choice(0, "org/a", "the best", ["org/a", "org/b"]), 1: Choice(1, "org/c", "the only", ["org/c"])}
+    events, records = run_plan(tmp_path, plan, FakeExecutor(talks), choices)
+    started = [e for e in events if isinstance(e, TaskStarted)]
+    assert [(e.task_id, e.task, e.model, e.executor) for e in started] == [
+        (0, "summarization", "org/a", "local"), (1, "translation", "org/c", "local")]
+    assert all(isinstance(e.started, float) and e.started >= 0 for e in started)
+    progress = [(e.task_id, e.message) for e in events if isinstance(e, TaskProgress)]
+    assert progress == [(0, "working on first"), (1, "working on ok")]
+    assert [(r.model, r.reason, r.dep, r.status) for r in records.values()] == [
+        ("org/a", "the best", [-1], "done"), ("org/c", "the only", [0], "done")]
+    assert records[0].finished <= records[1].started and round(records[1].finished, 3) == records[1].finished
+
+
+def test_the_next_candidate_runs_when_the_chosen_model_fails(tmp_path):
+    def only_b(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        if model_id != "org/b":
+            raise TaskError(f"{model_id} cannot load")
+        return TaskOutputs(text="from b")
+    choices = {0: Choice(0, "org/a", "first pick", ["org/a", "org/b"])}
+    _, records = run_plan(tmp_path, plan_json(("summarization", {"text": "x"})), FakeExecutor(only_b), choices)
+    assert records[0].status == "done" and records[0].model == "org/b" and records[0].outputs == {"text": "from b"}
+    assert [(a.model, a.ok) for a in records[0].attempts] == [("org/a", False), ("org/b", True)]
+
+
+def test_a_runner_bug_fails_its_task_with_the_error_and_the_others_go_on(tmp_path):
+    def buggy(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        if inputs.text == ["bug"]:
+            raise KeyError("missing")
+        return TaskOutputs(text="fine")
+    plan = plan_json(("summarization", {"text": "bug"}), ("summarization", {"text": "ok"}))
+    _, records = run_plan(tmp_path, plan, FakeExecutor(buggy))
+    assert records[0].status == "failed" and "missing" in records[0].error
+    assert records[1].status == "done"
+
+
+def test_the_media_check_refuses_an_unusable_file_before_the_run(tmp_path):
+    from jarvis.errors import ResourceError
+    store = ResourceStore(tmp_path / "store")
+    (tmp_path / "photo.png").write_bytes(b"not really a picture")
+    store.add_upload(tmp_path / "photo.png")
+    seen: list[tuple[str, str]] = []
+
+    def check(path: Path, rtype: str) -> None:
+        seen.append((path.name, rtype))
+        raise ResourceError(f"{path.name} is not an image Jarvis can read")
+    plan = parse_plan(plan_json(("image-classification", {"image": "photo.png"})))
+    executor = FakeExecutor()
+    scheduler = Scheduler(Dispatcher("local", executor), store, check=check)
+    list(scheduler.run(plan, {0: Choice(0, "org/m", "r", ["org/m"])}, time.perf_counter()))
+    assert seen == [("photo.png", "image")] and executor.calls == []
+    assert scheduler.records[0].status == "failed" and "photo.png is not an image" in scheduler.records[0].error
+
+
+def test_at_most_max_parallel_tasks_run_at_once(tmp_path):
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def counted(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return TaskOutputs(text="ok")
+    plan = plan_json(*[("summarization", {"text": f"t{i}"}) for i in range(4)])
+    run_plan(tmp_path, plan, FakeExecutor(counted), max_parallel=2)
+    assert peak[0] == 2
+    peak[0] = 0
+    run_plan(tmp_path, plan, FakeExecutor(counted), max_parallel=1)
+    assert peak[0] == 1
+
+
+def test_a_timed_out_task_is_told_to_stop(tmp_path):
+    told = threading.Event()
+
+    def loops(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        if ctx.cancel.wait(3):          # a runner checks its cancel flag between steps
+            told.set()
+        return TaskOutputs(text="late")
+    _, records = run_plan(tmp_path, plan_json(("summarization", {"text": "x"})), FakeExecutor(loops),
+                          task_timeout=0.2)
+    assert records[0].status == "failed"
+    assert records[0].error == "timed out after 0.2 s (inference.task_timeout)"
+    assert told.wait(2)

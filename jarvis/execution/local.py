@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # Loads run one at a time: transformers' lazy module imports are not safe when two threads
 # touch a submodule for the first time together, and on a small machine parallel loads gain little.
-_LOAD_LOCK = threading.Lock()
+LOAD_LOCK = threading.Lock()       # also taken by the embedded LLM's load (jarvis.llm.embedded)
 
 
 def pick_device(preference: str = "auto") -> Device:
@@ -117,7 +117,7 @@ class LocalExecutor:
     def _loader(runner: Runner, model_id: str, device: Device, ctx: RunContext) -> Callable[[], Any]:
         def load() -> Any:
             try:
-                with _LOAD_LOCK:
+                with LOAD_LOCK:
                     started = time.perf_counter()
                     loaded = runner.load(model_id, device)
                 ctx.progress(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")

@@ -117,10 +117,10 @@ def address(value: str) -> str:
     if not value:
         return "(no address)"
     low = value.lower()
-    if low.startswith(("http://", "https://")) and len(value) > len("https://"):
+    if low.startswith(("http://", "https://")) and value.split("://", 1)[1]:
         return f"[{code_span(value)}]({_href(value)})"
     if low.startswith("www."):
-        return f"[{code_span(value)}]({_href('http://' + value)})"
+        return address("http://" + value)
     if len(value) > SHOWN_ADDRESS:
         value = value[:SHOWN_ADDRESS] + "…"
     return code_span(value)

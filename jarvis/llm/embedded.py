@@ -30,7 +30,7 @@ from typing import Any
 from jarvis.config import Config, LocalConfig
 from jarvis.errors import LLMError, ModelSkippedError
 from jarvis.execution.executor import Executor
-from jarvis.execution.local import LocalExecutor, pick_device
+from jarvis.execution.local import LOAD_LOCK, LocalExecutor, pick_device
 from jarvis.execution.local_slots import SlotLimitedExecutor
 from jarvis.execution.model_cache import ModelCache
 from jarvis.execution.readiness import cached_bytes
@@ -130,7 +130,8 @@ class EmbeddedLLM:
                 log.warning("downloading the embedded LLM %s from the Hugging Face Hub (first use)", model_id)
             log.info("loading the embedded LLM %s on %s", model_id, device.name)
             try:
-                return runner.load(model_id, device)
+                with LOAD_LOCK:     # one load at a time in the process, the task models' included
+                    return runner.load(model_id, device)
             except Exception as exc:
                 raise LLMError(f"the embedded LLM {model_id} could not be loaded ({first_line(exc)}): it is "
                                "downloaded from the Hugging Face Hub at first use, so check the network, or set "

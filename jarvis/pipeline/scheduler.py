@@ -213,7 +213,7 @@ class DagRun:
                 fut.cancel()
                 for tid in tids:
                     self.stops.setdefault(tid, threading.Event()).set()  # the runner stops at its next step
-                    yield self._fail(tid, f"timed out after {self.s.task_timeout:.0f} s (inference.task_timeout)")
+                    yield self._fail(tid, f"timed out after {self.s.task_timeout:g} s (inference.task_timeout)")
 
     # -- ends ------------------------------------------------------------------------------
     def _fail(self, tid: int, message: str, execution_error: ExecutionError | None = None) -> Event:
