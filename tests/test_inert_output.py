@@ -202,7 +202,7 @@ def test_only_the_sessions_own_files_show_as_images(tmp_path):
     store.add_upload(photo)
     turn = TurnRenderer(store.find)
     turn.update(AnswerDelta("Here: ![your photo](photo.png) and ![other](https://evil.example/x.png) "
-                            "and ![gone](missing.png) and ![abs](/etc/passwd)"))
+                            "and ![gone](missing.png) and ![abs](/etc/passwd) and ![again](photo.png)"))
     media = [m["content"]["path"] for m in turn.messages if isinstance(m["content"], dict)]
     assert media == [str(store.root / "photo.png")]
     answer = next(m["content"] for m in turn.messages if isinstance(m["content"], str) and "Here" in m["content"])
@@ -214,7 +214,7 @@ def test_only_the_sessions_own_files_show_as_images(tmp_path):
 def test_short_model_text_shows_exactly_as_written(name):
     text = hostile()[name]
     controls = r"[\x00-\x08\x0b-\x1f\u200e\u200f\u202a-\u202e]"     # shown as U+FFFD
-    expected = " ".join(re.sub(controls, "\ufffd", text).split())
+    expected = " ".join(re.sub(controls, "\ufffd", text.replace("\r", "\n")).split())
     for rendered in (escape_text(text), "**Result:** " + escape_text(text), code_span(text)):
         assert audit(rendered) == []
         assert visible(rendered).removeprefix("Result: ") == expected
@@ -284,7 +284,7 @@ def test_svg_html_and_script_uploads_are_refused(tmp_path, name, content):
     src = tmp_path / "in"
     src.write_bytes(content)
     store = ResourceStore(tmp_path / "s")
-    with pytest.raises(ResourceError, match="cannot be attached: SVG, HTML and other markup"):
+    with pytest.raises(ResourceError, match=rf"cannot attach {re.escape(name)}: SVG, HTML and other markup"):
         store.add_upload(src, name=name)
     assert not any(store.root.iterdir())
 
@@ -355,7 +355,7 @@ def test_web_uploads_an_svg_is_refused_and_no_session_file_is_served_by_its_path
     with ScriptedLLM(plan="[]", chat="Fine.") as llm, web(config_for(llm.url, server={"access_token": ""})) as site:
         alice, bob = site.client(), site.client()
         chat = submit(alice, "look at this", [svg]).result(timeout=60)[0]
-        assert any("evil.svg cannot be attached: SVG, HTML and other markup" in t for t in texts(chat)), texts(chat)
+        assert any("Cannot attach evil.svg: SVG, HTML and other markup" in t for t in texts(chat)), texts(chat)
         (copy,) = [u for u in file_urls(chat) if u.endswith(".svg")]
         served = httpx.get(copy)
         assert served.status_code == 200 and served.headers["content-type"] == "application/octet-stream"

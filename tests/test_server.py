@@ -21,6 +21,7 @@ import uvicorn
 
 from jarvis.frontends.http.app import API_PREFIXES, create_app
 from jarvis.frontends.http.auth import endpoint_refusal
+from jarvis.frontends.mcp.server import MCP_PATH
 from jarvis.pipeline.controller import Controller
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json
@@ -368,7 +369,8 @@ def test_routes_leave_room_for_the_web_ui(controller):
         app = create_app(config_for(llm.url, server={"access_token": ""}), controller)
         paths = [r.path for r in app.routes if getattr(r, "path", None)] + list(app.openapi()["paths"])
         assert "/v1/chat/completions" in paths and "/hugginggpt" in paths
-        assert all(p.startswith(API_PREFIXES) for p in paths), paths
+        # and MCP at Gradio's own MCP path (Gradio's MCP server stays off: jarvis.frontends.mcp.server)
+        assert all(p.startswith(API_PREFIXES) or p.rstrip("/") == MCP_PATH for p in paths), paths
         with gr.Blocks() as blocks:
             gr.Markdown("Jarvis")
         app = gr.mount_gradio_app(app, blocks, path="/")

@@ -130,7 +130,7 @@ def test_hostile_model_output_is_inert_in_chromium(tmp_path):
                 box.locator("input[type=file]").set_input_files(str(evil_svg))
                 box.locator("textarea").fill("Describe evil.svg")
                 box.locator("textarea").press("Enter")
-                chat.get_by_text("cannot be attached").wait_for(timeout=30_000)
+                chat.get_by_text("Cannot attach evil.svg").wait_for(timeout=30_000)
                 page.wait_for_timeout(1000)
                 svg_urls = page.evaluate("() => [...document.querySelectorAll('#jarvis-chat img')]"
                                          ".map(i => i.src).filter(s => s.includes('evil.svg'))")

@@ -146,19 +146,25 @@ class SpaceExecutor:
 
     # -- a call ------------------------------------------------------------------------------
     def _client(self, space: str) -> Any:
-        """The connected client of a Space (made at its first call in this run)."""
+        """The connected client of a Space (made at its first call in this run; connecting reads the
+        app's config over the network, so outside the lock: a slow Space holds up no other)."""
         from gradio_client import Client
         with self._lock:
             client = self._clients.get(space)
-            if client is None:
-                if self._downloads is None:
-                    self._downloads = Path(tempfile.mkdtemp(prefix="jarvis-spaces-"))
-                token = space_token(space, self._token)
-                # False, not None: gradio_client would send the machine's saved token or HF_TOKEN
-                client = Client(space, token=token or False, verbose=False, download_files=str(self._downloads),
-                                httpx_kwargs={"timeout": httpx.Timeout(self.config.timeout)})
-                self._clients[space] = client
-            return client
+            if client is not None:
+                return client
+            if self._downloads is None:
+                self._downloads = Path(tempfile.mkdtemp(prefix="jarvis-spaces-"))
+            downloads = self._downloads
+        token = space_token(space, self._token)
+        # False, not None: gradio_client would send the machine's saved token or HF_TOKEN
+        made = Client(space, token=token or False, verbose=False, download_files=str(downloads),
+                      httpx_kwargs={"timeout": httpx.Timeout(self.config.timeout)})
+        with self._lock:
+            client = self._clients.setdefault(space, made)
+        if client is not made:      # another task of this run connected first
+            made.close()
+        return client
 
     def _call(self, route: SpaceRoute, args: list[Any], ctx: RunContext) -> Any:
         """The endpoint's result, watched until it comes: stopped when the run is, bounded by remote.timeout."""

@@ -54,7 +54,7 @@ def _refuse_active(src: Path, name: str) -> None:
     with open(src, "rb") as f:
         head = f.read(512)
     if Path(name).suffix.lower() in ACTIVE_SUFFIXES or _MARKUP.match(head):
-        raise ResourceError(f"{name} cannot be attached: SVG, HTML and other markup can carry scripts. "
+        raise ResourceError(f"cannot attach {name}: SVG, HTML and other markup can carry scripts. "
                             "Attach images as PNG, JPEG or WEBP, or audio or video files")
 
 

@@ -50,8 +50,8 @@ SHOWN_ADDRESS = 300         # characters of a non-web address (data:, javascript
 
 
 def clean(text: object) -> str:
-    """The text with control characters and bidirectional overrides replaced (visibly)."""
-    return _CONTROLS.sub("\ufffd", str(text))
+    """The text with its line ends as \\n, control characters and bidirectional overrides replaced (visibly)."""
+    return _CONTROLS.sub("\ufffd", str(text).replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def escape_text(text: object) -> str:
@@ -89,7 +89,7 @@ def code_span(text: object) -> str:
 
 def code_block(text: object) -> str:
     """Text verbatim in a fenced code block, starting on a line of its own."""
-    text = clean(text).replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+    text = clean(text).rstrip("\n")
     fence = "`" * max(3, _longest_run(text, "`") + 1)
     return f"\n\n{fence}\n{text}\n{fence}\n"
 

@@ -17,12 +17,11 @@ answers on failure is not repeated: only its status code is.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import queue
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,6 +30,7 @@ import httpx
 from jarvis.config import Config
 from jarvis.errors import AddressRefused, LLMError
 from jarvis.llm.backend import OutputSchema, Usage
+from jarvis.llm.chunks import Received, Whole, chunk_texts, whole_texts
 from jarvis.llm.feed import Feed
 from jarvis.outbound import OutboundPolicy, Resolver, shown_host, system_resolver, without_userinfo
 
@@ -55,41 +55,12 @@ class Limits:
         return cls(config.llm.timeout, config.llm.idle_timeout, config.llm.total_timeout)
 
 
-@dataclass
-class _Received:
-    """What one call's stream has brought so far."""
-    prompt: Any = 0
-    completion: Any = None          # the usage block's count; None until one comes
-    chunks: int = 0                 # text chunks (about one token each), the count when no usage block comes
-    answered: bool = False          # the server sent something readable at all
-    readable: bool = False          # a chunk in the chat-completion shape came
-    started: bool = False           # the first token came (text or reasoning): no retry from here on
-    finished: bool = False          # a finish_reason came: the answer is whole
-
-
-class _EndedEarly(Exception):
-    """A stream that ended before its first token without finishing: a connection that dropped."""
-
-
-class _Retry(Exception):
-    """A failure before the first token that another attempt may cure (429, 5xx, a dropped connection)."""
-
-    def __init__(self, error: BaseException):
-        super().__init__(str(error))
-        self.error = error
-
-
-def _text_of(content) -> str | None:
-    """The assistant's text: a string, or a list of content parts; None when malformed."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p if isinstance(p, str) else p.get("text") if isinstance(p, dict) else getattr(p, "text", None)
-                 for p in content]
-        return "".join(p for p in parts if isinstance(p, str))
-    return None
+@dataclass(frozen=True)
+class _Again:
+    """An attempt that failed before its first token in a way another attempt may cure: `error` (429,
+    5xx, a lost connection, a refused `response_format`), or None for a stream that ended with nothing
+    in it (a connection that dropped)."""
+    error: BaseException | None
 
 
 def _limit(max_tokens: int | None) -> dict[str, Any]:
@@ -213,15 +184,13 @@ class LLM:
             return False
         if isinstance(exc, (o.APITimeoutError, httpx.TimeoutException)):
             return False
-        if isinstance(exc, _EndedEarly):
-            return True
         if isinstance(exc, (o.RateLimitError, o.InternalServerError, o.APIConnectionError)):
             return True
         if isinstance(exc, o.APIStatusError):
             return exc.status_code in RETRY_STATUSES
         return isinstance(exc, httpx.TransportError)    # the stream dropped before its first token
 
-    def _backoff(self, tries: int, exc: BaseException) -> float | None:
+    def _backoff(self, tries: int, exc: BaseException | None) -> float | None:
         """Seconds before the next attempt: the server's Retry-After when it gives one (None: longer
         than is worth waiting), else exponential with jitter."""
         response = getattr(exc, "response", None)
@@ -251,7 +220,7 @@ class LLM:
     def _call(self, messages: list[dict[str, Any]], usage: Usage, max_tokens: int | None, temperature: float,
               schema: OutputSchema | None) -> Iterator[str]:
         began = time.monotonic()
-        got = _Received()
+        got = Received()
         request: dict[str, Any] = {"model": self.model, "messages": cast(Any, messages), "temperature": temperature,
                                    "stream": True, "stream_options": {"include_usage": True}, **_limit(max_tokens)}
         if schema is not None and self.takes_schema:
@@ -262,27 +231,28 @@ class LLM:
             while True:
                 feed = Feed(lambda: self._open(request))
                 try:
-                    yield from self._read(feed, began, got, max_tokens)
-                    break
-                except _Retry as retry:
-                    if "response_format" in request and _refused(retry.error):
-                        log.info("the LLM endpoint refused response_format; asking without a schema from now on")
-                        self.takes_schema = False    # this server will not take one: the lenient parser reads it
-                        del request["response_format"]
-                        continue
-                    if not self._retryable(retry.error):
-                        raise self._explain(retry.error) from None
-                    tries += 1
-                    wait = self._backoff(tries, retry.error)
-                    if tries > self.max_retries or wait is None or time.monotonic() + wait > began + self.limits.total:
-                        if isinstance(retry.error, _EndedEarly):
-                            break      # the checks below say what came
-                        raise self._explain(retry.error) from None
-                    log.info("LLM call failed before its first token (%s); retry %d in %.2fs",
-                             type(retry.error).__name__, tries, wait)
-                    time.sleep(wait)
+                    again = yield from self._read(feed, began, got, max_tokens)
                 finally:
                     feed.close()
+                if again is None:
+                    break
+                error = again.error
+                if error is not None and "response_format" in request and _refused(error):
+                    log.info("the LLM endpoint refused response_format; asking without a schema from now on")
+                    self.takes_schema = False    # this server will not take one: the lenient parser reads it
+                    del request["response_format"]
+                    continue
+                if error is not None and not self._retryable(error):
+                    raise self._explain(error) from None
+                tries += 1
+                wait = self._backoff(tries, error)
+                if tries > self.max_retries or wait is None or time.monotonic() + wait > began + self.limits.total:
+                    if error is None:
+                        break      # the checks below say what came
+                    raise self._explain(error) from None
+                log.info("LLM call failed before its first token (%s); retry %d in %.2fs",
+                         type(error).__name__ if error else "the stream ended empty", tries, wait)
+                time.sleep(wait)
         finally:
             if got.answered:
                 usage.add(got.prompt, got.chunks if got.completion is None else got.completion)
@@ -301,12 +271,14 @@ class LLM:
         chunks = self.client.chat.completions.create(**request)
         response = chunks.response
         if "json" in response.headers.get("content-type", "").lower():
-            return response, [_Whole(response.read())]
+            return response, [Whole(response.read())]
         return response, chunks
 
-    def _read(self, feed: Feed, began: float, got: _Received, max_tokens: int | None) -> Iterator[str]:
+    def _read(self, feed: Feed, began: float, got: Received,
+              max_tokens: int | None) -> Generator[str, None, _Again | None]:
         """One attempt's text, each chunk within its silence limit; no more chunks than `max_tokens`
-        (every chunk holds a token at least: a server that sends more ignores the limit)."""
+        (every chunk holds a token at least: a server that sends more ignores the limit). Returns
+        what to try again, when the attempt failed before its first token in a way worth that."""
         lim = self.limits
         last = time.monotonic()
         opened = last
@@ -320,48 +292,21 @@ class LLM:
                 raise self._silent(limit) from None
             last = time.monotonic()
             if kind == "end":
-                if not got.started and not got.finished:
-                    raise _Retry(_EndedEarly())
-                return
+                return _Again(None) if not got.started and not got.finished else None
             if kind == "error":
                 if not got.started and (self._retryable(value) or _refused(value)):
-                    raise _Retry(value)
+                    return _Again(value)
                 if got.started and isinstance(value, httpx.TransportError):
                     raise LLMError(f"the answer from the LLM endpoint {shown_host(self.base_url)} broke off midway "
                                    "(the connection dropped): try again") from None
                 raise self._explain(value) from None
             got.answered = True
-            yield from (self._whole(value.body, got) if isinstance(value, _Whole) else _chunk_texts(value, got))
+            yield from (whole_texts(value.body, got, shown_host(self.base_url)) if isinstance(value, Whole)
+                        else chunk_texts(value, got))
             if max_tokens and got.chunks > max_tokens and not got.finished:
                 log.info("the LLM endpoint went past max_tokens=%d; read no further", max_tokens)
                 got.finished = True
-                return
-
-    def _whole(self, body: bytes, got: _Received) -> Iterator[str]:
-        """A non-streamed completion's text, every level checked (a malformed body is anything)."""
-        host = shown_host(self.base_url)
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            data = None
-        choices = data.get("choices") if isinstance(data, dict) else None
-        first = choices[0] if isinstance(choices, list) and choices else None
-        message = first.get("message") if isinstance(first, dict) else None
-        if not isinstance(message, dict):
-            raise LLMError(f"the LLM endpoint {host} sent a response without choices: "
-                           "is base_url an OpenAI-compatible chat-completions server?")
-        text = _text_of(message.get("content"))
-        if text is None:
-            raise LLMError(f"the LLM endpoint {host} sent a malformed message "
-                           "(its content is not text): is base_url an OpenAI-compatible server?")
-        u = data.get("usage") if isinstance(data, dict) else None
-        if isinstance(u, dict):
-            got.prompt, got.completion = u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
-        got.readable = got.finished = got.started = True
-        if text:
-            got.chunks += 1
-            yield text
-
+                return None
 
 def _refused(exc: BaseException) -> bool:
     """A 400 or 422 that names the schema: a server that does not take `response_format` (its words are
@@ -372,28 +317,3 @@ def _refused(exc: BaseException) -> bool:
     return any(word in said for word in ("response_format", "json_schema", "schema", "guided", "grammar"))
 
 
-class _Whole:
-    """A completion that came as one JSON body."""
-
-    def __init__(self, body: bytes):
-        self.body = body
-
-
-def _chunk_texts(chunk: Any, got: _Received) -> Iterator[str]:
-    """The text deltas of one stream chunk (parsed without validation: every level is checked)."""
-    u = getattr(chunk, "usage", None)
-    if u:
-        got.prompt, got.completion = getattr(u, "prompt_tokens", 0), getattr(u, "completion_tokens", 0)
-    choices = getattr(chunk, "choices", None)
-    for choice in choices if isinstance(choices, list) else []:
-        delta = getattr(choice, "delta", None)
-        got.readable = got.readable or delta is not None and not isinstance(delta, (str, dict, list))
-        got.finished = got.finished or bool(getattr(choice, "finish_reason", None))
-        text = getattr(delta, "content", None) if delta else None
-        thought = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None) if delta else None
-        if isinstance(thought, str) and thought:
-            got.started = True          # a reasoning model thinking aloud is answering
-        if text and isinstance(text, str):
-            got.started = True
-            got.chunks += 1
-            yield text

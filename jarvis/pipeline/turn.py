@@ -122,10 +122,6 @@ class Call:
             self.closed.set()
 
 
-class _SetupFailed(Exception):
-    """Execution could not be set up; the message is the Failed event's."""
-
-
 @dataclass
 class Needs:
     """What a turn takes from the controller."""
@@ -152,6 +148,7 @@ class Turn:
         self._calls: list[Call] = []
         self._waiting: dict[int, Sequence[ModelInfo]] = {}   # tasks whose model the selection call chooses
         self._selecting: float | None = None    # when the selection call began, while it runs
+        self._broken = ""                       # why execution could not be set up: the run ends with it
 
     def events(self) -> Generator[Event, None, None]:
         try:
@@ -159,8 +156,6 @@ class Turn:
                 yield from self._respond()
                 if not self.session.cancel.is_set():    # stopped: nobody waits for the usage count
                     self._calls[0].closed.wait(USAGE_GRACE)   # the plan's stream reads on past its list
-        except _SetupFailed as exc:
-            yield Failed(str(exc))
         finally:
             for call in self._calls:
                 call.stop()
@@ -210,6 +205,9 @@ class Turn:
                         return False
                 elif kind == "choices":
                     yield from self._chosen(value)
+            if self._broken:
+                yield Failed(self._broken)
+                return False
             if self.plan is None and self.session.cancel.is_set():
                 plan_call.stop()
                 yield from self._plan_end(live, None)
@@ -236,12 +234,15 @@ class Turn:
         yield from self._add(task, choice)
 
     def _add(self, task: Task, choice: Choice | None) -> Iterator[Event]:
+        if self._broken:
+            return
         if self._dag is None:
             try:
                 scheduler = self.needs.scheduler()
-            except Exception as exc:
+            except Exception as exc:  # a bad remote setup, say: the loop ends the run with this message
                 log.exception("could not set up %s execution", self.cfg.inference.mode)
-                raise _SetupFailed(f"could not set up {self.cfg.inference.mode} execution: {exc}") from exc
+                self._broken = f"could not set up {self.cfg.inference.mode} execution: {exc}"
+                return
             self._dag = scheduler.begin(self.t0, wake=lambda: self.inbox.put(("wake", None, None)))
         self._dag.add(task, choice)
         if choice is not None:

@@ -4,6 +4,7 @@ thin consumer of the controller's event stream, and the MCP server (jarvis.front
 "/"); `serve` runs it for `python -m jarvis serve`."""
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -166,7 +167,8 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> i
     print(f"Jarvis API on http://{shown}:{port} (OpenAI-compatible base URL: http://{shown}:{port}/v1)",
           flush=True)
     try:
-        run(app, config, host, port)
+        run(app, config, host, port, on_stop=app.state.jarvis.stop_all)
     except KeyboardInterrupt:
         pass
+    gc.freeze()    # the interpreter's last collections would walk every object made: a second of the stop
     return 0

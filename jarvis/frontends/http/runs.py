@@ -72,6 +72,7 @@ class Run:
         self._closed = False
         self._lock = threading.Lock()
         self.deadline = self._loop.time() + api.request_timeout
+        api.running(self, True)
         threading.Thread(target=self._work, name="jarvis-api-run", daemon=True).start()
 
     # -- worker thread -------------------------------------------------------------
@@ -105,6 +106,7 @@ class Run:
                 shutil.rmtree(staging, ignore_errors=True)
             self._put(_END)
             self.ticket.finish()
+            self.api.running(self, False)
             self.end()
 
     # -- event loop side ---------------------------------------------------------------
@@ -235,9 +237,25 @@ class Api:
         self.max_body = int(config.server.max_body_mb * 2**20)
         self.max_files = config.server.max_files
         self.share = FairShare(config.server.max_runs, config.server.max_runs_per_caller)
+        self._runs: set[Run] = set()         # the runs going on: the server's stop ends them
+        self._runs_lock = threading.Lock()
         # one body parsed at a time, in a worker thread: JSON and base64 decoding hold the GIL in long C
         # calls, and several at once would starve the event loop (every request on the port) between them
         self._parsing = asyncio.Semaphore(1)
+
+    def running(self, run: Run, going: bool) -> None:
+        with self._runs_lock:
+            if going:
+                self._runs.add(run)
+            else:
+                self._runs.discard(run)
+
+    def stop_all(self) -> None:
+        """The server is stopping (a signal): every running request stops now."""
+        with self._runs_lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.cancel()
 
     def owner(self, request: Request) -> str:
         return authorize(request.headers.get("authorization", ""), self.tokens)

@@ -5,7 +5,11 @@ server's settings. docs/security.md explains each setting and what a deployment 
 1. the connection layer (transport.py): header and body deadlines, connection caps;
 2. the host check and forwarded headers (hosts.py);
 3. the access token (access.py) for everything but the API's routes, which check it themselves;
-4. a body limit for uploads and other non-API requests, equal to the API's (server.max_body_mb).
+4. a body limit for uploads and other non-API requests, equal to the API's (server.max_body_mb);
+5. on the way out, `X-Content-Type-Options: nosniff` on every response.
+
+SIGTERM and Ctrl-C stop it within about a second: `run`'s `on_stop` hook ends the running requests
+at once, and what still streams after SHUTDOWN_GRACE is cut.
 """
 from __future__ import annotations
 

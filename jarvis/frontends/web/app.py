@@ -301,8 +301,9 @@ def launch(config: Config) -> int:
 
 def _stop_running(app: FastAPI, sessions: SessionRegistry) -> None:
     """The server is stopping (SIGTERM, Ctrl-C; runs on the event loop): every running request
-    stops now, and so does each browser's heartbeat stream to Gradio (as Gradio's own launch does
-    it), so that no open stream holds the shutdown."""
+    (web and API) stops now, and so does each browser's heartbeat stream to Gradio (as Gradio's own
+    launch does it), so that no open stream holds the shutdown."""
+    app.state.jarvis.stop_all()
     for key in list(sessions.keys()):
         item = sessions.peek(key)
         if item is not None:

@@ -118,8 +118,12 @@ class TurnRenderer:
         out = [self._plan] + [self._steps[i] for i in self._order]
         if self._answer is not None:
             out.append(self._answer)
-        shown = {str(m["content"]["path"]) for m in self._media}
-        return out + self._media + [m for m in self._shown if m["content"]["path"] not in shown] + self._tail
+        media, paths = list(self._media), {m["content"]["path"] for m in self._media}
+        for m in self._shown:       # the answer's images of session files, each once, unless shown already
+            if m["content"]["path"] not in paths:
+                media.append(m)
+                paths.add(m["content"]["path"])
+        return out + media + self._tail
 
     def note(self, text: str) -> None:
         """A pending note shown before the plan (e.g. waiting for the local model worker)."""
