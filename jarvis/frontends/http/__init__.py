@@ -1,1 +1,1 @@
-"""jarvis/frontends/http"""
+"""The HTTP API: HuggingGPT's server-mode routes and OpenAI-compatible routes, with auth, files and limits."""

@@ -1,1 +1,1 @@
-"""jarvis/frontends/web"""
+"""The Gradio web app: the page, event rendering, per-browser sessions and credentials."""

@@ -1,1 +1,1 @@
-"""jarvis/runners/media"""
+"""Image, audio and video files in and out, with budgets checked before decoding."""
