@@ -20,6 +20,8 @@ from tests.fakes.gradio_space import LoopbackSpace
 from tests.fakes.inference_server import InferenceServer
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json, run_to_end
+from tests.test_catalog_refresh import BERT, FakeHub, run_refresh
+from tests.test_catalog_refresh import fake_hub as _fake_hub  # noqa: F401 (the loopback Hub, a fixture)
 from tests.test_controller import pick_top
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,7 +166,8 @@ def test_the_shipped_spaces_serve_task_types_no_provider_does_and_only_remotely(
     catalog = Catalog.load()
     for m in shipped:
         assert m.id.startswith("spaces/") and m.api_name.startswith("/") and is_hf_space(m.space)
-        assert m.id in [c.id for c in catalog.candidates(m.task, k=20, mode="remote")]
+        assert m.id in [c.id for c in catalog.candidates(m.task, k=5, mode="remote")]   # the default top_k
+        assert m.id in [c.id for c in catalog.candidates(m.task, k=5, mode="hybrid")]
         assert m.id not in [c.id for c in catalog.candidates(m.task, k=20, mode="local")]
 
 
@@ -174,3 +177,21 @@ def test_the_hf_token_goes_to_spaces_on_hugging_face_only():
                  "https://evil.example/o-n.hf.space", "https://user:pw@o-n.hf.space", "https://o-n.hf.space:8443"]
     assert [space_token(s, "hf_x") for s in on_hf] == ["hf_x"] * 3
     assert [space_token(s, "hf_x") for s in elsewhere] == [""] * len(elsewhere)
+
+
+def test_catalog_refresh_keeps_space_entries_and_looks_up_no_facts_for_them(_fake_hub, tmp_path):  # noqa: F811
+    space = {"id": "spaces/o/ner", "task": "token-classification", "space": "o/ner", "api_name": "/tag",
+             "description": "a Space that tags names"}
+    output = tmp_path / "catalog.jsonl"
+    output.write_text(json.dumps({"id": BERT, "task": "token-classification", "description": "ner"}) + "\n"
+                      + json.dumps(space) + "\n")
+    FakeHub.requests.clear()
+    result = run_refresh(_fake_hub, tmp_path, "--output", str(output), "--keep-models")
+    assert result.returncode == 0, result.stderr
+    assert "updated the facts of 1 entries" in result.stdout
+    assert not [repo for kind, repo, _ in FakeHub.requests if repo.startswith("spaces/")]
+    result = run_refresh(_fake_hub, tmp_path, "--output", str(output), "--per-task", "2", "--task",
+                         "token-classification")
+    assert result.returncode == 0, result.stderr
+    kept = [m for m in Catalog.load(output) if m.space]
+    assert [m.to_json() for m in kept] == [parse_entry(space).to_json()]
