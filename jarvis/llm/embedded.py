@@ -10,11 +10,12 @@ a TextIteratorStreamer. A call with an OutputSchema decodes under its grammar (j
 so a plan or a model choice is valid as generated.
 
 Default model: Qwen/Qwen2.5-0.5B-Instruct (Apache-2.0, 0.49 B parameters: a 1 GB download, about
-2 GB in float32 on a CPU). Among the small open instruct models (Qwen2.5-0.5B/1.5B-Instruct,
-Qwen3-1.7B, SmolLM2-1.7B-Instruct) it is the one a 2-core CPU (a free Hugging Face Space) plans with
-in seconds rather than minutes, and the one that leaves most of the default 8 GB model budget to the
-task models; Qwen2.5 was trained for JSON output, and the grammar makes every plan valid whatever
-the model's size. With more memory and cores, `JARVIS_LLM_MODEL=Qwen/Qwen2.5-1.5B-Instruct` plans better.
+2 GB in float32 on a CPU). Of the small open instruct models considered (Qwen2.5-0.5B/1.5B-Instruct,
+Qwen3-1.7B, SmolLM2-1.7B-Instruct, all Apache-2.0) it needs a third to a quarter of the others'
+compute per token, which decides the wait on a 2-core CPU (a free Hugging Face Space), and leaves
+most of the default 8 GB model budget to the task models (a 1.5 B model takes 6 GB of it in float32).
+Qwen2.5 was trained for JSON output, and the grammar makes every plan valid whatever the model's size;
+with more cores and memory, `JARVIS_LLM_MODEL=Qwen/Qwen2.5-1.5B-Instruct` plans better.
 """
 from __future__ import annotations
 
