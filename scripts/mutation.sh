@@ -2,13 +2,13 @@
 # Mutation testing (mutmut) of the modules where a bug costs most; not part of CI (tens of minutes).
 # Runs in a scratch copy of the tree, so the checkout is never touched; mutmut goes into a virtual
 # environment there that sees the project's installed packages. Prints the score of each module and
-# writes every surviving mutant, with its diff, to mutation-report.txt (or $MUTATION_REPORT).
+# writes every surviving mutant, with its diff, to /tmp/jarvis-mutation-report.txt (or $MUTATION_REPORT).
 #   bash scripts/mutation.sh            # all modules in scripts/mutation.cfg
 #   bash scripts/mutation.sh store      # only the modules whose path contains "store"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-REPORT=${MUTATION_REPORT:-$ROOT/mutation-report.txt}
+REPORT=${MUTATION_REPORT:-${TMPDIR:-/tmp}/jarvis-mutation-report.txt}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jarvis-mutation.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cp -r jarvis tests pyproject.toml config.yaml examples "$WORK/"
