@@ -34,7 +34,7 @@ from jarvis.llm.client import LLM
 from jarvis.llm.embedded import EmbeddedLLM, model_home
 from jarvis.llm.plan_schema import PlanSchema
 from jarvis.pipeline.controller import Controller, task_list_for_prompt
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def config_for(args: argparse.Namespace) -> Config:
     else:
         env = {"JARVIS_LLM_BACKEND": "openai", "OPENAI_BASE_URL": args.base_url, "JARVIS_LLM_MODEL": args.model or ""}
     env["OPENAI_API_KEY"] = os.environ.get("OPENAI_API_KEY", "")
-    return load_config(env=env).with_overrides(inference={"mode": args.mode})
+    return load_config(env=env).with_overrides(inference={"mode": args.mode}, local={"threads": args.threads})
 
 
 def plan_messages(cfg: Config, request: str) -> list[dict[str, str]]:
@@ -154,12 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--mode", choices=["local", "remote", "hybrid"], default="local")
     p.add_argument("--pipeline", action="store_true", help="also measure task starts through the controller")
-    p.add_argument("--threads", type=int, help="torch's intra-op threads (default: one per core); on a machine "
-                   "busy with other work, 1 avoids threads spinning for cores they do not get")
+    p.add_argument("--threads", type=int, default=0, help="local.threads: torch's CPU threads (default: one per "
+                   "physical core); on a machine busy with other work, 1 avoids threads spinning for cores they do not get")
     args = p.parse_args(argv)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     if not DATA.exists():
         print(f"{DATA} is absent: the benchmark needs ../shared/data beside the checkout", file=sys.stderr)
         return 2

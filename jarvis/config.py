@@ -21,6 +21,7 @@ HF_ROUTER_MODEL = "Qwen/Qwen2.5-72B-Instruct"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 MODES = ("local", "remote", "hybrid")
 LLM_BACKENDS = ("auto", "openai", "local")
+LOCAL_BACKENDS = ("inprocess", "ray")
 
 
 @dataclass
@@ -53,6 +54,15 @@ class LocalConfig:
     memory_budget_gb: float = 8.0
     max_new_tokens: int = NEW_TOKENS["text"]           # the runners' defaults, fed back to them as options
     diffusion_steps: int = RunOptions.diffusion_steps
+    threads: int = 0                     # torch's CPU threads (local models, the embedded LLM); 0: physical cores
+    # where local models run: "inprocess" (this process) or "ray" (Ray Serve replicas; jarvis.execution.ray)
+    backend: str = "inprocess"
+    ray_address: str = ""                # "": start a Ray instance on this machine; "auto"; ray://host:port
+    ray_replicas: int = 1                # replicas of the model deployment (the least, when autoscaling)
+    ray_max_replicas: int = 0            # 0: exactly ray_replicas; more: Serve autoscales up to this many
+    ray_cpus_per_replica: float = 1.0
+    ray_gpus_per_replica: float = 0.0
+    ray_models_per_replica: int = 3      # models one replica keeps loaded (Serve multiplexing's LRU)
 
 
 @dataclass
@@ -86,6 +96,9 @@ class FilesConfig:
 @dataclass
 class SessionConfig:
     ttl_minutes: float = 120.0
+    # where the web app saves conversations (jarvis.conversations.location): "auto" = the user's data
+    # directory (on a Space, /data when writable), a path to an SQLite file, or "" / "off" = not saved
+    store: str = "auto"
 
 
 @dataclass
@@ -236,6 +249,21 @@ def _validate(cfg: Config, source: str) -> None:
         bad("llm.api_type", f"must be openai or azure, got {cfg.llm.api_type!r}")
     if cfg.local.device not in ("auto", "cpu", "cuda", "mps"):
         bad("local.device", f"must be auto, cpu, cuda or mps, got {cfg.local.device!r}")
+    if cfg.local.backend not in LOCAL_BACKENDS:
+        bad("local.backend", f"must be one of {', '.join(LOCAL_BACKENDS)}, got {cfg.local.backend!r}")
+    if cfg.local.ray_address and cfg.local.ray_address != "auto" and "://" in cfg.local.ray_address \
+            and not cfg.local.ray_address.startswith("ray://"):
+        bad("local.ray_address", f"must be empty, auto, host:port or ray://host:port, got {cfg.local.ray_address!r}")
+    if cfg.local.threads < 0:
+        bad("local.threads", f"must be 0 (the machine's physical cores) or more, got {cfg.local.threads}")
+    if cfg.local.ray_replicas < 1 or cfg.local.ray_models_per_replica < 1:
+        bad("local.ray_replicas" if cfg.local.ray_replicas < 1 else "local.ray_models_per_replica",
+            "must be at least 1")
+    if cfg.local.ray_max_replicas and cfg.local.ray_max_replicas < cfg.local.ray_replicas:
+        bad("local.ray_max_replicas", f"must be 0 or at least local.ray_replicas ({cfg.local.ray_replicas})")
+    if cfg.local.ray_cpus_per_replica < 0 or cfg.local.ray_gpus_per_replica < 0:
+        bad("local.ray_cpus_per_replica" if cfg.local.ray_cpus_per_replica < 0 else "local.ray_gpus_per_replica",
+            "must be 0 or more")
     for key, value in [("llm.timeout", cfg.llm.timeout), ("llm.idle_timeout", cfg.llm.idle_timeout),
                        ("llm.total_timeout", cfg.llm.total_timeout), ("inference.task_timeout", cfg.inference.task_timeout),
                        ("remote.timeout", cfg.remote.timeout), ("files.fetch_timeout", cfg.files.fetch_timeout),
@@ -287,9 +315,11 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         "JARVIS_LLM_MODEL": ("llm", "model"),
         "JARVIS_LLM_BACKEND": ("llm", "backend"),
         "JARVIS_INFERENCE_MODE": ("inference", "mode"),
+        "JARVIS_LOCAL_BACKEND": ("local", "backend"),
         "JARVIS_CATALOG": ("catalog", "path"),
         "JARVIS_REMOTE_BASE_URL": ("remote", "base_url"),
         "JARVIS_ACCESS_TOKEN": ("server", "access_token"),
+        "JARVIS_SESSION_STORE": ("session", "store"),
     }
     for var, (section, key) in overrides.items():
         if env.get(var):

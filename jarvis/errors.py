@@ -11,7 +11,7 @@ JarvisError                     root; `except JarvisError` catches what Jarvis e
 │                               unreachable, malformed reply). The run ends with a Failed event.
 ├── TemplateError               llm/prompts: a prompt template and the values given to it disagree
 │                               (a bug in Jarvis, caught by the tests); logged as an internal error.
-├── PlanError                   pipeline/plan.py: the LLM's reply holds no usable plan; the
+├── PlanError                   pipeline/plan_reading.py: the LLM's reply holds no usable plan; the
 │                               controller answers directly and notes the repair in PlanReady.
 ├── CatalogError                catalog/: the catalog file is unusable, or a refresh failed. CLI:
 │                               "error: ..." (exit 2; `catalog refresh` exits 1).
@@ -41,6 +41,8 @@ JarvisError                     root; `except JarvisError` catches what Jarvis e
 │       ├── RemoteBadRequestError   the service rejected the input (400/413/422)
 │       ├── BadResponseError    the service answered something Jarvis cannot read
 │       └── ServiceUnavailableError the service failed or cannot be reached (5xx, network)
+├── StoreError                  conversations/: the conversation database cannot be opened or
+│                               written; the web app says so once and serves without saving.
 ├── ApiError                    frontends/http/: a request the HTTP API refuses; carries the HTTP
 │                               status, a machine-readable `code` and extra response headers.
 └── InputError                  frontends/http/files.py: a media part of an API request cannot be
@@ -157,6 +159,10 @@ class BadResponseError(RemoteError):
 
 class ServiceUnavailableError(RemoteError):
     """The inference service failed (5xx) or could not be reached."""
+
+
+class StoreError(JarvisError):
+    """The conversation database cannot be opened or written; the message names the file and what to do."""
 
 
 class ApiError(JarvisError):

@@ -41,10 +41,12 @@ class TaskPlanned(Event):
 
 @dataclass
 class LLMProgress(Event):
-    """The LLM is writing (or, with no token yet, thinking about) one call's answer."""
+    """The LLM is writing (or, with no token yet, thinking about) one call's answer; or, with a note,
+    getting ready to (the embedded LLM's first download and its load)."""
     stage: str                  # "plan", "select" or "answer"
     tokens: int                 # chunks received so far: about one token each (0: none yet)
     seconds: float              # since the call began
+    note: str = ""              # "downloading ORG/NAME: 312 MB of 988 MB (32%)...", "loaded ORG/NAME in 4.1 s"
 
 
 @dataclass

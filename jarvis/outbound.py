@@ -97,6 +97,8 @@ def address_refusal(ip: IPAddress, allow_loopback: bool = False) -> str | None:
         return None if allow_loopback else "a loopback address (this machine)"
     if ip.is_link_local:
         return "a link-local address" + (" (the cloud metadata service)" if ip in _METADATA else "")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:   # fec0::/10: deprecated, still routed inside some networks
+        return "a site-local address"
     if ip.is_multicast:
         return "a multicast address"
     if ip in _CGNAT:

@@ -5,20 +5,22 @@
 # writes every surviving mutant, with its diff, to /tmp/jarvis-mutation-report.txt (or $MUTATION_REPORT).
 #   bash scripts/mutation.sh            # all modules in scripts/mutation.cfg
 #   bash scripts/mutation.sh store      # only the modules whose path contains "store"
+# KEEP_MUTATION_WORK=1 keeps the scratch copy (its path is printed) to inspect mutmut's state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 REPORT=${MUTATION_REPORT:-${TMPDIR:-/tmp}/jarvis-mutation-report.txt}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jarvis-mutation.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-cp -r jarvis tests pyproject.toml config.yaml examples "$WORK/"
+[ -z "${KEEP_MUTATION_WORK:-}" ] || echo "scratch copy: $WORK"
+trap '[ -n "${KEEP_MUTATION_WORK:-}" ] || rm -rf "$WORK"' EXIT
+cp -r jarvis tests bench pyproject.toml config.yaml examples "$WORK/"
 cp scripts/mutation.cfg "$WORK/setup.cfg"
 if [ $# -gt 0 ]; then   # keep only the only_mutate lines naming the given modules
   python - "$WORK/setup.cfg" "$@" <<'PY'
 import re, sys
 path, wanted = sys.argv[1], sys.argv[2:]
 text = open(path).read()
-head, block, tail = re.split(r"(?ms)(^only_mutate =\n(?:    .*\n)+)", text, maxsplit=1)
+head, block, tail = re.split(r"(?m)(^only_mutate =\n(?:    .*\n)+)", text, maxsplit=1)
 kept = [line for line in block.splitlines()[1:] if any(w in line for w in wanted)]
 if not kept:
     sys.exit(f"no module in scripts/mutation.cfg matches {wanted}")

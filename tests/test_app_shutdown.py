@@ -39,7 +39,8 @@ class Server:
         self.tmp.mkdir()
         env = dict(os.environ, OPENAI_API_KEY="sk-shutdown", OPENAI_BASE_URL=llm.url, GRADIO_SERVER_NAME="127.0.0.1",
                    GRADIO_SERVER_PORT=str(self.port), JARVIS_CONFIG=str(ROOT / "config.yaml"), TMPDIR=str(self.tmp),
-                   GRADIO_TEMP_DIR=str(tmp / "gradio"), PYTHONUNBUFFERED="1")
+                   GRADIO_TEMP_DIR=str(tmp / "gradio"), PYTHONUNBUFFERED="1",
+                   JARVIS_SESSION_STORE="off")   # not saved: a session's files are temporary (test_ui_persistence)
         self.proc = subprocess.Popen([sys.executable, *args, *(["--port", str(self.port)] if "serve" in args else [])],
                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output: list[str] = []

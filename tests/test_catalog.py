@@ -20,27 +20,27 @@ FIRST = {
     "token-classification": "dslim/bert-base-NER",
     "text-classification": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
     "summarization": "facebook/bart-large-cnn",
-    "translation": "Helsinki-NLP/opus-mt-en-fr",
+    "translation": "facebook/nllb-200-distilled-600M",
     "question-answering": "distilbert/distilbert-base-cased-distilled-squad",
     "conversational": "Qwen/Qwen2.5-0.5B-Instruct",
-    "text-generation": "openai-community/gpt2",
+    "text-generation": "Qwen/Qwen2.5-0.5B-Instruct",
     "text2text-generation": "google/flan-t5-base",
-    "sentence-similarity": "sentence-transformers/all-MiniLM-L6-v2",
-    "tabular-classification": "scikit-learn/tabular-playground",
+    "sentence-similarity": "intfloat/multilingual-e5-small",
+    "tabular-classification": "BenjaminB/test-skops-card-creator-02",
     "image-classification": "google/vit-base-patch16-224",
-    "object-detection": "hustvl/yolos-tiny",
+    "object-detection": "PekingU/rtdetr_r50vd",
     "image-segmentation": "nvidia/segformer-b0-finetuned-ade-512-512",
     "depth-estimation": "depth-anything/Depth-Anything-V2-Small-hf",
     "depth-control": "depth-anything/Depth-Anything-V2-Small-hf",
-    "image-to-text": "nlpconnect/vit-gpt2-image-captioning",
-    "visual-question-answering": "dandelin/vilt-b32-finetuned-vqa",
-    "document-question-answering": "naver-clova-ix/donut-base-finetuned-docvqa",
+    "image-to-text": "HuggingFaceTB/SmolVLM-256M-Instruct",
+    "visual-question-answering": "HuggingFaceTB/SmolVLM-256M-Instruct",
+    "document-question-answering": "HuggingFaceTB/SmolVLM-256M-Instruct",
     "text-to-image": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "image-to-image": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "image-editing": "timbrooks/instruct-pix2pix",
     "canny-text-to-image": "lllyasviel/sd-controlnet-canny",
     "depth-text-to-image": "lllyasviel/sd-controlnet-depth",
-    "automatic-speech-recognition": "openai/whisper-tiny",
+    "automatic-speech-recognition": "openai/whisper-large-v3-turbo",
     "text-to-speech": "facebook/mms-tts-eng",
     "audio-classification": "MIT/ast-finetuned-audioset-10-10-0.4593",
     "audio-to-audio": "microsoft/speecht5_vc",
@@ -70,10 +70,18 @@ def test_shipped_catalog_covers_every_task_locally(shipped):
             assert local, f"no local candidate for {name}"
 
 
+# first among remote-capable models, not runnable here (hybrid mode offers it first, local mode skips it)
+REMOTE_FIRST = {"text-to-image": "black-forest-labs/FLUX.1-schnell"}
+
+
 def test_shipped_catalog_ranks_the_tiny_model_ids_first(shipped):
     for task, model_id in FIRST.items():
         for mode in ("local", "hybrid"):
-            assert shipped.candidates(task, k=3, mode=mode)[0].id == model_id, (task, mode)
+            expected = REMOTE_FIRST.get(task, model_id) if mode == "hybrid" else model_id
+            assert shipped.candidates(task, k=3, mode=mode)[0].id == expected, (task, mode)
+    for task, model_id in REMOTE_FIRST.items():
+        assert shipped.candidates(task, k=3, mode="remote")[0].id == model_id
+        assert not shipped.get(model_id).runs_locally(use_cache=False)
 
 
 def test_shipped_catalog_entries_are_well_formed(shipped):

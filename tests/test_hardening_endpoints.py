@@ -108,7 +108,7 @@ def web_app(config: Config, controller: Controller):
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
     finally:
-        demo.jarvis_registry.close_all()
+        demo.jarvis_library.close_all()
         demo.close()
 
 

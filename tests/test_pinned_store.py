@@ -11,7 +11,7 @@ import pytest
 from jarvis.errors import ResourceError
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.files.store import ResourceStore
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice
 from tests.fakes.fake_executor import FakeExecutor

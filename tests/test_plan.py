@@ -4,7 +4,8 @@ import json
 import pytest
 
 from jarvis.errors import PlanError
-from jarvis.pipeline.plan import Ref, parse_plan, topological_order
+from jarvis.pipeline.plan import Ref, topological_order
+from jarvis.pipeline.plan_reading import parse_plan
 
 
 def plans_from(shared_data):

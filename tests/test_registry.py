@@ -16,7 +16,7 @@ from jarvis.catalog.facts import ModelFacts
 from jarvis.errors import TaskError
 from jarvis.llm import prompts
 from jarvis.pipeline.controller import task_list_for_prompt
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.runners import registry
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs
 from jarvis.runners.options import RunOptions

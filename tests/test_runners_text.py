@@ -168,3 +168,14 @@ def test_clear_errors(executor, store):
         _run(executor, store, "question-answering", [QUESTION])
     with pytest.raises(TaskError, match="not a file of this session"):
         _run(executor, store, "tabular-classification", ["/etc/missing.csv"])
+
+
+def test_text_generation_with_an_instruct_model_follows_its_chat_template(executor, store):
+    """The catalog's first text-generation model is an instruct model: the prompt is an instruction
+    given through its chat template, and the output is what it writes (the prompt is not echoed)."""
+    out = _run(executor, store, "text-generation", ["Write one line about the sea."],
+               model="Qwen/Qwen2.5-0.5B-Instruct", max_new_tokens=4)
+    assert out.detail["chat_template"] is True and out.detail["prompt_included"] is False
+    assert not out.text.startswith("Write one line") and out.detail["new_tokens"] <= 4
+    base = _run(executor, store, "text-generation", ["The quick brown fox"], max_new_tokens=3)
+    assert base.detail["chat_template"] is False and base.text.startswith("The quick brown fox")

@@ -68,16 +68,20 @@ def run(executor, store, task, model, image, text=(), **options):
 
 CASES = [
     ("image-classification", "google/vit-base-patch16-224", ()),
+    ("object-detection", "PekingU/rtdetr_r50vd", ()),
     ("object-detection", "hustvl/yolos-tiny", ()),
     ("object-detection", "facebook/detr-resnet-50", ()),
     ("image-segmentation", "nvidia/segformer-b0-finetuned-ade-512-512", ()),
     ("depth-estimation", "depth-anything/Depth-Anything-V2-Small-hf", ()),
     ("depth-estimation", "Intel/dpt-large", ()),
     ("depth-control", "depth-anything/Depth-Anything-V2-Small-hf", ()),
+    ("image-to-text", "HuggingFaceTB/SmolVLM-256M-Instruct", ()),
     ("image-to-text", "nlpconnect/vit-gpt2-image-captioning", ()),
     ("image-to-text", "Salesforce/blip-image-captioning-base", ()),
+    ("visual-question-answering", "HuggingFaceTB/SmolVLM-256M-Instruct", ("what colour is the car?",)),
     ("visual-question-answering", "dandelin/vilt-b32-finetuned-vqa", ("what colour is the car?",)),
     ("visual-question-answering", "Salesforce/blip-vqa-base", ("how many dogs are there?",)),
+    ("document-question-answering", "HuggingFaceTB/SmolVLM-256M-Instruct", ("what is the total amount?",)),
     ("document-question-answering", "naver-clova-ix/donut-base-finetuned-docvqa", ("what is the total amount?",)),
     ("canny-control", "none", ()),
 ]
@@ -196,6 +200,35 @@ def test_vqa_needs_a_question(executor, store):
 
 
 def test_unsupported_vqa_architecture_is_explained(executor, store):
-    with pytest.raises(TaskError, match="ViLT and BLIP"):
+    with pytest.raises(TaskError, match="ViLT, BLIP and vision-language models"):
         run(executor, store, "visual-question-answering", "google/vit-base-patch16-224",
             add_image(store, scene()), ("what?",))
+
+
+def test_vision_language_model_is_asked_through_its_chat_template(executor, store):
+    """SmolVLM (Idefics3) answers through its chat template: the prompt holds the image tokens and the
+    task's question, the pixel mask keeps its integer type, and the reply holds only the new tokens."""
+    from jarvis.runners.local.vision_language import VQA_PROMPT, _pixels
+    loaded = local_runner("visual-question-answering").load("HuggingFaceTB/SmolVLM-256M-Instruct", Device("cpu"))
+    assert loaded.kind == "chat"
+    messages = [{"role": "user", "content": [{"type": "image"},
+                                             {"type": "text", "text": VQA_PROMPT.format(question="is it red?")}]}]
+    prompt = loaded.processor.apply_chat_template(messages, add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>User:<image>") and prompt.endswith("is it red?<end_of_utterance>\nAssistant:")
+    batch = _pixels(loaded.processor, [scene()], loaded, text=[prompt])
+    assert not batch["pixel_attention_mask"].is_floating_point()  # only pixel values take the model's dtype
+    assert (batch["input_ids"] == loaded.model.config.image_token_id).sum() > 0
+    out = run(executor, store, "visual-question-answering", "HuggingFaceTB/SmolVLM-256M-Instruct",
+              add_image(store, scene()), ("is it red?",), max_new_tokens=4)
+    answer = out.detail["answers"][0]["answer"]
+    assert "Assistant" not in answer and "is it red" not in answer
+
+
+def test_depth_control_loads_on_its_own(tiny_models, store):
+    """Without a depth-estimation load to share (catalog verify, a first task), it loads its family's pipeline."""
+    runner = local_runner("depth-control")
+    loaded = runner.load("depth-anything/Depth-Anything-V2-Small-hf", Device("cpu"))
+    ctx = RunContext(device=Device("cpu"), new_file=store.new_path)
+    out = runner.run(loaded, TaskInputs(image=[add_image(store, scene())]), ctx)
+    with Image.open(out.image) as img:
+        assert img.mode == "RGB" and img.size == (96, 72)

@@ -11,7 +11,7 @@ import json
 from jarvis.catalog.entries import ModelInfo
 from jarvis.errors import LLMError
 from jarvis.llm.client import Usage
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.selection import select_models
 from tests.fakes.fake_llm import FakeLLM
 from tests.helpers import plan_json

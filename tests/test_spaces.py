@@ -77,7 +77,9 @@ def test_a_space_speaks_alone_and_after_another_task_and_gets_no_token_off_huggi
         assert [(a.executor, a.ok) for a in speech.attempts] == [("space", True)]
         samples, rate = sf.read(speech.outputs["audio"])
         assert rate == 16000 and len(samples) > 0 and speech.outputs["audio"].endswith(".wav")
-        assert speech.detail == {"space": space.url, "api_name": "/speak"}
+        assert speech.detail == {"space": space.url, "api_name": "/speak", "route": "ran on the Gradio Space the "
+                                 "catalog names for spaces/loopback/speaker: no Inference Provider serves a catalog "
+                                 "model of text-to-speech"}
         assert space.calls[-1] == ("speak", ("hello from the Space",))
         # after a task on Inference Providers: the Space speaks that task's caption
         llm.script["plan"] = plan_json(("image-to-text", {"image": "street.png"}),
@@ -195,3 +197,39 @@ def test_catalog_refresh_keeps_space_entries_and_looks_up_no_facts_for_them(_fak
     assert result.returncode == 0, result.stderr
     kept = [m for m in Catalog.load(output) if m.space]
     assert [m.to_json() for m in kept] == [parse_entry(space).to_json()]
+
+
+def test_remote_mode_offers_the_task_types_spaces_serve_and_says_where_each_task_went(space, service, tmp_path):
+    """The planner is offered what some remote route serves: a Space's task types (depth estimation has
+    no Inference Provider at all), Inference Providers' where the catalog has a model they may serve;
+    a task type nobody serves remotely fails with the modes and routes that would serve it."""
+    rows = [{"id": REMOTE_TTS, "task": "text-to-speech", "providers": [], "providers_checked": "2026-01-01"},
+            space_entry(space, "speaker", "/speak"), space_entry(space, "depth", "/depth", task="depth-estimation"),
+            {"id": CAPTIONER, "task": "image-to-text", "downloads": 10}]
+    plan = plan_json(("text-to-speech", {"text": "read this aloud"}), ("depth-estimation", {"image": "street.png"}),
+                     ("summarization", {"text": "a long text"}))
+    with ScriptedLLM(plan=plan, answer="Done.") as llm:
+        result = run(tmp_path, llm, service, rows, "speak, depth, summarize", [STREET])
+        offered = llm.requests[0]["json"]["messages"][0]["content"]
+    assert "text-to-speech: text -> audio" in offered and "depth-estimation: image -> image" in offered
+    assert "image-to-text: image -> text" in offered
+    assert "summarization:" not in offered and "tabular-classification:" not in offered
+    speech, depth, summary = result.tasks
+    assert (speech.status, speech.executor, speech.model) == ("done", "space", "spaces/loopback/speaker")
+    assert sf.read(speech.outputs["audio"])[0].size > 0 and space.calls[-2:][0] == ("speak", ("read this aloud",))
+    assert (depth.status, depth.executor) == ("done", "space") and Path(depth.outputs["image"]).is_file()
+    assert depth.detail["route"] == ("ran on the Gradio Space the catalog names for spaces/loopback/depth: Inference "
+                                     "Providers have no service for depth-estimation")
+    assert summary.status == "failed" and summary.error.startswith(
+        "no model available for summarization in remote mode (no remote route: Inference Providers serve no catalog "
+        "model of it and no Gradio Space in the catalog runs it)")
+
+
+
+def test_in_remote_mode_the_vlm_answers_for_captioners_no_provider_serves():
+    from jarvis.execution.coverage import candidates, offered_task_types
+    catalog = Catalog([parse_entry({"id": CAPTIONER, "task": "image-to-text", "providers": []})])
+    assert [m.id for m in candidates(catalog, "image-to-text", 5, "remote", "Qwen/Qwen2.5-VL-7B-Instruct")] == [CAPTIONER]
+    assert candidates(catalog, "image-to-text", 5, "remote", "") == []
+    assert "image-to-text" in [t.name for t in offered_task_types(catalog, "remote", "Qwen/Qwen2.5-VL-7B-Instruct")]
+    assert "image-to-text" not in [t.name for t in offered_task_types(catalog, "remote", "")]

@@ -16,7 +16,7 @@ from PIL import Image
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.files.store import ResourceStore
 from jarvis.pipeline.controller import Controller
-from jarvis.pipeline.plan import parse_plan
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs

@@ -172,10 +172,11 @@ def test_two_sessions_keep_keys_history_and_files_apart(catalog):
 
 def test_clear_stop_and_expiry_remove_session_files(catalog):
     with ScriptedLLM(plan="[]", chat="ok", key="sk-a") as llm, running_app(make_config(catalog, llm.url)) as (url, demo):
-        registry = demo.jarvis_registry
+        library = demo.jarvis_library
         c = client(url)
         ask(c, "keep this", [STREET], key="sk-a")
-        session = registry.peek(c.session_hash).session
+        (conversation,) = library.registry.keys()
+        session = library.registry.peek(conversation).session
         uploaded = session.store.list()[0].path
         assert uploaded.is_file()
         chat, resources = c.predict(api_name="/clear")
@@ -190,12 +191,13 @@ def test_clear_stop_and_expiry_remove_session_files(catalog):
         assert any("stopped by the user" in t.lower() for t in texts(chat))
         llm.delay = 0.0
         llm.script["plan"] = "[]"
-        # expiry: an idle session's directory is deleted
+        # expiry: an idle conversation's rows and directory are deleted
         ask(c, "again", [STREET], key="sk-a")
-        root = registry.peek(c.session_hash).session.store.root
-        assert any(root.iterdir())
-        assert registry.expire(now=time.time() + registry.ttl + 1) == 1
-        assert not root.exists() and registry.peek(c.session_hash) is None
+        root = library.registry.peek(conversation).session.store.root
+        assert any(root.iterdir()) and library.store.turns(conversation)
+        assert library.expire(now=time.time() + library.ttl + 1) == 1
+        assert not root.exists() and library.registry.peek(conversation) is None
+        assert library.store.turns(conversation) == [] and library.store.idle_since(time.time() + 1) == []
 
 
 def test_server_secret_is_not_sent_to_a_typed_base_url():

@@ -45,8 +45,10 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
     photo.write_bytes(STREET.read_bytes())
     # no key typed in the browser: the endpoint stands for a local server without authentication
     with ScriptedLLM(plan=_plan, answer="Here is the result, with the files below.", key=None) as llm:
+        # not saved (test_ui_persistence has the saved case): closing the tab ends the conversation
         config = Config().with_overrides(llm={"base_url": llm.url, "model": "scripted"},
-                                         catalog={"path": str(catalog)}, local={"device": "cpu"})
+                                         catalog={"path": str(catalog)}, local={"device": "cpu"},
+                                         session={"store": "off"})
         with running_app(config) as (url, demo), sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
             try:
@@ -89,7 +91,7 @@ def test_a_person_sees_steps_generated_image_and_audio(tmp_path, hub_cache):
                 chat.get_by_text("Produced audio").first.wait_for(timeout=10_000)
                 page.screenshot(path=str(SHOTS / "ui-3-audio-answer.png"), full_page=True)
                 # closing the tab ends the session: its files are deleted
-                registry = demo.jarvis_registry
+                registry = demo.jarvis_library.registry
                 (item,) = [registry.peek(k) for k in list(registry.keys())]
                 root = item.session.store.root
                 assert root.is_dir()

@@ -54,6 +54,9 @@ class ModelFacts:
     weight_format: str | None = None         # the format its loader reads: safetensors, bin, skops, pickle...
     weight_bytes: int | None = None          # size of those weight files
     files: tuple[str, ...] = ()              # configs, tokenizer and processor files present
+    # translation: the languages it reads and writes, as its card or tokenizer lists them ("mul" = many)
+    source_languages: tuple[str, ...] = ()
+    target_languages: tuple[str, ...] = ()
 
     @property
     def architecture_known(self) -> bool:
@@ -83,7 +86,7 @@ class ModelFacts:
             value = obj.get(f.name)
             if value is None:
                 continue
-            if f.name in ("architectures", "files"):
+            if f.name in ("architectures", "files", "source_languages", "target_languages"):
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValueError(f"'{f.name}' is not a list of strings")
                 value = tuple(value)

@@ -4,7 +4,8 @@ For each task type: the most downloaded models (HfApi.list_models, sorted by dow
 looked up (jarvis.catalog.hub_facts: model_info with config, siblings, gating and Inference Provider
 mapping; weight sizes) for its facts, and a description cut from its model card. Tasks not
 refreshed keep their current entries. `--keep-models` looks up the facts of the models the file
-already lists, keeping the selection and the descriptions.
+already lists, keeping the selection and the descriptions. `--spaces` adds Gradio Spaces that serve
+task types (jarvis.catalog.space_search), keeping every model entry.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from huggingface_hub.hf_api import ExpandModelProperty_T
 from jarvis.catalog.card_text import summarize_card
 from jarvis.catalog.entries import DEFAULT_PATH, Catalog, ModelInfo
 from jarvis.catalog.hub_facts import LOOKUP_ERRORS, entry_from_info, look_up
+from jarvis.catalog.space_search import DEFAULT_TASKS, merge, search_task
 from jarvis.errors import CatalogError
 from jarvis.hub_internals import HubHTTPError, HubTransportError
 from jarvis.runners import registry as tasktypes
@@ -110,6 +112,31 @@ def refresh_facts(path: str | Path, tasks: Iterable[str] | None = None, token: s
             progress(f"{old.id}: {_facts_line(entries[i])}")
     _write_atomic(path, entries)
     return updated
+
+
+def refresh_spaces(path: str | Path, tasks: Iterable[str] | None = None, per_task: int = 3,
+                   token: str | bool | None = None, endpoint: str | None = None,
+                   progress: Callable[[str], None] = lambda line: None) -> int:
+    """Add the MCP-capable Gradio Spaces that serve `tasks` (default: those no provider serves) to the
+    catalog at `path`, every other entry kept; returns how many Spaces were found."""
+    if constants.is_offline_mode():
+        raise CatalogError("HF_HUB_OFFLINE is set, so the Hub cannot be reached; unset it to search for Spaces")
+    names = _task_names(tasks) if tasks is not None else DEFAULT_TASKS
+    path = Path(path)
+    entries = Catalog.load(path if path.exists() else DEFAULT_PATH).models
+    api = HfApi(endpoint=endpoint, token=token)
+    _check_reachable(api.endpoint)
+    found: list[ModelInfo] = []
+    for name in names:
+        try:
+            spaces = search_task(api, name, per_task, progress=progress)
+        except (HubHTTPError, HfHubHTTPError, OSError, ValueError) as exc:
+            raise CatalogError(f"cannot search the Hub's Spaces for '{name}' at {api.endpoint}: {_reason(exc)}; "
+                               "check the network connection (or HF_ENDPOINT)") from None
+        progress(f"{name}: {len(spaces)} Space(s)")
+        found += spaces
+    _write_atomic(path, merge(entries, found))
+    return len(found)
 
 
 def _facts_line(entry: ModelInfo) -> str:
@@ -210,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", action="append", dest="tasks", metavar="TASK",
                         help="refresh only this task type (repeatable); others keep their entries")
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    parser.add_argument("--spaces", action="store_true",
+                        help="add MCP-capable Gradio Spaces serving the task types (default: those no Inference "
+                             "Provider serves), checked against their API; the models are kept")
     parser.add_argument("--keep-models", action="store_true",
                         help="keep the models the file lists and only look up their facts, figures and providers")
     args = parser.parse_args(argv)
@@ -218,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one-line error
     say: Callable[[str], None] = lambda line: print(line, flush=True)
     try:
+        if args.spaces:
+            count = refresh_spaces(args.output, tasks=args.tasks, per_task=args.per_task,
+                                   endpoint=args.endpoint, progress=say)
+            print(f"added or updated {count} Gradio Spaces in {args.output}")
+            return 0
         if args.keep_models:
             count = refresh_facts(args.output, tasks=args.tasks, endpoint=args.endpoint, progress=say)
             print(f"updated the facts of {count} entries in {args.output}")

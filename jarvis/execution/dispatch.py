@@ -158,8 +158,32 @@ class Dispatcher:
             served_by = (outputs.detail or {}).get("served_by")
             used = str(served_by or model_id)
             attempts.append(Attempt(executor.name, used, ok=True, seconds=round(time.perf_counter() - start, 3)))
+            if self.mode != "local" and (executor is not self.remote or served_by):
+                outputs.detail = {**(outputs.detail or {}), "route": self._route(task, executor, model_id, models,
+                                                                                 attempts, str(served_by or ""))}
             return Execution(outputs, used, executor.name, attempts)
         raise ExecutionError(self._summary(task, attempts), attempts)
+
+    def _route(self, task: str, executor: Executor, model: str, models: list[str], attempts: list[Attempt],
+               vlm: str) -> str:
+        """Where a task went, other than to an Inference Provider serving its model, and why."""
+        spec = TASK_TYPES.get(task)
+        where = (f"answered by the vision-language model {vlm}" if vlm else "ran locally" if executor is self.local
+                 else f"ran on the Gradio Space the catalog names for {model}")
+        if vlm or any(a.model == model and (a.error or "").startswith("skipped: no Inference Provider")
+                      for a in attempts):
+            why = f"no Inference Provider serves {model} for {task}"
+        elif spec is not None and not spec.remote:
+            why = f"Inference Providers have no service for {task}"
+        elif self.spaces is not None and all(self.spaces.serves(task, m) for m in models):
+            why = f"no Inference Provider serves a catalog model of {task}"
+        elif len(attempts) > 1:
+            why = f"the {len(attempts) - 1} attempt(s) before it failed"
+        elif executor is self.local:
+            why = "the model is on this machine (hybrid mode runs what is cached here)"
+        else:
+            why = "the catalog ranks it first among the candidates"
+        return f"{where}: {why}"
 
     @staticmethod
     def _recorder(executor: str, attempts: list[Attempt]) -> RetryNote:

@@ -14,6 +14,7 @@ from typing import Any
 
 from jarvis.config import LocalConfig
 from jarvis.errors import TaskError
+from jarvis.execution.downloads import DownloadMeter
 from jarvis.execution.model_cache import FAILED_LOAD_TTL, CacheKey, LoadFailures, ModelCache
 from jarvis.execution.readiness import cached_bytes
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
@@ -45,17 +46,17 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, device: str = "auto", memory_budget_gb: float = 8.0, options: RunOptions | None = None,
-                 failed_load_ttl: float = FAILED_LOAD_TTL):
+                 failed_load_ttl: float = FAILED_LOAD_TTL, threads: int = 0):
         self._device_pref = device
         self._device: Device | None = None
-        self.cache = ModelCache(int(memory_budget_gb * 1024 ** 3), LoadFailures(failed_load_ttl))
+        self.cache = ModelCache(int(memory_budget_gb * 1024 ** 3), LoadFailures(failed_load_ttl), threads)
         self.options = options or RunOptions()
 
     @classmethod
     def from_config(cls, local: LocalConfig) -> LocalExecutor:
         """The executor the `local` config section describes; its knobs become every run's options."""
         options = RunOptions(max_new_tokens=local.max_new_tokens, diffusion_steps=local.diffusion_steps)
-        return cls(local.device, local.memory_budget_gb, options)
+        return cls(local.device, local.memory_budget_gb, options, threads=local.threads)
 
     @property
     def device(self) -> Device:
@@ -117,7 +118,7 @@ class LocalExecutor:
     def _loader(runner: Runner, model_id: str, device: Device, ctx: RunContext) -> Callable[[], Any]:
         def load() -> Any:
             try:
-                with LOAD_LOCK:
+                with LOAD_LOCK, DownloadMeter(model_id, ctx.progress):   # a first download's progress
                     started = time.perf_counter()
                     loaded = runner.load(model_id, device)
                 ctx.progress(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")

@@ -4,6 +4,8 @@ of requests, because one machine's CPU/GPU memory is shared by all of them.
 The slot is taken around the local call alone (loading the model and running it), never around a
 request's LLM calls or its remote tasks, so a request stalled on its LLM endpoint blocks nobody.
 A task waiting for a slot stops waiting when it is cancelled (timed out or stopped by the user).
+With local.backend: ray, local tasks run on Ray Serve replicas and take no slot: the replicas are the
+limit (`local_executor` picks the executor for the config).
 """
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from jarvis.config import LocalConfig
 from jarvis.execution.executor import Executor
+from jarvis.execution.local import LocalExecutor
+from jarvis.execution.ray.executor import RayExecutor
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 
 WAIT_POLL = 0.25        # seconds between looks at the task's cancel flag while waiting for a slot
@@ -57,3 +62,12 @@ class SlotLimitedExecutor:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def local_executor(local: LocalConfig, slots: int | None = None) -> Executor:
+    """The executor of local tasks the config names: in-process (behind `slots` slots when given, as in
+    a server), or on Ray Serve (local.backend: ray), which is never held behind a slot."""
+    if local.backend == "ray":
+        return RayExecutor.from_config(local)
+    executor = LocalExecutor.from_config(local)
+    return executor if slots is None else SlotLimitedExecutor(executor, slots)

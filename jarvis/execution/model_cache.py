@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,25 @@ log = logging.getLogger(__name__)
 CacheKey = tuple[str, str]   # (model family, model id): one load serves every task type of a family
 FAILED_LOAD_TTL = 600.0      # seconds a failed load is remembered: long enough to spare the next requests,
                              # short enough that a download that comes back or freed memory is retried
+
+
+def machine_threads() -> int:
+    """The physical cores this process may run on: more threads than that only take turns."""
+    import psutil
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    return max(1, min(cores, allowed))
+
+
+def cap_threads(threads: int) -> None:
+    """Set torch's CPU threads (a process-wide setting) to local.threads (0: the physical cores)
+    before a load: in effect once, at the first, unless something changed it since. Local models and
+    the embedded LLM all run under it."""
+    want = threads or machine_threads()
+    import torch
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+        log.info("torch runs on %d CPU thread(s) (local.threads)", want)
 
 
 class LoadFailures:
@@ -110,8 +130,9 @@ class CacheStats:
 class ModelCache:
     """LRU of loaded models under a memory budget (bytes)."""
 
-    def __init__(self, budget_bytes: int, failures: LoadFailures | None = None):
+    def __init__(self, budget_bytes: int, failures: LoadFailures | None = None, threads: int | None = None):
         self.budget = int(budget_bytes)
+        self.threads = threads        # torch's CPU threads, set at the first load (None: torch is left alone)
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._admit = threading.Lock()
@@ -166,6 +187,8 @@ class ModelCache:
                 entry.nbytes = expected_bytes
         start = time.perf_counter()
         try:
+            if self.threads is not None:
+                cap_threads(self.threads)
             entry.loaded = loader()
             entry.nbytes = estimate_bytes(entry.loaded)
         except BaseException as exc:

@@ -59,10 +59,11 @@ def _refuse_active(src: Path, name: str) -> None:
 
 
 class ResourceStore:
-    """The files one session may use. URL fetches take their caps (config.files) from here."""
+    """The files one session may use. URL fetches take their caps (config.files) from here;
+    `allow_private` is for tests only, as fetch_to_store's: loopback URLs (a local test server) pass."""
 
     def __init__(self, root: str | Path | None = None, *, max_download_mb: float = 25.0,
-                 fetch_timeout: float = 20.0, max_image_megapixels: float = 40.0):
+                 fetch_timeout: float = 20.0, max_image_megapixels: float = 40.0, allow_private: bool = False):
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="jarvis-session-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.root = self.root.resolve()
@@ -72,6 +73,7 @@ class ResourceStore:
         self.max_download_bytes = int(max_download_mb * 2**20)
         self.fetch_timeout = float(fetch_timeout)
         self.max_image_megapixels = float(max_image_megapixels)
+        self.allow_private = allow_private
 
     # -- adding ---------------------------------------------------------
     def _unique(self, name: str) -> Path:
@@ -111,13 +113,20 @@ class ResourceStore:
             self._fetched[url] = res.path
         return res
 
+    def restore(self, path: Path, origin: str) -> Resource:
+        """Record a file already in this store under its origin (a saved conversation reopened)."""
+        path = Path(path)
+        if not path.resolve().is_relative_to(self.root) or not path.is_file():
+            raise ResourceError(f"{path.name} is not a file of this session's folder")
+        return self._register(path, origin)
+
     def _fetch(self, url: str) -> Path:
         with self._lock:
             cached = self._fetched.get(url)
         if cached is not None and cached.is_file():
             return cached
         return fetch_to_store(url, self, max_bytes=self.max_download_bytes, timeout=self.fetch_timeout,
-                              max_megapixels=self.max_image_megapixels)
+                              max_megapixels=self.max_image_megapixels, allow_private=self.allow_private)
 
     def _register(self, path: Path, origin: str) -> Resource:
         res = Resource(path.name, path, media_type(path.name) or "text", origin)

@@ -1,5 +1,5 @@
 """Command line: `python -m jarvis run "REQUEST" [--file PATH]... [--json]`, `chat`, `catalog refresh`,
-`catalog verify`, `serve`. Progress goes to stderr (the LLM's too, while it writes); the answer (or
+`catalog verify`, `serve`, `workers` (Ray). Progress goes to stderr (the LLM's too, while it writes); the answer (or
 --json's single object, RunResult.to_dict()) to stdout. The server stacks (gradio for `ui`; fastapi
 and uvicorn for `serve`) load only for those commands."""
 from __future__ import annotations
@@ -12,12 +12,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from jarvis.catalog.entries import Catalog
-from jarvis.catalog.refresh import main as refresh_main
-from jarvis.catalog.verify import main as verify_main
-from jarvis.config import load_config
 from jarvis.errors import CatalogError, ConfigError
 from jarvis.events import (
     AnswerDelta,
@@ -34,10 +30,13 @@ from jarvis.events import (
     TaskSkipped,
     TaskStarted,
 )
-from jarvis.pipeline.controller import Controller
+from jarvis.frontends.safe_text import TerminalFilter, json_text, terminal_text
 from jarvis.pipeline.plan import Task
 from jarvis.pipeline.records import RunResult
-from jarvis.session import Session
+
+if TYPE_CHECKING:
+    from jarvis.pipeline.controller import Controller
+    from jarvis.session import Session
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     sub.add_parser("ui", help="the web app (same as python app.py)")
+    workers = sub.add_parser("workers", help="start or join Ray and deploy the local models' replicas "
+                             "(local.backend: ray; docs/ray.md)")
+    workers.add_argument("--address", help="override local.ray_address (auto, ray://HOST:10001)")
     return p
 
 
@@ -89,7 +91,7 @@ class Progress:
 
     def line(self, text: str) -> None:
         self.clear()
-        print(text, file=self.out)
+        print(terminal_text(text), file=self.out)    # model output in it must not drive the terminal
 
     def _task(self, t: Task) -> None:
         text = (f"plan: task {t.id} {t.task} dep={t.dep or [-1]} args={json.dumps(t.args_json(), ensure_ascii=False)}"
@@ -99,7 +101,11 @@ class Progress:
             self.line(text)
 
     def _llm(self, event: LLMProgress) -> None:
-        text = f"llm: {STAGES.get(event.stage, event.stage)}: {event.tokens} tokens, {event.seconds:.0f} s"
+        if event.note and not (self.tty and event.note.startswith("downloading")):
+            self.line(f"llm: {event.note}")      # the embedded LLM's load, and (logged) its download's progress
+            return
+        text = f"llm: {event.note}" if event.note else \
+            f"llm: {STAGES.get(event.stage, event.stage)}: {event.tokens} tokens, {event.seconds:.0f} s"
         if self.tty:
             if not self.quiet:
                 self.out.write("\r\033[K" + text)
@@ -129,7 +135,9 @@ class Progress:
         elif isinstance(event, TaskFinished):
             rec = event.record
             outs = ", ".join(f"{k}={v[:80] if k == 'text' else v}" for k, v in rec.outputs.items())
-            self.line(f"done: task {rec.id} in {rec.seconds or 0.0:.2f}s: {outs}")
+            replica = (rec.detail or {}).get("replica")     # where a task on Ray ran
+            where = f"{rec.executor} replica {replica} on {rec.detail['node']}" if replica and rec.detail else rec.executor
+            self.line(f"done: task {rec.id} in {rec.seconds or 0.0:.2f}s on {where}: {outs}")
         elif isinstance(event, TaskFailed):
             self.line(f"failed: task {event.record.id} {event.record.task}: {event.record.error}")
         elif isinstance(event, TaskSkipped):
@@ -143,19 +151,20 @@ def _answer(controller: Controller, session: Session, request: str, files: Seque
     result: RunResult | None = None
     streamed = False
     progress = Progress(sys.stderr)
+    screen = TerminalFilter()      # the answer as text: no escape sequence of the model's reaches the terminal
     try:
         for event in controller.run(session, request, files):
             if isinstance(event, Failed):
                 progress.clear()
                 if streamed:
-                    print(file=sys.stdout)
-                print(f"error: {event.message}", file=sys.stderr)
+                    print(screen.close(), file=sys.stdout)
+                print(f"error: {terminal_text(event.message)}", file=sys.stderr)
                 return 1
             if isinstance(event, AnswerDelta):
                 if not as_json:
                     progress.clear()
                     progress.quiet = True
-                    sys.stdout.write(event.text)
+                    sys.stdout.write(screen.feed(event.text))
                     sys.stdout.flush()
                     streamed = True
                 continue
@@ -166,9 +175,10 @@ def _answer(controller: Controller, session: Session, request: str, files: Seque
     finally:
         progress.clear()
     if as_json:
-        print(json.dumps(result.to_dict() if result is not None else None, ensure_ascii=False, indent=2, default=str))
+        print(json_text(json.dumps(result.to_dict() if result is not None else None, ensure_ascii=False, indent=2,
+                                   default=str)))
     elif streamed:
-        print()
+        print(screen.close())
     return 0 if result is not None else 1
 
 
@@ -177,10 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    # each command imports what it needs, so `--help` and a mistyped command answer at once
     if args.command == "catalog" and args.action == "refresh":
+        from jarvis.catalog.refresh import main as refresh_main
         return refresh_main(args.rest)
     if args.command == "catalog" and args.action == "verify":
+        from jarvis.catalog.verify import main as verify_main
         return verify_main(args.rest)
+    from jarvis.config import load_config
     try:
         config = load_config(args.config)
         if args.mode:
@@ -189,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad config: {exc}", file=sys.stderr)
         return 2
     if args.command == "catalog":
+        from jarvis.catalog.entries import Catalog
         cat = Catalog.load(config.catalog.path or None)
         for task in cat.tasks():
             print(f"{task}: {', '.join(m.id for m in cat.candidates(task, k=10, mode='hybrid'))}")
@@ -199,9 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ui":
         from jarvis.frontends.web.app import launch
         return launch(config)
+    if args.command == "workers":
+        from jarvis.execution.ray.workers import run_workers
+        return run_workers(config.local if args.address is None else
+                           config.with_overrides(local={"ray_address": args.address}).local)
+    from jarvis.execution.local_slots import local_executor
+    from jarvis.pipeline.controller import Controller
     try:
-        controller = Controller(config)
-    except CatalogError as exc:
+        controller = Controller(config, local=local_executor(config.local))
+    except (CatalogError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -224,6 +245,7 @@ def _run_or_chat(args: argparse.Namespace, controller: Controller) -> int:
     except OSError as exc:
         print(f"error: cannot create the output folder {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
+    from jarvis.session import Session
     session = Session.create(controller.config, root=out_dir)
     try:
         if args.command == "run":

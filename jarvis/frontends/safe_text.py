@@ -6,6 +6,10 @@ a caption or a transcript may carry what a prompt injection told it to write.
 - `escape_text`: a short text (a label, a caption, a model id) as plain text inside our Markdown.
 - `code_span` / `code_block`: text verbatim in code, which renderers never read as markup.
 - `model_text`: a task's text result: escaped when short, a code block when long or multi-line.
+- `terminal_text` / `TerminalFilter`: text for a terminal (the CLI): escape sequences (colours,
+  cursor moves, OSC 8 hyperlinks, window titles, clipboard writes) removed, other controls shown as
+  U+FFFD, a Markdown image as "[image: ALT] (ADDRESS)"; `json_text` keeps C1 controls, bidirectional
+  overrides and line separators of a JSON document as \\u escapes.
 - `AnswerFilter` / `answer_markdown`: the LLM's answer keeps its Markdown (emphasis, lists, tables,
   code), but no raw HTML (`<` and `&` outside code become entities), no image loads (an image is
   shown as a link with its full address; only the caller's `image` hook, which knows the session's
@@ -315,3 +319,74 @@ def answer_markdown(text: str, image: ImageHook | None = None) -> str:
     """A whole answer filtered (see AnswerFilter)."""
     f = AnswerFilter(image)
     return f.feed(text) + f.close()
+
+
+# ---------------------------------------------------------------- terminals
+
+# ECMA-48 sequences: CSI (colours, cursor moves, erase), the string ones ended by BEL or ST (OSC:
+# hyperlinks, titles, clipboard; DCS, SOS, PM, APC), and the short ones (ESC c resets the terminal)
+_SEQUENCE = re.compile(r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]
+  | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)
+  | \x1b[ -/]*[0-OQ-WYZ\\`-~]
+""", re.X)
+_INTRODUCER = re.compile(r"[\x1b\x90\x98\x9b\x9d\x9e\x9f]")
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+HELD = 4096                 # TerminalFilter: most characters held back waiting for a sequence's end
+
+
+def _terminal_image(m: re.Match[str]) -> str:
+    if not m.group("bang"):
+        return m.group(0)
+    dest = m.group("angle") if m.group("angle") is not None else m.group("dest") or ""
+    return f"[image: {' '.join(m.group('text').split()) or 'image'}] ({_unescape(dest)})"
+
+
+def terminal_text(text: object) -> str:
+    """Text a terminal shows as it is: no escape sequence, no control character (but tab and newline),
+    no Markdown image (a pipe into a Markdown viewer would load it)."""
+    return _LINK.sub(_terminal_image, clean(_SEQUENCE.sub("", str(text))))
+
+
+def json_text(document: str) -> str:
+    """A JSON document (json.dumps with ensure_ascii=False) with the characters that json.dumps leaves
+    raw but a terminal obeys or shows misleadingly (C1 controls, DEL, bidi overrides) as \\u escapes:
+    they occur only inside strings, so the document means the same."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
+class TerminalFilter:
+    """terminal_text over a stream: an escape sequence or a Markdown image that a chunk cuts in two
+    is held back until it is whole (or HELD characters wait), so streamed and whole text come out alike."""
+
+    def __init__(self) -> None:
+        self._buf = ""
+
+    def feed(self, text: str) -> str:
+        buf = self._buf + text
+        cut = _settled(buf)
+        if len(buf) - cut > HELD:
+            cut = len(buf)
+        self._buf = buf[cut:]
+        return terminal_text(buf[:cut])
+
+    def close(self) -> str:
+        buf, self._buf = self._buf, ""
+        return terminal_text(buf)
+
+
+def _settled(buf: str) -> int:
+    """How much of `buf` no later text can change: up to an unfinished escape sequence, an image
+    still being written on the last line, or a \\r that may be half of \\r\\n."""
+    cut = len(buf) - 1 if buf.endswith("\r") else len(buf)
+    for m in _INTRODUCER.finditer(buf):
+        if not _SEQUENCE.match(buf, m.start()):
+            cut = min(cut, m.start())
+            break
+    line = buf.rfind("\n") + 1
+    for m in re.finditer(r"!(?=\[|$)", buf[line:]):
+        at = line + m.start()
+        if not _LINK.match(buf, at):
+            return min(cut, at)
+    return cut
+

@@ -27,6 +27,19 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _note: str = field(default="", repr=False, compare=False)
+
+    def note(self, text: str) -> None:
+        """What the LLM is doing before it can write (the embedded model's download and load): the
+        run shows it as progress."""
+        with self._lock:
+            self._note = text
+
+    def take_note(self) -> str:
+        """The note given since the last look ("" when none)."""
+        with self._lock:
+            text, self._note = self._note, ""
+            return text
 
     def add(self, prompt: Any, completion: Any) -> None:
         with self._lock:

@@ -42,6 +42,28 @@ RETRY_STATUSES = (408, 409)     # besides 429 and 5xx: what the SDK itself would
 MAX_RETRY_AFTER = 60.0          # a longer Retry-After is not waited for: the error says to come back later
 READ_SLACK = 5.0                # httpx's own read timeout trails the silence limits, so they act first
 
+# What each failure of the openai SDK tells the user: (its error class, the HTTP statuses it applies to or
+# None for all, the message). The first row the error matches decides; fields: host, model, status,
+# kind (the class name), detail (what the operator's endpoint said), auth_hint.
+EXPLAINED: tuple[tuple[str, range | None, str], ...] = (
+    ("AuthenticationError", None, "the LLM endpoint {host} rejected the API key (401): {auth_hint}"),
+    ("PermissionDeniedError", None, "the LLM endpoint {host} refused access to model {model!r} (403): "
+                                    "check that your key may use it"),
+    ("NotFoundError", None, "model {model!r} not found at {host} (404): check llm.model (JARVIS_LLM_MODEL) "
+                            "and llm.base_url (OPENAI_BASE_URL)"),
+    ("RateLimitError", None, "the LLM endpoint {host} is rate-limiting requests (429) and retries ran out: "
+                             "wait a minute and try again, or check your quota"),
+    ("APITimeoutError", None, "the LLM endpoint {host} did not answer in time: try again, or raise llm.timeout"),
+    ("APIConnectionError", None, "cannot reach the LLM endpoint {host}: check llm.base_url (OPENAI_BASE_URL) "
+                                 "and your network"),
+    ("InternalServerError", None, "the LLM endpoint {host} failed ({status}) and retries ran out: try again later"),
+    ("BadRequestError", None, "the LLM endpoint {host} refused the request (400){detail}"),
+    ("APIStatusError", range(300, 400), "the LLM endpoint {host} answered with a redirect (HTTP {status}), which "
+                                        "is not followed: give the base URL it should be"),
+    ("APIStatusError", None, "the LLM endpoint {host} answered HTTP {status}{detail}"),
+)
+UNEXPECTED = "unexpected answer from the LLM endpoint {host}: {kind}{detail}"
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -130,41 +152,24 @@ class LLM:
         return ": " + self._scrub(str(getattr(exc, "message", exc)))[:300]
 
     def _explain(self, exc: BaseException) -> LLMError:
-        o = self._openai
-        host = shown_host(self.base_url)
+        """The one message for an SDK error: the first row of EXPLAINED whose class it is an instance of."""
         refused = exc if isinstance(exc, AddressRefused) else exc.__cause__   # older SDKs wrap it
         if isinstance(refused, AddressRefused):
             return LLMError(f"the LLM base URL was not contacted: {str(refused).removeprefix('refused: ')}")
-        if isinstance(exc, o.AuthenticationError):
-            hint = ("check the key, and that it belongs to this endpoint" if self.has_key
-                    else "paste your key for it: the server's keys only go to the server's own endpoint"
-                    if self.caller_endpoint else "set OPENAI_API_KEY or HF_TOKEN, or paste a key in the app")
-            return LLMError(f"the LLM endpoint {host} rejected the API key (401): {hint}")
-        if isinstance(exc, o.PermissionDeniedError):
-            return LLMError(f"the LLM endpoint {host} refused access to model {self.model!r} (403): "
-                            "check that your key may use it")
-        if isinstance(exc, o.NotFoundError):
-            return LLMError(f"model {self.model!r} not found at {host} (404): check llm.model "
-                            "(JARVIS_LLM_MODEL) and llm.base_url (OPENAI_BASE_URL)")
-        if isinstance(exc, o.RateLimitError):
-            return LLMError(f"the LLM endpoint {host} is rate-limiting requests (429) and retries ran out: "
-                            "wait a minute and try again, or check your quota")
-        if isinstance(exc, o.APITimeoutError):
-            return LLMError(f"the LLM endpoint {host} did not answer in time: try again, or raise llm.timeout")
-        if isinstance(exc, o.APIConnectionError):
-            return LLMError(f"cannot reach the LLM endpoint {host}: check llm.base_url (OPENAI_BASE_URL) "
-                            "and your network")
-        if isinstance(exc, o.InternalServerError):
-            return LLMError(f"the LLM endpoint {host} failed ({getattr(exc, 'status_code', '5xx')}) "
-                            "and retries ran out: try again later")
-        if isinstance(exc, o.BadRequestError):
-            return LLMError(f"the LLM endpoint {host} refused the request (400){self._detail(exc)}")
-        if isinstance(exc, o.APIStatusError) and 300 <= exc.status_code < 400:
-            return LLMError(f"the LLM endpoint {host} answered with a redirect (HTTP {exc.status_code}), which is "
-                            "not followed: give the base URL it should be")
-        if isinstance(exc, o.APIStatusError):
-            return LLMError(f"the LLM endpoint {host} answered HTTP {exc.status_code}{self._detail(exc)}")
-        return LLMError(f"unexpected answer from the LLM endpoint {host}: {type(exc).__name__}{self._detail(exc)}")
+        status = getattr(exc, "status_code", None)
+        fields = {"host": shown_host(self.base_url), "model": self.model, "status": status or "5xx",
+                  "kind": type(exc).__name__, "detail": self._detail(exc), "auth_hint": self._auth_hint()}
+        for kind, statuses, message in EXPLAINED:
+            if isinstance(exc, getattr(self._openai, kind)) and (statuses is None or status in statuses):
+                return LLMError(message.format(**fields))
+        return LLMError(UNEXPECTED.format(**fields))
+
+    def _auth_hint(self) -> str:
+        if self.has_key:
+            return "check the key, and that it belongs to this endpoint"
+        if self.caller_endpoint:
+            return "paste your key for it: the server's keys only go to the server's own endpoint"
+        return "set OPENAI_API_KEY or HF_TOKEN, or paste a key in the app"
 
     def _silent(self, limit: str) -> LLMError:
         host, lim = shown_host(self.base_url), self.limits

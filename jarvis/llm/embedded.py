@@ -4,8 +4,9 @@ no LLM server is configured (no OpenAI key, no Hugging Face token, no base URL) 
 
 Its weights live in the local executor's model cache: the same device choice and the same memory
 budget as the task models, and one load shared with a `conversational` task on the same model (the
-cache key of that runner). The first use downloads them from the Hub, with huggingface_hub's
-progress bars on the console. Every call streams: `generate` runs in a thread and hands its text to
+cache key of that runner). The first use downloads them from the Hub; the download's progress
+(jarvis.execution.downloads, as for the task models) and the load show as the run's LLM progress
+notes, in the web app's steps and on the CLI's stderr. Every call streams: `generate` runs in a thread and hands its text to
 a TextIteratorStreamer. A call with an OutputSchema decodes under its grammar (jarvis.llm.constrained),
 so a plan or a model choice is valid as generated.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from typing import Any
 
 from jarvis.config import Config, LocalConfig
 from jarvis.errors import LLMError, ModelSkippedError
+from jarvis.execution.downloads import DownloadMeter
 from jarvis.execution.executor import Executor
 from jarvis.execution.local import LOAD_LOCK, LocalExecutor, pick_device
 from jarvis.execution.local_slots import SlotLimitedExecutor
@@ -80,7 +83,7 @@ def model_home(executor: Executor, local: LocalConfig) -> ModelHome:
         if not chosen:
             chosen.append(pick_device(local.device))
         return chosen[0]
-    return ModelHome(ModelCache(int(local.memory_budget_gb * 1024 ** 3)), device)
+    return ModelHome(ModelCache(int(local.memory_budget_gb * 1024 ** 3), threads=local.threads), device)
 
 
 class _Watch:
@@ -119,20 +122,28 @@ class EmbeddedLLM:
         yield from self._generate(messages, usage, max_tokens, self.temperature, schema)
 
     # -- loading ------------------------------------------------------------------------------------
-    def _loaded(self) -> AbstractContextManager[Any]:
-        """The loaded model (a TextModel), held for the with-block: calls to it take turns."""
+    def _loaded(self, report: Callable[[str], None]) -> AbstractContextManager[Any]:
+        """The loaded model (a TextModel), held for the with-block: calls to it take turns. A load
+        reports what it does (`report`): where it loads, the first download's progress, its time."""
         runner = local_runner(RUNNER_TASK)
         device = self._home.device()
         size = cached_bytes(self.model_id)
         model_id = self.model_id
 
+        def say(line: str) -> None:
+            log.info("embedded LLM: %s", line)
+            report(line)
+
         def load() -> Any:
-            if size is None and not Path(model_id).is_dir():
-                log.warning("downloading the embedded LLM %s from the Hugging Face Hub (first use)", model_id)
-            log.info("loading the embedded LLM %s on %s", model_id, device.name)
+            where = "downloading it first (one time)" if size is None and not Path(model_id).is_dir() \
+                else "from the local cache"
+            say(f"loading {model_id} on {device.name}, {where}")
             try:
-                with LOAD_LOCK:     # one load at a time in the process, the task models' included
-                    return runner.load(model_id, device)
+                with LOAD_LOCK, DownloadMeter(model_id, say):   # one load at a time, the task models' included
+                    started = time.perf_counter()
+                    loaded = runner.load(model_id, device)
+                say(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")
+                return loaded
             except Exception as exc:
                 raise LLMError(f"the embedded LLM {model_id} could not be loaded ({first_line(exc)}): it is "
                                "downloaded from the Hugging Face Hub at first use, so check the network, or set "
@@ -181,7 +192,7 @@ class EmbeddedLLM:
         from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
         with ExitStack() as stack:
             try:
-                loaded = stack.enter_context(self._loaded())
+                loaded = stack.enter_context(self._loaded(usage.note))
             except ModelSkippedError as exc:
                 raise LLMError(f"the embedded LLM is not loaded again yet: {exc}; {HOSTED_HINT}") from None
             input_ids = self._prompt(loaded, messages)

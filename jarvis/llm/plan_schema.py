@@ -3,7 +3,7 @@ task's candidates: a JSON schema for servers that take `response_format`, and a 
 (llguidance's dialect) under which the embedded backend decodes.
 
 The grammar is stricter than any JSON schema can be. A plan decoded under it needs no repair by
-jarvis.pipeline.plan.parse_plan: tasks are numbered 0, 1, 2... in order; a task's type is a
+jarvis.pipeline.plan_reading.parse_plan: tasks are numbered 0, 1, 2... in order; a task's type is a
 runnable one; its args hold exactly the inputs its type takes; a value is a literal (text without
 "<", a file name of the right media type, a URL) or "<GENERATED>-K" of an earlier task K that
 produces that type; and `dep` lists exactly the tasks its args refer to. Which earlier tasks
@@ -19,6 +19,7 @@ from itertools import combinations, product
 from typing import Any
 
 from jarvis.files.media_types import MEDIA_SUFFIXES
+from jarvis.pipeline.lenient_json import Brackets
 from jarvis.runners.registry import TASK_TYPES, TaskType
 
 TEXT_CHARS = 300      # longest literal text in a plan
@@ -118,24 +119,7 @@ class PlanSchema:
     # -- for the embedded backend -----------------------------------------------------------------
     def checkpoint(self, text: str) -> int:
         """Where the last complete task object of a partial plan ends (0 before the first one)."""
-        depth, in_string, escaped, end = 0, False, False, 0
-        for i, ch in enumerate(text):
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
-            elif ch == '"':
-                in_string = True
-            elif ch in "[{":
-                depth += 1
-            elif ch in "]}":
-                depth -= 1
-                if ch == "}" and depth == 1:
-                    end = i + 1
-        return end
+        return max((i + 1 for i, ch, depth in Brackets(text) if ch == "}" and depth == 1), default=0)
 
     def grammar(self, done: str, budget: int) -> str:
         """Every plan that starts with `done` (empty, or complete task objects up to the last one's "}")

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from jarvis.catalog.entries import Catalog, describe
+from jarvis.catalog.entries import Catalog, ModelInfo, describe
 from jarvis.config import Config
 from jarvis.errors import ResourceError
 from jarvis.events import Done, Event, Failed, ModelChosen, PlanReady
+from jarvis.execution import coverage
 from jarvis.execution.availability import Availability
 from jarvis.execution.dispatch import Dispatcher
 from jarvis.execution.executor import Executor
@@ -32,21 +33,24 @@ from jarvis.llm.client import LLM
 from jarvis.llm.embedded import EmbeddedLLM, model_home
 from jarvis.llm.plan_schema import runnable_task_types
 from jarvis.pipeline.inputs import MediaCheck
-from jarvis.pipeline.plan import plan_from_items
+from jarvis.pipeline.plan import Task
+from jarvis.pipeline.plan_reading import plan_from_items
 from jarvis.pipeline.records import LLMUsage, RunResult, StageTimings
 from jarvis.pipeline.respond import Message
 from jarvis.pipeline.scheduler import Scheduler, needs_model
-from jarvis.pipeline.selection import Choice
+from jarvis.pipeline.selection import Choice, for_language_pair
 from jarvis.pipeline.turn import Needs, Turn
+from jarvis.runners.registry import TaskType
 from jarvis.session import Session
 
 log = logging.getLogger(__name__)
 
 
-def task_list_for_prompt(mode: str) -> str:
-    """The task types the planner may use in this mode, one line each: name: inputs -> outputs."""
+def task_list_for_prompt(mode: str, task_types: Sequence[TaskType] | None = None) -> str:
+    """The task types the planner may use in this mode (by default those the registry alone allows),
+    one line each: name: inputs -> outputs."""
     lines = []
-    for t in runnable_task_types(mode):
+    for t in runnable_task_types(mode) if task_types is None else task_types:
         ins = ",".join(t.inputs)
         lines.append(f"{t.name}: {ins} -> {','.join(t.outputs)}")
     return "\n".join(lines)
@@ -115,16 +119,28 @@ class Controller:
 
         def scheduler() -> Scheduler:
             return Scheduler(self._dispatcher(cfg, remotes), session.store, max_parallel=cfg.inference.max_parallel,
-                             task_timeout=cfg.inference.task_timeout, cancel=session.cancel, check=_media_check(cfg))
+                             task_timeout=cfg.inference.task_timeout, cancel=session.cancel, check=_media_check(cfg),
+                             no_model=lambda task: coverage.unserved_message(self.catalog, task, cfg.inference.mode,
+                                                                             cfg.remote.vlm_model))
 
-        return Needs(candidates=lambda task: self.catalog.candidates(task, k=cfg.inference.top_k,
-                                                                     mode=cfg.inference.mode),
-                     describe=describe, scheduler=scheduler)
+        def candidates(task: Task) -> list[ModelInfo]:  # a translation's: those that can do its language pair
+            mode, k = cfg.inference.mode, cfg.inference.top_k
+            if task.task != "translation":
+                return coverage.candidates(self.catalog, task.task, k, mode, cfg.remote.vlm_model)
+            return for_language_pair(task, self.catalog.candidates(task.task, k=len(self.catalog), mode=mode))[:k]
 
-    @staticmethod
-    def _plan_messages(session: Session, request: str) -> list[Message]:
+        return Needs(candidates=candidates, describe=describe, scheduler=scheduler,
+                     task_types=self._offered(cfg))
+
+    def _offered(self, cfg: Config) -> tuple[TaskType, ...]:
+        """The task types some route serves in the mode: a local runner, Inference Providers, the
+        vision-language model, a Gradio Space of the catalog (jarvis.execution.coverage)."""
+        return tuple(coverage.offered_task_types(self.catalog, cfg.inference.mode, cfg.remote.vlm_model))
+
+    def _plan_messages(self, session: Session, request: str) -> list[Message]:
         files = [f"{r.name} ({r.type})" for r in session.store.list()]
-        system = prompts.render("plan", task_list=task_list_for_prompt(session.config.inference.mode),
+        mode = session.config.inference.mode
+        system = prompts.render("plan", task_list=task_list_for_prompt(mode, self._offered(session.config)),
                                 files=", ".join(files) or "none")
         return [{"role": "system", "content": system}, *session.recent_history(), {"role": "user", "content": request}]
 

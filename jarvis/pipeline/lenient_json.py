@@ -4,12 +4,14 @@ trailing commas, Python literals, stray or missing braces, truncation.
 `loads_lenient` parses one JSON text with repairs; `find_objects` finds every balanced {...} that
 parses, in one pass over the text, so a broken list still yields its complete objects (and a plan
 still streaming, its finished ones); `closed_list` says when a streaming plan's list has ended.
+All of them read the text's structure through one scan, `Brackets`.
 """
 from __future__ import annotations
 
 import ast
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 MAX_CHARS = 200_000      # longest LLM answer read; a planner answer is a few KB (max_tokens caps it)
@@ -57,6 +59,38 @@ def loads_lenient(text: str) -> Any:
     raise ValueError("not valid JSON")
 
 
+class Brackets:
+    """The one scan of a JSON text (the parsers here and the embedded LLM's plan grammar share it):
+    iterating yields (index, bracket, depth) for each of [ ] { } outside double-quoted strings, where
+    depth counts the brackets open after it (both kinds, a stray closer too). Once iterated,
+    `in_string` and `escaped` say whether the text stops inside a string, just after its backslash."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.in_string = self.escaped = False
+
+    def __iter__(self) -> Iterator[tuple[int, str, int]]:
+        depth = 0
+        in_string = escaped = False
+        for i, ch in enumerate(self.text):
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch in "[{":
+                depth += 1
+                yield i, ch, depth
+            elif ch in "]}":
+                depth -= 1
+                yield i, ch, depth
+        self.in_string, self.escaped = in_string, escaped
+
+
 def balanced_spans(text: str, opener: str = "{", closer: str = "}",
                    max_depth: int | None = None) -> list[tuple[int, int]]:
     """(start, end) of every balanced opener..closer span, aware of double-quoted strings.
@@ -66,19 +100,8 @@ def balanced_spans(text: str, opener: str = "{", closer: str = "}",
     """
     spans: list[tuple[int, int]] = []
     stack: list[int] = []
-    in_string = escape = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch == opener:
+    for i, ch, _ in Brackets(text):
+        if ch == opener:
             stack.append(i)
         elif ch == closer and stack:
             start = stack.pop()
@@ -115,24 +138,15 @@ def close_open(text: str) -> str:
     `{"0": {"id": "a/b", "reason": "because` reads as the choice it began to be."""
     text = text[:MAX_CHARS]
     closers: list[str] = []
-    in_string = escape = False
-    for ch in text:
-        if in_string:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
+    scan = Brackets(text)
+    for _, ch, _ in scan:
+        if ch in "[{":
             closers.append("]" if ch == "[" else "}")
-        elif ch in "]}" and closers:
+        elif closers:
             closers.pop()
-    if escape:
+    if scan.escaped:
         text = text[:-1]
-    return text + ('"' if in_string else "") + "".join(reversed(closers))
+    return text + ('"' if scan.in_string else "") + "".join(reversed(closers))
 
 
 def closed_list(text: str) -> bool:

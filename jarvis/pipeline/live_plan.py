@@ -18,7 +18,8 @@ from typing import Any
 
 from jarvis.errors import PlanError
 from jarvis.pipeline.lenient_json import closed_list, find_objects, strip_fences
-from jarvis.pipeline.plan import TASK_KEYS, Plan, Task, parse_plan, plan_from_items
+from jarvis.pipeline.plan import Plan, Task
+from jarvis.pipeline.plan_reading import TASK_KEYS, parse_plan, plan_from_items
 
 LIVE_CHARS = 50_000   # a plan is a few KB: past this, each new chunk is not searched again (it is read whole at the end)
 

@@ -45,8 +45,10 @@ class Scheduler:
 
     def __init__(self, dispatcher: Dispatcher, store: ResourceStore, *, max_parallel: int = 4,
                  task_timeout: float = 600.0, cancel: threading.Event | None = None,
-                 check: MediaCheck | None = None):
+                 check: MediaCheck | None = None, no_model: Callable[[str], str] | None = None):
         self.dispatcher = dispatcher
+        # why a task type has no model in this mode (the controller names the modes and routes that would)
+        self.no_model = no_model or (lambda task: f"no model available for {task} in this inference mode")
         self.store = store
         self.max_parallel = max_parallel
         self.task_timeout = task_timeout
@@ -192,7 +194,7 @@ class DagRun:
             if all(d in self.results for d in task.dep):
                 self.pending.remove(tid)
                 if self.choices.get(tid) is None and needs_model(task.task):
-                    yield self._fail(tid, f"no model available for {task.task} in this inference mode")
+                    yield self._fail(tid, self.s.no_model(task.task))
                     continue
                 ready.append(task)
         return ready

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jarvis.catalog.entries import ModelInfo
+from jarvis.catalog.languages import covers, read_request
 from jarvis.errors import LLMError
 from jarvis.llm import prompts
 from jarvis.llm.backend import LLMBackend, Usage
@@ -43,6 +44,7 @@ def _describe(task: Task, candidates: Sequence[ModelInfo], describe: Describe) -
     return f"Task {task.id}: {task.task} ({args})\n{describe(candidates)}"
 
 
+GENERATED_TEXT = re.compile(r"<GENERATED>-\d+")   # another task's output inside a text, unknown until it runs
 UNASSIGNED = -1   # a bare {"id": MODEL, "reason": ...} (HuggingGPT's per-task format) names no task
 _TASK_KEY = re.compile(r"\s*+(?:task\s*+(?:id)?\s*+[#:_-]?\s*+)?(\d{1,9}+)\s*+", re.I)
 
@@ -91,6 +93,30 @@ def _parse_choices(text: str) -> dict[int, tuple[str, str]]:
                 reason = value.get("reason")
                 out[tid] = (model.strip(), reason.strip()[:500] if isinstance(reason, str) else "")
     return out
+
+
+def for_language_pair(task: Task, candidates: Sequence[ModelInfo]) -> list[ModelInfo]:
+    """A translation's candidates that can do its language pair (the languages its text names, or its
+    source as detected from a literal text), in rank order; an entry whose languages are not recorded
+    stays. When none is left, the task carries an error saying so, and gets no candidate."""
+    if task.task != "translation" or not candidates:
+        return list(candidates)
+    literal = next((v for v in task.args.get("text", []) if isinstance(v, str)), "")
+    request = read_request(GENERATED_TEXT.sub(" ", literal)) if literal else None
+    if request is None or (request.target is None and request.source is None):
+        return list(candidates)
+    source = None if request.source_detected and GENERATED_TEXT.search(literal) else request.source
+
+    def fits(m: ModelInfo) -> bool:
+        return (covers(m.facts.target_languages, request.target) is not False
+                and covers(m.facts.source_languages, source) is not False)
+    kept = [m for m in candidates if fits(m)]
+    if not kept:
+        pair = f"{source.title if source else 'any language'} to {request.target.title if request.target else 'any'}"
+        task.error = (f"no translation model in the catalog translates {pair} (tried {', '.join(m.id for m in candidates[:5])}); "
+                      "add one to the catalog (e.g. facebook/nllb-200-distilled-600M covers 200 languages) or "
+                      "ask for another language")
+    return kept
 
 
 def only_choice(task: Task, candidates: Sequence[ModelInfo]) -> Choice | None:

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jarvis.catalog.entries import ModelInfo
@@ -30,6 +30,7 @@ from jarvis.pipeline.records import StageTimings, TaskRecord
 from jarvis.pipeline.respond import Message, answer_messages, chat_messages, fallback_answer, without_reasoning
 from jarvis.pipeline.scheduler import DagRun, Scheduler, needs_model
 from jarvis.pipeline.selection import Choice, Describe, only_choice, select_models
+from jarvis.runners.registry import TaskType
 from jarvis.session import Session
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,10 @@ class Call:
 @dataclass
 class Needs:
     """What a turn takes from the controller."""
-    candidates: Callable[[str], Sequence[ModelInfo]]   # a task type's ranked candidates in this mode
+    candidates: Callable[[Task], Sequence[ModelInfo]]  # a planned task's ranked candidates in this mode
     describe: Describe                                  # candidates as the selection prompt shows them
     scheduler: Callable[[], Scheduler]                  # this run's scheduler; raises when it cannot be set up
+    task_types: tuple[TaskType, ...] | None = None      # what the plan may use (None: the registry's for the mode)
 
 
 class Turn:
@@ -176,6 +178,10 @@ class Turn:
 
     def _progress(self) -> Iterator[Event]:
         now = time.perf_counter()
+        note = self.usage.take_note()
+        if note and self._calls:     # the latest call is the one waiting for its model
+            call = self._calls[-1]
+            yield LLMProgress(call.stage, call.tokens, round(now - call.began, 1), note)
         for call in self._calls:
             event = call.progress(now)
             if event is not None:
@@ -187,6 +193,8 @@ class Turn:
         live = LivePlan(self.cfg.inference.max_tasks, files)
         schema = PlanSchema.for_request(self.cfg.inference.mode, self.cfg.inference.max_tasks,
                                         [(r.name, r.type) for r in resources])
+        if self.needs.task_types is not None:
+            schema = replace(schema, task_types=self.needs.task_types)
         plan_call = self._call("plan")
         plan_call.start(lambda: plan_call.count(self.llm.stream(self.plan_messages, self.usage, max_tokens=PLAN_TOKENS,
                                                                 schema=schema)),
@@ -226,7 +234,7 @@ class Turn:
         yield TaskPlanned(task, _elapsed(self.t0))
         if self.session.cancel.is_set():
             return
-        candidates = self.needs.candidates(task.task)
+        candidates = self.needs.candidates(task)
         choice = only_choice(task, candidates)
         if choice is None and needs_model(task.task) and candidates:
             return     # several candidates: the selection call chooses, once the plan is whole
@@ -267,7 +275,7 @@ class Turn:
         for task in plan.tasks:
             if task.id in self.started:
                 continue
-            candidates = [] if task.error or stopped else self.needs.candidates(task.task)
+            candidates = [] if task.error or stopped else self.needs.candidates(task)
             choice = only_choice(task, candidates)
             if choice is None and len(candidates) > 1:
                 self._waiting[task.id] = candidates

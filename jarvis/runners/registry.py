@@ -91,6 +91,8 @@ def _transformers(*model_types: str, architectures: frozenset[str] = frozenset()
     return LocalModels(model_types=frozenset(model_types), architectures=architectures)
 
 
+# vision-language models the image+text runners ask through their chat template (vision_language.py's chat route)
+VLM_MODEL_TYPES = ("idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl")
 _CONTROLNET = LocalModels("diffusers", pipeline_classes=frozenset({"ControlNetModel"}), cross_attention_dim=768)
 _TEXT, _IMAGE, _AUDIO = ("text",), ("image",), ("audio",)
 
@@ -130,15 +132,15 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
     TaskType("image-to-text", _IMAGE, _TEXT, "describe (caption) an image",
              "vision_language:ImageToTextRunner", remote.image_to_text, remote.caption_by_vlm,
              aliases=("image-captioning",),
-             local_models=_transformers("vision-encoder-decoder", "blip")),
+             local_models=_transformers("vision-encoder-decoder", "blip", *VLM_MODEL_TYPES)),
     TaskType("visual-question-answering", ("image", "text"), _TEXT, "answer a question about an image",
              "vision_language:VisualQARunner", remote.visual_question_answering, remote.answer_by_vlm,
              input_names=("image", "question"),
-             local_models=_transformers("vilt", "blip")),
+             local_models=_transformers("vilt", "blip", *VLM_MODEL_TYPES)),
     TaskType("document-question-answering", ("image", "text"), _TEXT, "answer a question about a document image",
              "vision_language:DocumentQARunner", remote.document_question_answering, remote.document_answer_by_vlm,
              input_names=("document image", "question"),
-             local_models=_transformers("vision-encoder-decoder")),
+             local_models=_transformers("vision-encoder-decoder", *VLM_MODEL_TYPES)),
     TaskType("text-to-image", _TEXT, _IMAGE, "generate an image from a description",
              "generation_image:TextToImageRunner", remote.text_to_image,
              local_models=_diffusers("StableDiffusionPipeline", "StableDiffusionXLPipeline")),

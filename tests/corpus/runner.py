@@ -15,7 +15,8 @@ from types import SimpleNamespace
 
 from jarvis.errors import PlanError
 from jarvis.llm.client import Usage
-from jarvis.pipeline.plan import Plan, Ref, Task, parse_plan
+from jarvis.pipeline.plan import Plan, Ref, Task
+from jarvis.pipeline.plan_reading import parse_plan
 from jarvis.pipeline.selection import _parse_choices, select_models
 from jarvis.runners.registry import RESOURCE_TYPES
 

@@ -7,6 +7,8 @@ Endpoints, as a Space's view_api() lists them:
   /answer (image, question) -> text
   /broken (text) -> audio         raises gr.Error, as a Space whose model fails does
   /slow (text) -> audio           /speak after `slow_seconds`, as a busy ZeroGPU Space
+  /echo (text) -> text            the text back, as a model that repeats what it was given would
+  /depth (image) -> image         depth estimation: the image in grey levels
 Every HTTP request's headers are recorded (so tests see which token went where), and every call's
 inputs. Start with `with LoopbackSpace() as space:`; point a catalog entry's "space" at space.url.
 """
@@ -57,6 +59,14 @@ class LoopbackSpace:
             time.sleep(self.slow_seconds)
             return speak(text)
 
+        def echo(text: str) -> str:
+            self.calls.append(("echo", (text,)))
+            return text
+
+        def depth(image: Any) -> Any:
+            self.calls.append(("depth", (image.size,)))
+            return image.convert("L")
+
         with gr.Blocks() as demo:
             text, question = gr.Textbox(label="Text"), gr.Textbox(label="Question")
             image = gr.Image(type="pil", label="Image")
@@ -66,6 +76,8 @@ class LoopbackSpace:
             gr.Button("Answer").click(answer, [image, question], [words], api_name="answer")
             gr.Button("Broken").click(broken, [text], [audio], api_name="broken")
             gr.Button("Slow").click(slow, [text], [audio], api_name="slow")
+            gr.Button("Echo").click(echo, [text], [words], api_name="echo")
+            gr.Button("Depth").click(depth, [image], [gr.Image(type="pil", label="Depth")], api_name="depth")
         return demo.queue()
 
     # -- serving -------------------------------------------------------------------------------

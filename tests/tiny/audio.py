@@ -19,7 +19,7 @@ def _byte_vocab() -> dict[str, int]:
 
 
 @builder("openai/whisper-tiny")
-def whisper(snap: Path) -> None:
+def whisper(snap: Path, mel_bins: int = 80) -> None:
     """Whisper with its special tokens and the generation-config fields generate() reads."""
     import torch
     from transformers import (
@@ -47,7 +47,7 @@ def whisper(snap: Path) -> None:
     suppress = [i for tok, i in _byte_vocab().items() if tok not in speakable]
     torch.manual_seed(0)
     config = WhisperConfig(
-        vocab_size=len(vocab), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
+        vocab_size=len(vocab), num_mel_bins=mel_bins, d_model=16, encoder_layers=1, decoder_layers=1,
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
         max_source_positions=1500, max_target_positions=48, pad_token_id=eot, bos_token_id=eot,
         eos_token_id=eot, decoder_start_token_id=sot, suppress_tokens=[], begin_suppress_tokens=[eot])
@@ -61,8 +61,28 @@ def whisper(snap: Path) -> None:
         alignment_heads=[[0, 0], [0, 1]], return_timestamps=False)
     model.generation_config = gen
     model.save_pretrained(snap)
-    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80),
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=mel_bins),
                      tokenizer=tokenizer).save_pretrained(snap)
+
+
+@builder("openai/whisper-large-v3-turbo")
+def whisper_turbo(snap: Path) -> None:
+    """large-v3-turbo's replica: 128 mel bins, and the tokenizer files its repo ships beside tokenizer.json
+    (vocab.json, merges.txt, added_tokens.json, special_tokens_map.json, normalizer.json)."""
+    from transformers import WhisperFeatureExtractor, WhisperTokenizer
+    whisper(snap, mel_bins=128)
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(snap)   # preprocessor_config.json, as the repo has
+    tokenizer = WhisperTokenizer.from_pretrained(str(snap))
+    added = {t: i for t, i in tokenizer.get_vocab().items() if t.startswith("<|")}
+    base = {t: i for t, i in tokenizer.get_vocab().items() if t not in added}
+    (snap / "vocab.json").write_text(json.dumps(base, ensure_ascii=False))
+    (snap / "merges.txt").write_text("#version: 0.2\n")
+    (snap / "added_tokens.json").write_text(json.dumps(added))
+    (snap / "normalizer.json").write_text(json.dumps({}))
+    end = "<|endoftext|>"
+    (snap / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": end, "eos_token": end, "pad_token": end, "unk_token": end,
+        "additional_special_tokens": sorted(t for t in added if t != end)}))
 
 
 def _wav2vec2_config(**extra):

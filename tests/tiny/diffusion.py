@@ -152,6 +152,17 @@ def build_text_to_video(snap: Path) -> None:
 
 
 def _drop(folder: Path) -> None:
+    """Give the saved pipeline the real repos' tokenizer layout (vocab.json + merges.txt +
+    special_tokens_map.json beside tokenizer_config.json, no tokenizer.json: see tests/tiny/real_repos/),
+    then remove the scratch tokenizer folder."""
     import shutil
 
+    tokenizer = folder.parent / "tokenizer"
+    if (tokenizer / "tokenizer_config.json").is_file():
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(folder / name, tokenizer / name)
+        (tokenizer / "tokenizer.json").unlink(missing_ok=True)
+        special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                   "unk_token": "<|endoftext|>"}
+        (tokenizer / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,7 @@ and a vocabulary of ~500 tokens trained on a few sentences and plans (so token i
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from . import builder
@@ -110,3 +111,7 @@ def qwen25_instruct(snap: Path) -> None:
                                                temperature=0.7, top_p=0.8, top_k=20)
     model.save_pretrained(snap)
     tok.save_pretrained(snap)
+    bpe = json.loads((snap / "tokenizer.json").read_text(encoding="utf-8"))["model"]  # the repo's slow-tokenizer files
+    (snap / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False), encoding="utf-8")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (snap / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")

@@ -70,6 +70,16 @@ def _byte_bpe(specials: list[str], cls_name: str, bart: bool = False, **kwargs):
     return getattr(transformers, cls_name)(tokenizer_object=tok, **kwargs)
 
 
+def _save_wordpiece(tokenizer, snap: Path) -> None:
+    """The tokenizer as BERT-family repos ship it: tokenizer.json and tokenizer_config.json, plus the
+    vocab.txt and special_tokens_map.json that transformers 5 no longer writes itself."""
+    tokenizer.save_pretrained(snap)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    (snap / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    (snap / "special_tokens_map.json").write_text(json.dumps(
+        {k: getattr(tokenizer, k) for k in ("cls_token", "mask_token", "pad_token", "sep_token", "unk_token")}))
+
+
 # -- encoders -----------------------------------------------------------------
 
 def _bert_config(cls_name: str, tokenizer, **kwargs):
@@ -87,7 +97,7 @@ def ner(snap: Path) -> None:
     config = _bert_config("BertConfig", tokenizer, id2label=dict(enumerate(NER_LABELS)),
                           label2id={label: i for i, label in enumerate(NER_LABELS)})
     BertForTokenClassification(config).save_pretrained(snap)
-    tokenizer.save_pretrained(snap)
+    _save_wordpiece(tokenizer, snap)
 
 
 def _distilbert_config(tokenizer, **kwargs):
@@ -104,7 +114,7 @@ def sst2(snap: Path) -> None:
     config = _distilbert_config(tokenizer, id2label={0: "NEGATIVE", 1: "POSITIVE"},
                                 label2id={"NEGATIVE": 0, "POSITIVE": 1})
     DistilBertForSequenceClassification(config).save_pretrained(snap)
-    tokenizer.save_pretrained(snap)
+    _save_wordpiece(tokenizer, snap)
 
 
 @builder("distilbert/distilbert-base-cased-distilled-squad")
@@ -113,7 +123,7 @@ def squad(snap: Path) -> None:
     _seed()
     tokenizer = _wordpiece(lowercase=False)
     DistilBertForQuestionAnswering(_distilbert_config(tokenizer)).save_pretrained(snap)
-    tokenizer.save_pretrained(snap)
+    _save_wordpiece(tokenizer, snap)
 
 
 @builder("sentence-transformers/all-MiniLM-L6-v2")
@@ -165,6 +175,10 @@ def bart(snap: Path) -> None:
                                                max_length=40, no_repeat_ngram_size=3, length_penalty=2.0)
     model.save_pretrained(snap)
     tokenizer.save_pretrained(snap)
+    bpe = json.loads((snap / "tokenizer.json").read_text(encoding="utf-8"))["model"]  # the repo's vocab.json/merges.txt
+    (snap / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False), encoding="utf-8")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (snap / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
 
 
 @builder("google/flan-t5-base")
@@ -189,8 +203,8 @@ def flan_t5(snap: Path) -> None:
 
 
 @builder("Helsinki-NLP/opus-mt-en-fr", "Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-en-es",
-         "Helsinki-NLP/opus-mt-en-zh", "Helsinki-NLP/opus-mt-mul-en")
-def marian(snap: Path) -> None:
+         "Helsinki-NLP/opus-mt-mul-en")
+def marian(snap: Path, targets: tuple[str, ...] = ()) -> None:
     import io
 
     import sentencepiece as spm
@@ -207,6 +221,8 @@ def marian(snap: Path) -> None:
     vocab = {"</s>": 0, "<unk>": 1}
     for piece in pieces:
         vocab.setdefault(piece, len(vocab))
+    for token in targets:
+        vocab.setdefault(token, len(vocab))
     vocab["<pad>"] = len(vocab)
     (snap / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     tokenizer = MarianTokenizer(str(snap / "source.spm"), str(snap / "target.spm"), str(snap / "vocab.json"),
@@ -219,6 +235,48 @@ def marian(snap: Path) -> None:
                           decoder_start_token_id=pad, forced_eos_token_id=0, bad_words_ids=[[pad]])
     model = MarianMTModel(config)
     model.save_pretrained(snap)
+
+
+@builder("Helsinki-NLP/opus-mt-en-zh")
+def marian_en_zh(snap: Path) -> None:
+    """opus-mt-en-zh is multi-target: its vocabulary holds the >>cmn_Hans<< style tokens it must be given."""
+    marian(snap, targets=(">>cmn_Hans<<", ">>cmn_Hant<<", ">>yue_Hant<<", ">>zho_Hans<<"))
+
+
+@builder("facebook/nllb-200-distilled-600M")
+def nllb(snap: Path) -> None:
+    """NLLB-200 as its repo ships it: M2M100ForConditionalGeneration (model_type m2m_100) in
+    pytorch_model.bin, a SentencePiece BPE model plus its fast tokenizer.json with the 202 FLORES-200
+    language codes as special tokens (src_lang eng_Latn), special_tokens_map.json and the repo's
+    generation_config fields."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import GenerationConfig, M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+    _seed()
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(SENTENCES * 4), model_writer=buffer, vocab_size=200,
+                                   model_type="bpe", character_coverage=1.0, minloglevel=2, hard_vocab_limit=False)
+    (snap / "sentencepiece.bpe.model").write_bytes(buffer.getvalue())
+    codes = list(FAIRSEQ_LANGUAGE_CODES)
+    tokenizer = NllbTokenizer.from_pretrained(str(snap), extra_special_tokens=codes, src_lang="eng_Latn",
+                                              model_max_length=1024)
+    tokenizer.save_pretrained(snap)
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+                "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>", "additional_special_tokens": codes}
+    (snap / "special_tokens_map.json").write_text(json.dumps(specials))
+    config = M2M100Config(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                          decoder_ffn_dim=64, max_position_embeddings=1024, scale_embedding=True, bos_token_id=0,
+                          pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, tokenizer_class="NllbTokenizer",
+                          architectures=["M2M100ForConditionalGeneration"])
+    model = M2M100ForConditionalGeneration(config).eval()
+    config.save_pretrained(snap)
+    GenerationConfig(bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2,
+                     max_length=200).save_pretrained(snap)
+    torch.save(model.state_dict(), snap / "pytorch_model.bin")
 
 
 # -- tabular (scikit-learn + skops) -------------------------------------------
@@ -259,3 +317,44 @@ def tabular_pickle(snap: Path) -> None:
     import joblib
     joblib.dump(_wine_model(), snap / "sklearn_model.joblib")
     _tabular_config(snap, "sklearn_model.joblib", None)
+
+
+@builder("BenjaminB/test-skops-card-creator-02")
+def tabular_skops_file(snap: Path) -> None:
+    """The real repo ships config.json and model.skops: a scikit-learn model in skops' safe format."""
+    import skops.io
+    skops.io.dump(_wine_model(), snap / "model.skops")
+    _tabular_config(snap, "model.skops", "skops")
+
+
+@builder("intfloat/multilingual-e5-small")
+def multilingual_e5(snap: Path) -> None:
+    """multilingual-e5-small as its repo ships it: a BertModel whose config and tokenizer_config name
+    XLMRobertaTokenizer (a SentencePiece model plus tokenizer.json), sentence-transformers modules with
+    mean pooling, weights in model.safetensors."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import BertModel, XLMRobertaTokenizer
+    _seed()
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(SENTENCES * 4), model_writer=buffer, vocab_size=220,
+                                   model_type="unigram", character_coverage=1.0, minloglevel=2, hard_vocab_limit=False)
+    (snap / "sentencepiece.bpe.model").write_bytes(buffer.getvalue())
+    tokenizer = XLMRobertaTokenizer.from_pretrained(str(snap), model_max_length=512)
+    tokenizer.save_pretrained(snap)
+    (snap / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "mask_token": "<mask>", "pad_token": "<pad>",
+        "sep_token": "</s>", "unk_token": "<unk>"}))
+    config = _bert_config("BertConfig", tokenizer, tokenizer_class="XLMRobertaTokenizer",
+                          architectures=["BertModel"])
+    config.pad_token_id = tokenizer.pad_token_id
+    BertModel(config).save_pretrained(snap)
+    (snap / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (snap / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512, "do_lower_case": False}))
+    (snap / "1_Pooling").mkdir(exist_ok=True)
+    (snap / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))

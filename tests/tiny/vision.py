@@ -1,4 +1,5 @@
 """Tiny random vision models under the catalog's real ids, each with its processor saved beside it.
+The first-ranked models' replicas mirror their real repos (tests/test_replicas.py, tests/tiny/real_repos/).
 
 Processors each model needs: ViT/YOLOS/DETR/SegFormer an image processor; Depth Anything and DPT a
 DPT image processor; the ViT-GPT2 captioner an image processor plus a GPT-2 tokenizer; BLIP and ViLT
@@ -89,6 +90,21 @@ def detr(snap: Path) -> None:
                         decoder_ffn_dim=64, num_queries=5, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
     DetrForObjectDetection(config).save_pretrained(snap)
     DetrImageProcessor(size={"shortest_edge": 32, "longest_edge": 64}).save_pretrained(snap)
+
+
+@builder("PekingU/rtdetr_r50vd")
+def rtdetr(snap: Path) -> None:
+    """RT-DETR on its own transformers ResNet backbone (rt_detr_resnet), as the real config says: no timm."""
+    _seed()
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor, RTDetrResNetConfig
+    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1],
+                                  layer_type="basic", out_indices=[2, 3, 4])
+    config = RTDetrConfig(backbone_config=backbone, encoder_in_channels=[16, 16, 16], encoder_hidden_dim=16,
+                          encoder_ffn_dim=32, encoder_attention_heads=2, d_model=16, decoder_in_channels=[16, 16, 16],
+                          decoder_ffn_dim=32, decoder_layers=1, decoder_attention_heads=2, num_queries=10,
+                          num_denoising=0, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    RTDetrForObjectDetection(config).save_pretrained(snap)
+    RTDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(snap)
 
 
 @builder("nvidia/segformer-b0-finetuned-ade-512-512")
@@ -229,3 +245,70 @@ def donut(snap: Path) -> None:
     model.save_pretrained(snap)
     image_processor = DonutImageProcessor(size={"height": 64, "width": 64}, do_align_long_axis=False)
     DonutProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(snap)
+
+
+# SmolVLM-256M-Instruct: an Idefics3 model whose repo keeps the processor in the older file layout
+# (preprocessor_config.json, a two-key processor_config.json, chat_template.json, special_tokens_map.json,
+# added_tokens.json, vocab.json + merges.txt beside tokenizer.json); transformers 5's save_pretrained writes
+# another layout, so the builder writes the real one (tests/tiny/real_repos/HuggingFaceTB--SmolVLM-256M-Instruct.json).
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+SMOLVLM_SPECIAL = {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>", "pad_token": "<|im_end|>",
+                   "unk_token": "<|endoftext|>"}
+IMAGE_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>"]
+
+
+def _smolvlm_tokenizer(snap: Path):
+    """A byte-level BPE trained on the test sentences, with SmolVLM's special and image-layout tokens."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(SENTENCES + ["User: Assistant: Describe this image. Answer the question"], trainer)
+    tok.model.save(str(snap))  # vocab.json, merges.txt
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=IMAGE_TOKENS,
+                                        **SMOLVLM_SPECIAL)
+    layout = ["<global-img>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    tokenizer.add_tokens(layout)
+    special = {k: {"content": v, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+               for k, v in SMOLVLM_SPECIAL.items()}
+    (snap / "special_tokens_map.json").write_text(json.dumps({"additional_special_tokens": IMAGE_TOKENS, **special},
+                                                             indent=2))
+    added = {t: tokenizer.convert_tokens_to_ids(t) for t in IMAGE_TOKENS + layout}
+    (snap / "added_tokens.json").write_text(json.dumps(added, indent=2))
+    return tokenizer
+
+
+@builder("HuggingFaceTB/SmolVLM-256M-Instruct")
+def smolvlm(snap: Path) -> None:
+    import json
+
+    _seed()
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor
+    tokenizer = _smolvlm_tokenizer(snap)
+    tokenizer.save_pretrained(snap)
+    ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in SMOLVLM_SPECIAL.items()}
+    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                pad_token_id=ids["pad_token"], bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"])
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=8)
+    config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=2, pad_token_id=ids["pad_token"],
+                            image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+    model = Idefics3ForConditionalGeneration(config)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = ids["bos_token"], ids["eos_token"], ids["pad_token"]
+    model.save_pretrained(snap)
+    # 32 px tiles of 4x4 patches, merged 2x2: 4 image tokens per tile (the real model: 512 px, 64 tokens)
+    Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}).save_pretrained(snap)
+    (snap / "processor_config.json").write_text(json.dumps({"image_seq_len": 4, "processor_class": "Idefics3Processor"}))
+    (snap / "chat_template.json").write_text(json.dumps({"chat_template": SMOLVLM_TEMPLATE}))

@@ -26,8 +26,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jarvis.config import Config
-from jarvis.execution.local import LocalExecutor
-from jarvis.execution.local_slots import SlotLimitedExecutor
+from jarvis.execution.local_slots import local_executor
 from jarvis.frontends.http.access import AccessGate, under
 from jarvis.frontends.http.auth import access_tokens
 from jarvis.frontends.http.hosts import HostGuard, HostPolicy
@@ -43,8 +42,9 @@ SHUTDOWN_GRACE = 1         # seconds open requests (and browsers' event streams)
 
 
 def server_controller(config: Config) -> Controller:
-    """A server's controller: its local runs take one of LOCAL_SLOTS slots, only while they run."""
-    return Controller(config, local=SlotLimitedExecutor(LocalExecutor.from_config(config.local), LOCAL_SLOTS))
+    """A server's controller: its in-process local runs take one of LOCAL_SLOTS slots, only while they run
+    (on Ray, local.backend: ray, the replicas are the limit instead)."""
+    return Controller(config, local=local_executor(config.local, LOCAL_SLOTS))
 
 
 def host_policy(config: Config, bound_host: str) -> HostPolicy:

@@ -1,6 +1,10 @@
 """What crosses the MCP edge: the files an agent sends (URLs and data: URLs, never paths on its
 machine), progress lines from the controller's events, and a finished run as MCP content (the
-answer as text, generated images inline, audio and video as caller-bound download links)."""
+answer as text, generated images inline, audio and video as caller-bound download links).
+
+Hosts render a tool's text as Markdown, so what a model wrote goes through jarvis.frontends.safe_text
+as in the web app: the answer keeps its Markdown without raw HTML or image loads (a remote image is
+a link with its address shown), a task's text and error are text, and the detail is a code block."""
 from __future__ import annotations
 
 import base64
@@ -28,6 +32,7 @@ from jarvis.files.media_types import MIME_SUFFIXES
 from jarvis.frontends.http.files import MediaPart, parse_data_url
 from jarvis.frontends.http.hugginggpt_routes import linkify
 from jarvis.frontends.http.runs import Run
+from jarvis.frontends.safe_text import answer_markdown, clean, code_block, escape_text, model_text
 from jarvis.pipeline.records import RunResult, TaskRecord, json_safe
 from jarvis.shorten import shorten
 
@@ -61,6 +66,11 @@ def media_parts(files: list[str] | None) -> list[MediaPart]:
 
 def progress_line(event: Event) -> str | None:
     """One progress line for an event worth telling an agent about (None: not worth a line)."""
+    line = _progress_line(event)
+    return None if line is None else clean(line)
+
+
+def _progress_line(event: Event) -> str | None:
     if isinstance(event, PlanReady):
         if not event.tasks:
             return "plan: no tasks, answering directly"
@@ -113,8 +123,9 @@ def workflow_text(records: list[TaskRecord]) -> str:
     lines = ["Workflow:"]
     for r in records:
         where = f" on {r.executor}" if r.executor else ""
-        ended = f"done in {r.seconds or 0.0:.1f} s" if r.status == "done" else f"{r.status}: {shorten(r.error or '', 200)}"
-        lines.append(f"- task {r.id} {r.task} with {r.model or 'no model'}{where}: {ended}")
+        ended = f"done in {r.seconds or 0.0:.1f} s" if r.status == "done" else \
+            f"{r.status}: {escape_text(shorten(r.error or '', 200))}"
+        lines.append(f"- task {r.id} {r.task} with {escape_text(r.model or 'no model')}{where}: {ended}")
     return "\n".join(lines)
 
 
@@ -122,7 +133,8 @@ def answer_content(run: Run, result: RunResult, ttl: float) -> list[Content]:
     """The jarvis tool's result: the answer (generated files named in it become their links), the
     workflow when tasks ran, then the files."""
     links = [{"name": f["name"], "url": f["url"]} for f in run.files(result.tasks)]
-    blocks: list[Content] = [types.TextContent(type="text", text=linkify(result.answer, links) or "(no answer)")]
+    answer = answer_markdown(linkify(result.answer, links)).strip()
+    blocks: list[Content] = [types.TextContent(type="text", text=answer or "(no answer)")]
     if result.tasks:
         blocks.append(types.TextContent(type="text", text=workflow_text(result.tasks)))
     return blocks + file_blocks(run, result.tasks, ttl)
@@ -136,9 +148,10 @@ def task_content(run: Run, result: RunResult, ttl: float) -> tuple[list[Content]
     structured = {"status": record.status, "model": record.model, "executor": record.executor,
                   "outputs": public["outputs"], "detail": json_safe(record.detail), "error": record.error,
                   "attempts": [a.to_dict() for a in record.attempts]}
-    blocks: list[Content] = [types.TextContent(type="text", text=record.outputs.get("text") or record.error
-                                               or f"{record.task} {record.status}")]
+    said = record.outputs.get("text") or record.error
+    blocks: list[Content] = [types.TextContent(type="text", text=model_text(said) if said
+                                               else f"{record.task} {record.status}")]
     if record.detail:
-        blocks.append(types.TextContent(type="text", text="Detail: " + json.dumps(json_safe(record.detail),
-                                                                                   ensure_ascii=False)))
+        blocks.append(types.TextContent(type="text", text="Detail:" + code_block(
+            json.dumps(json_safe(record.detail), ensure_ascii=False, indent=1))))
     return blocks + file_blocks(run, [record], ttl), structured

@@ -7,7 +7,11 @@ builds that pair; `build_ui(config, controller)` returns the Blocks for tests an
 
 Fair share: each visitor (access token, else address) runs at most server.max_runs_per_caller
 requests at once, and local models run one at a time only while they run (the controller's
-executor holds that slot), so a visitor stalled on a slow LLM endpoint blocks nobody."""
+executor holds that slot), so a visitor stalled on a slow LLM endpoint blocks nobody.
+
+Conversations (jarvis.frontends.web.library) are saved as they go, keyed by an id each browser keeps
+(BrowserState); the side panel (panel.py) lists them. `demo.jarvis_paths` are the folders the app
+serves files from besides the temporary one: pass them to launch()'s allowed_paths."""
 from __future__ import annotations
 
 import gc
@@ -24,7 +28,8 @@ from starlette.routing import Mount
 
 from jarvis.config import Config
 from jarvis.errors import ApiError, ConfigError, JarvisError
-from jarvis.events import AnswerDelta
+from jarvis.events import AnswerDelta, Done, PlanReady, TaskFailed, TaskFinished, TaskSkipped
+from jarvis.execution.ray.executor import RayExecutor
 from jarvis.frontends.http.access import OWNER_STATE
 from jarvis.frontends.http.app import create_app
 from jarvis.frontends.http.fair_share import FairShare, caller_key
@@ -32,8 +37,10 @@ from jarvis.frontends.http.serving import exposure_warnings, run, server_control
 from jarvis.frontends.safe_text import escape_text
 from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
 from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, shown_paths
+from jarvis.frontends.web.library import NEW_TITLE, Library, TurnLog
+from jarvis.frontends.web.panel import build_panel, resources_markdown, view, wire_panel
 from jarvis.frontends.web.render import TurnRenderer, user_messages
-from jarvis.frontends.web.sessions import SessionRegistry, UISession
+from jarvis.frontends.web.sessions import UISession
 from jarvis.pipeline.controller import Controller
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,8 @@ log = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 CHAT_CONCURRENCY = 16          # requests answered at once (LLM and remote calls wait on the network)
 STREAM_INTERVAL = 0.08         # seconds between chat refreshes while the answer streams
+STEP_EVENTS = (PlanReady, TaskFinished, TaskFailed, TaskSkipped)    # a running turn is saved after each
+BROWSER_KEY = "jarvis-browser"  # where the browser keeps its id (localStorage, encrypted with the store's secret)
 
 INTRO = """# 🤖 Jarvis
 An LLM plans your request into tasks, picks a Hugging Face model for each, runs them and answers
@@ -62,15 +71,6 @@ def _examples() -> list[tuple[str, dict]]:
                                         "files": [str(ex / "hello.wav")]}),
     ]
     return [(label, v) for label, v in items if all(Path(f).is_file() for f in v["files"])]
-
-
-def _resources_markdown(session) -> str:
-    items = session.store.list() if session else []
-    if not items:
-        return "_No files yet. Attach some, or ask for something to be generated._"
-    rows = ["Refer to these names in your requests.", "", "| name | type | from |", "|---|---|---|"]
-    rows += [f"| `{r.name}` | {r.type} | {r.origin} |" for r in items]
-    return "\n".join(rows)
 
 
 def _files_of(message) -> tuple[str, list[str]]:
@@ -98,14 +98,14 @@ def _caller(request: gr.Request) -> str:
 
 
 def build_ui(config: Config, controller: Controller) -> gr.Blocks:
-    """The Blocks of the app. Everything per user lives in this app's session registry."""
+    """The Blocks of the app. Everything per user lives in this app's library of conversations."""
 
     def forget_copies(item: UISession) -> None:
         delete_copies(demo, item.cached)
         item.cached.clear()
 
-    registry = SessionRegistry(config.session.ttl_minutes * 60, on_close=forget_copies)
-    registry.start_sweeper(interval=min(60.0, max(1.0, config.session.ttl_minutes * 60 / 4)))
+    library = Library(config, on_close=forget_copies)
+    library.start_sweeper(interval=min(60.0, max(1.0, config.session.ttl_minutes * 60 / 4)))
     share = FairShare(CHAT_CONCURRENCY, config.server.max_runs_per_caller)
     sign_in = _oauth_ready()
     env = config.credentials
@@ -115,94 +115,120 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
         return resolve(config, openai_key, hf_token, base_url, model, mode,
                        oauth_token.token if oauth_token is not None else None)
 
+    local = controller.local     # local models on Ray: the status line links Ray's dashboard
+    ray_note = (f" Local models run on Ray ([dashboard]({local.dashboard_url}))."
+                if isinstance(local, RayExecutor) and local.dashboard_url else "")
+
     def show_status(openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
                     oauth_token: gr.OAuthToken | None = None) -> str:
+        note = f"\n\n{library.note}" if library.note else ""
         try:
-            return status_markdown(settings(openai_key, hf_token, base_url, model, mode, oauth_token))
+            return status_markdown(settings(openai_key, hf_token, base_url, model, mode, oauth_token)) + ray_note + note
         except ConfigError as exc:
-            return f"⚠️ {exc}"
+            return f"⚠️ {exc}{note}"
 
-    def respond(message, openai_key: str, hf_token: str, base_url: str, model: str, mode: str,
-                request: gr.Request, oauth_token: gr.OAuthToken | None = None):
-        """One turn: yields (chat, input box, resources) as the controller's events arrive."""
+    def page(request: gr.Request) -> str:
+        return request.session_hash or "anonymous"
+
+    def respond(message, openai_key: str, hf_token: str, base_url: str, model: str, mode: str, owner: str,
+                conversation: str, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
+        """One turn: yields (chat, input box, resources, owner, conversation) as the controller's
+        events arrive; the turn is saved as it goes."""
         text, files = _files_of(message)
-        key = request.session_hash or "anonymous"
+        owner = owner or library.identify(None, page(request))[1]    # an API client, or a page not loaded yet
         idle_box = gr.MultimodalTextbox(value=None, interactive=True)
         busy_box = gr.MultimodalTextbox(value=None, interactive=False)
         try:
             choice = settings(openai_key, hf_token, base_url, model, mode, oauth_token)
         except ConfigError as exc:
-            item = registry.get(key, config)
-            item.cached |= copies_of(files)
-            shown = item.display + user_messages(text, files) + [
+            shown_item = library.open(owner, conversation, config)
+            shown = (shown_item.display if shown_item else []) + user_messages(text, files) + [
                 {"role": "assistant", "content": f"⚠️ **Settings problem:** {escape_text(exc)}. Fix it under "
                                                  "*Advanced settings*."}]
-            yield shown, gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(item.session)
+            yield (shown, gr.MultimodalTextbox(value=message, interactive=True),
+                   resources_markdown(shown_item.session if shown_item else None), owner, conversation)
             return
-        item = registry.get(key, choice.config)
+        item = library.open(owner, conversation, choice.config)
+        if item is None:
+            conversation, item = library.create(owner, NEW_TITLE, choice.config)
         item.cached |= copies_of(files)
         session = item.session
+
+        def refused(note: str):
+            return (item.display + [{"role": "assistant", "content": note}],
+                    gr.MultimodalTextbox(value=message, interactive=True), resources_markdown(session), owner,
+                    conversation)
+
         if not session.busy.acquire(blocking=False):
-            yield (item.display + [{"role": "assistant", "content": "⏳ Still working on your previous request: "
-                                    "wait for it, or press **Stop**."}],
-                   gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
+            yield refused("⏳ Still working on your previous request: wait for it, or press **Stop**.")
             return
         try:
             ticket = share.admit(_caller(request))
         except ApiError as exc:
             session.busy.release()
-            yield (item.display + [{"role": "assistant", "content": f"⏳ {exc.message[:1].upper()}{exc.message[1:]}."}],
-                   gr.MultimodalTextbox(value=message, interactive=True), _resources_markdown(session))
+            yield refused(f"⏳ {exc.message[:1].upper()}{exc.message[1:]}.")
             return
         turn = TurnRenderer(lambda ref: session.store.find(ref))
         before = item.display + user_messages(text, files)
+        saved = TurnLog(library, conversation, item, text, files)
+        record = None
         try:
             session.config = choice.config
             session.cancel.clear()
-            yield before + turn.messages, busy_box, _resources_markdown(session)
-            last = 0.0
+            yield before + turn.messages, busy_box, resources_markdown(session), owner, conversation
+            last, first = 0.0, True
             for event in controller.run(session, text, files):
                 turn.update(event)
+                if isinstance(event, Done):
+                    record = event.result.to_dict()
+                if first or isinstance(event, STEP_EVENTS):
+                    saved.step(turn.messages, first)
+                    first = False
                 now = time.perf_counter()
                 if not isinstance(event, AnswerDelta) or now - last >= STREAM_INTERVAL:
                     last = now
-                    yield before + turn.messages, busy_box, _resources_markdown(session)
+                    yield before + turn.messages, busy_box, resources_markdown(session), owner, conversation
         except Exception as exc:
             log.exception("request failed")
             turn.fail(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             ticket.finish()
-            item.display = before + turn.messages
-            item.cached |= copies_of(shown_paths(turn.messages))
+            this_turn = saved.user() + turn.messages        # the person's files as this session's copies
+            item.display = item.display + this_turn
+            item.cached |= copies_of(shown_paths(this_turn))
+            saved.finish("failed" if turn.error else "done", turn.messages, record)
             session.touch()
             session.busy.release()
-        yield item.display, idle_box, _resources_markdown(session)
+        yield item.display, idle_box, resources_markdown(session), owner, conversation
 
-    def stop(request: gr.Request) -> None:
-        item = registry.peek(request.session_hash or "anonymous")
+    def stop(owner: str, conversation: str) -> None:
+        item = library.live(owner, conversation)
         if item is not None:
             item.session.cancel.set()
 
-    def clear(request: gr.Request) -> tuple[list[dict[str, Any]], str]:
-        item = registry.peek(request.session_hash or "anonymous")
-        if item is not None:
-            item.session.cancel.set()
-            if item.session.busy.acquire(timeout=30):
-                try:
-                    item.session.clear()
-                    item.display = []
-                    forget_copies(item)
-                finally:
-                    item.session.busy.release()
-        return [], _resources_markdown(item.session if item else None)
+    def clear(owner: str, conversation: str) -> tuple[list[dict[str, Any]], str]:
+        library.clear(owner, conversation, config)
+        return [], resources_markdown(None)
+
+    def open_page(browser_id: Any, request: gr.Request):
+        """The page opens: the browser's id (a new one for a new browser) and its latest conversation."""
+        browser_id, owner = library.identify(browser_id, page(request))
+        return (browser_id, owner, *view(library, config, owner, library.latest(owner)))
+
+    def listed(who: str, current: str) -> tuple[Any, str]:
+        return gr.Radio(choices=library.choices(who), value=current or None), library.title(who, current)
 
     def end(request: gr.Request) -> None:
-        registry.close(request.session_hash or "anonymous")
+        library.forget_page(library.identify(None, page(request))[1])
 
     with gr.Blocks(title="Jarvis", fill_height=False,
                    delete_cache=(600, int(config.session.ttl_minutes * 60))) as demo:
         gr.Markdown(INTRO)
         status = gr.Markdown(elem_id="jarvis-status")
+        browser = gr.BrowserState("", storage_key=BROWSER_KEY, secret=library.secret)
+        owner, conversation = gr.State(""), gr.State("")      # the page's owner key and open conversation
+        with gr.Sidebar(label="Conversations", elem_id="jarvis-sidebar"):
+            panel = build_panel(library, config)
         with gr.Row():
             with gr.Column(scale=3):
                 # no LaTeX: Gradio cuts $$...$$ out of the Markdown before parsing it, across code
@@ -243,22 +269,32 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
                                     info="local: on this machine · remote: HF Inference Providers · "
                                          "hybrid: local when possible")
                 gr.Markdown("### 📁 Files of this session")
-                resources = gr.Markdown(_resources_markdown(None), elem_id="jarvis-resources")
+                resources = gr.Markdown(resources_markdown(None), elem_id="jarvis-resources")
         keys: list[gr.Textbox | gr.Radio] = [openai_key, hf_token, base_url, model, mode]
         demo.load(show_status, keys, status, api_name="status")
+        demo.load(open_page, [browser], [browser, owner, chatbot, resources, conversation, panel.conversations,
+                                         panel.title], api_visibility="private")
         for comp in keys:
             comp.change(show_status, keys, status, api_visibility="private", show_progress="hidden")
         # Stop is enabled only while a request of this page runs
         box.submit(lambda: gr.Button(interactive=True), None, stop_btn, queue=False, api_visibility="private",
                    show_progress="hidden").then(
-            respond, [box, *keys], [chatbot, box, resources], api_name="chat",
-            concurrency_id="jarvis-chat", concurrency_limit=CHAT_CONCURRENCY, show_progress="minimal").then(
+            respond, [box, *keys, owner, conversation], [chatbot, box, resources, owner, conversation],
+            api_name="chat", concurrency_id="jarvis-chat", concurrency_limit=CHAT_CONCURRENCY,
+            show_progress="minimal").then(
             lambda: gr.Button(interactive=False), None, stop_btn, queue=False, api_visibility="private",
+            show_progress="hidden").then(
+            listed, [owner, conversation], [panel.conversations, panel.title], queue=False, api_visibility="private",
             show_progress="hidden")
-        stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
-        clear_btn.click(clear, None, [chatbot, resources], api_name="clear", concurrency_limit=None)
+        stop_btn.click(stop, [owner, conversation], None, api_name="stop", concurrency_limit=None, queue=False)
+        clear_btn.click(clear, [owner, conversation], [chatbot, resources], api_name="clear",
+                        concurrency_limit=None).then(
+            listed, [owner, conversation], [panel.conversations, panel.title], queue=False, api_visibility="private",
+            show_progress="hidden")
+        wire_panel(panel, library, config, owner, conversation, chatbot, resources)
         demo.unload(end)
-    demo.jarvis_registry = registry   # for tests and shutdown: the sessions of this app
+    demo.jarvis_library = library     # for tests and shutdown: the conversations and live sessions of this app
+    demo.jarvis_paths = [str(library.store.files_root)] if library.saved else []
     return demo
 
 
@@ -278,7 +314,7 @@ def launch(config: Config) -> int:
         host, port = _address()
         config = config.serving_on(host)   # reachable from other machines: caller-chosen URLs go public-only
         controller = server_controller(config)
-        app, sessions = server_app(config, controller)
+        app, library = server_app(config, controller)
     except Exception as exc:
         if not isinstance(exc, (JarvisError, OSError)):   # not one Jarvis explains: the log has the trace
             log.exception("the web app could not start")
@@ -289,21 +325,22 @@ def launch(config: Config) -> int:
     shown = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     print(f"Jarvis web app on {shown} (and the HTTP API on the same port)", flush=True)
     try:
-        run(app, config, host, port, on_stop=lambda: _stop_running(app, sessions))
+        run(app, config, host, port, on_stop=lambda: _stop_running(app, library))
     except KeyboardInterrupt:
         pass
     finally:
-        sessions.close_all()
+        library.close_all()
         controller.close()
     gc.freeze()    # the interpreter's last collections would walk every object Gradio made: 2-3 s of the stop
     return 0
 
 
-def _stop_running(app: FastAPI, sessions: SessionRegistry) -> None:
+def _stop_running(app: FastAPI, library: Library) -> None:
     """The server is stopping (SIGTERM, Ctrl-C; runs on the event loop): every running request
-    (web and API) stops now, and so does each browser's heartbeat stream to Gradio (as Gradio's own
-    launch does it), so that no open stream holds the shutdown."""
+    (web and API) stops now (a web turn saves how far it got), and so does each browser's heartbeat
+    stream to Gradio (as Gradio's own launch does it), so that no open stream holds the shutdown."""
     app.state.jarvis.stop_all()
+    sessions = library.registry
     for key in list(sessions.keys()):
         item = sessions.peek(key)
         if item is not None:
@@ -313,15 +350,16 @@ def _stop_running(app: FastAPI, sessions: SessionRegistry) -> None:
             route.app.stop_event.set()
 
 
-def server_app(config: Config, controller: Controller) -> tuple[FastAPI, SessionRegistry]:
+def server_app(config: Config, controller: Controller) -> tuple[FastAPI, Library]:
     """The web app mounted at / on the HTTP API's app, as `launch` serves them (behind the guards
-    of jarvis.frontends.http.serving), and the web app's sessions (closed at shutdown). Uploads
+    of jarvis.frontends.http.serving), and the web app's conversations (closed at shutdown). Uploads
     are limited like API bodies (server.max_body_mb). Gradio's own MCP server stays off whatever
     GRADIO_MCP_SERVER says: Jarvis's (jarvis.frontends.mcp) serves /gradio_api/mcp/, and the web app's
     endpoints (chat, status, stop, clear) are not tools."""
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
-    app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=[str(EXAMPLES_DIR)],
+    app = gr.mount_gradio_app(create_app(config, controller), demo, path="/",
+                              allowed_paths=[str(EXAMPLES_DIR), *demo.jarvis_paths],
                               ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20),
                               mcp_server=False)
-    sessions: SessionRegistry = demo.jarvis_registry
-    return app, sessions
+    library: Library = demo.jarvis_library
+    return app, library

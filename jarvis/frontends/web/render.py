@@ -145,8 +145,10 @@ class TurnRenderer:
 
     def _llm(self, event: LLMProgress) -> None:
         """The step line of the LLM call that is writing."""
-        line = f"{event.tokens} tokens, {event.seconds:.0f} s"
-        if event.stage == "answer":
+        line = event.note or f"{event.tokens} tokens, {event.seconds:.0f} s"
+        if event.note and event.stage != "answer":   # the embedded LLM's download or load, before the plan
+            self._plan["metadata"]["log"] = event.note
+        elif event.stage == "answer":
             if self._answer is None or "metadata" in self._answer:   # the answer's text has not begun
                 self._answer = {"role": "assistant", "content": "",
                                 "metadata": {"title": "✍️ Writing the answer", "status": "pending", "log": line,

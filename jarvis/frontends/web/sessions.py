@@ -1,5 +1,6 @@
-"""Per-browser sessions of the web app: a registry keyed by Gradio's session hash, and expiry of
-idle sessions (their files are deleted, and Gradio's copies of them through `on_close`).
+"""Live sessions of the web app: a registry keyed by conversation (jarvis.frontends.web.library
+decides the keys and which conversation a browser may open), and expiry of idle sessions (their
+files are deleted, and Gradio's copies of them through `on_close`).
 
 The registry is owned by one built app (build_ui), never a module global: two apps in one
 process share nothing."""
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jarvis.config import Config
@@ -24,6 +26,7 @@ class UISession:
     session: Session
     display: list[dict[str, Any]] = field(default_factory=list)   # chat messages in Gradio's messages format
     cached: set[str] = field(default_factory=set)                 # Gradio's copies of the files shown
+    restored: bool = False                                        # its saved turns and files are loaded
 
 
 class SessionRegistry:
@@ -38,13 +41,14 @@ class SessionRegistry:
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
-    def get(self, key: str, config: Config) -> UISession:
-        """The session of this browser (created on first use) configured with `config`."""
+    def get(self, key: str, config: Config, root: Path | None = None) -> UISession:
+        """The session under `key` (created on first use, its files in `root`, else a new temporary
+        folder) configured with `config`."""
         self.expire()
         with self._lock:
             item = self._items.get(key)
             if item is None:
-                item = UISession(Session.create(config))
+                item = UISession(Session.create(config, root))
                 self._items[key] = item
         item.session.touch()
         return item
@@ -53,15 +57,20 @@ class SessionRegistry:
         with self._lock:
             return self._items.get(key)
 
-    def close(self, key: str) -> None:
-        """End one session: stop its run and delete its files."""
+    def close(self, key: str, delete_files: bool = True) -> None:
+        """End one session: stop its run and delete its files (or, with delete_files=False, only
+        forget it here: its files stay, saved with its conversation)."""
         with self._lock:
             item = self._items.pop(key, None)
-        if item is not None:
-            item.session.close()
-            if self._on_close is not None:
-                self._on_close(item)
-            log.info("web session closed; its files were deleted")
+        if item is None:
+            return
+        if not delete_files:
+            item.session.cancel.set()
+            return
+        item.session.close()
+        if self._on_close is not None:
+            self._on_close(item)
+        log.info("web session closed; its files were deleted")
 
     def expire(self, now: float | None = None) -> int:
         """Close every session idle for longer than the TTL (not one that is running); returns how many."""
@@ -96,10 +105,10 @@ class SessionRegistry:
         self._sweeper = threading.Thread(target=loop, name="jarvis-session-sweeper", daemon=True)
         self._sweeper.start()
 
-    def close_all(self) -> None:
+    def close_all(self, delete_files: bool = True) -> None:
         self._stop.set()
         with self._lock:
             keys = list(self._items)
         for key in keys:
-            self.close(key)
+            self.close(key, delete_files)
 

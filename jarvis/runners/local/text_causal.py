@@ -50,16 +50,24 @@ class _CausalRunner(Runner):
 
 
 class TextGenerationRunner(_CausalRunner):
-    """Continues a prompt. A prompt longer than the window keeps its end (what comes next
-    depends on it). The output text is prompt + continuation, or the continuation alone when
-    the prompt is long; detail holds the continuation by itself."""
+    """Writes text from a prompt. An instruct model (its tokenizer has a chat template) gets the prompt
+    as an instruction and the output is what it writes; a base model continues the prompt, and the
+    output is prompt + continuation (the continuation alone when the prompt is long). A prompt longer
+    than the window keeps its end; detail holds the new text by itself."""
     task = "text-generation"
 
     def run(self, loaded: TextModel, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         prompt = str(inputs.first("text"))
-        if not prompt.strip():
-            prompt = loaded.tokenizer.bos_token or loaded.tokenizer.eos_token or " "
+        tok = loaded.tokenizer
         limit, new = self.budget(loaded, ctx)
+        if prompt.strip() and getattr(tok, "chat_template", None):
+            ids, cut = truncate_ids(ConversationalRunner._prompt_ids(tok, prompt, True), limit, keep="end")
+            written, n_new = self.generate(loaded, ids, new, ctx)
+            return TaskOutputs(text=written or "(the model generated nothing)",
+                               detail={"continuation": written, "prompt_included": False, "chat_template": True,
+                                       "prompt_tokens": len(ids), "new_tokens": n_new, "truncated": cut})
+        if not prompt.strip():
+            prompt = tok.bos_token or tok.eos_token or " "
         ids = loaded.tokenizer(prompt, add_special_tokens=True)["input_ids"]
         if not ids:
             ids = [loaded.tokenizer.eos_token_id or 0]
@@ -72,7 +80,7 @@ class TextGenerationRunner(_CausalRunner):
         else:
             text = continuation
         return TaskOutputs(text=text or "(the model generated nothing)",
-                           detail={"continuation": continuation, "prompt_included": echo,
+                           detail={"continuation": continuation, "prompt_included": echo, "chat_template": False,
                                    "prompt_tokens": len(ids), "new_tokens": n_new, "truncated": cut})
 
 

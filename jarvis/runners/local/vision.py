@@ -25,10 +25,11 @@ def _as_float(value: Any) -> float | None:
 
 
 class PipelineRunner(Runner):
-    """Loads the transformers pipeline of its task; subclasses turn its output into TaskOutputs."""
+    """Loads the transformers pipeline of its task (of its family's task when it shares that task's
+    loads, as depth-control does depth-estimation's); subclasses turn its output into TaskOutputs."""
 
     def load(self, model_id: str, device: Device) -> Any:
-        return make_pipeline(self.task, model_id, device)
+        return make_pipeline(self.family or self.task, model_id, device)
 
 
 class ImageClassificationRunner(PipelineRunner):

@@ -1,6 +1,8 @@
-"""Local runners of the image+text tasks transformers 5 has no pipeline for: captioning
-(vision-encoder-decoder and BLIP), visual question answering (ViLT and BLIP) and document
-question answering (Donut; other architectures through the document-question-answering pipeline).
+"""Local runners of the image+text tasks transformers 5 has no pipeline for: captioning, visual question
+answering and document question answering. Each runner has one small table from a config model_type to the
+classes that load it (vision-encoder-decoder and BLIP captioners, ViLT and BLIP VQA, Donut); any other
+vision-language model (SmolVLM, Qwen2.5-VL, Florence-2...) is asked through its chat template with the
+task's prompt (the "chat" route), as the remote vision-language route asks a hosted one.
 """
 from __future__ import annotations
 
@@ -15,39 +17,72 @@ from jarvis.runners.local.loading import load_error, make_pipeline, torch_dtype
 from jarvis.runners.media.images import load_rgb
 
 DONUT_PROMPT = "<s_docvqa><s_question>{question}</s_question><s_answer>"
+# the prompts of the chat route (the same wording as jarvis.runners.remote.adapters' vision-language route)
+CAPTION_PROMPT = "Describe this image in one sentence."
+VQA_PROMPT = "Answer the question about this image in a few words: {question}"
+DOCUMENT_PROMPT = "This image is a document. Answer from it, in a few words: {question}"
 
 
 @dataclass
 class Loaded:
     """A model with what prepares its inputs and decodes its outputs."""
-    kind: str                   # code path: "encoder-decoder", "blip", "generic", "vilt", "donut", "pipeline"
+    kind: str                   # code path: "encoder-decoder", "blip", "chat", "vilt", "donut", "pipeline"
     model: Any
     processor: Any = None       # image processor, or a combined processor
     tokenizer: Any = None
     device: Device = field(default_factory=Device)
 
 
-def _model_type(model_id: str) -> tuple[str, Any]:
-    """The repo's config model_type, and the config itself."""
+@dataclass(frozen=True)
+class Route:
+    """How a runner loads one kind of model: its code path and the transformers classes (by name)."""
+    kind: str
+    model_class: str
+    processor_class: str = "AutoProcessor"
+    tokenizer: bool = False     # a separate AutoTokenizer decodes its outputs
+
+
+CHAT = Route("chat", "AutoModelForImageTextToText")
+CAPTIONERS = {"vision-encoder-decoder": Route("encoder-decoder", "VisionEncoderDecoderModel", "AutoImageProcessor",
+                                              tokenizer=True),
+              "blip": Route("blip", "BlipForConditionalGeneration")}
+VQA_MODELS = {"vilt": Route("vilt", "ViltForQuestionAnswering", "ViltProcessor"),
+              "blip": Route("blip", "BlipForQuestionAnswering")}
+DONUT = Route("donut", "VisionEncoderDecoderModel", "DonutProcessor")
+
+
+def _config(model_id: str) -> Any:
     from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(model_id)
-    return config.model_type, config
+    return AutoConfig.from_pretrained(model_id)
 
 
-def _place(model: Any, device: Device) -> Any:
-    """The model on the device in its dtype, in eval mode."""
+def _is_vlm(config: Any) -> bool:
+    """Whether transformers loads this config as an image-text-to-text (chat) model."""
+    from transformers import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+    return type(config) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+
+def _load(route: Route, model_id: str, device: Device) -> Loaded:
+    """The model, processor (and tokenizer) of a route, placed on the device in eval mode."""
+    import transformers as tf
+    model = getattr(tf, route.model_class).from_pretrained(model_id)
+    processor = getattr(tf, route.processor_class).from_pretrained(model_id)
+    tokenizer = tf.AutoTokenizer.from_pretrained(model_id) if route.tokenizer else None
+    if route.kind == "donut":
+        tokenizer = processor.tokenizer
     model = model.to(device.name, dtype=torch_dtype(device))
     model.eval()
-    return model
+    return Loaded(route.kind, model, processor, tokenizer, device)
 
 
 def _pixels(processor: Any, image: Any, loaded: Loaded, **kwargs: Any) -> dict[str, Any]:
-    """Processor outputs as tensors on the model's device, pixel values in the model's dtype."""
+    """Processor outputs as tensors on the model's device, float pixel values in the model's dtype
+    (a pixel attention mask stays boolean)."""
     batch = processor(images=image, return_tensors="pt", **kwargs)
     out = {}
     for key, value in batch.items():
         value = value.to(loaded.device.name)
-        if key.startswith("pixel"):
+        if key.startswith("pixel") and value.is_floating_point():
             value = value.to(loaded.model.dtype)
         out[key] = value
     return out
@@ -71,67 +106,74 @@ def _guarded_load(task: str, model_id: str, build: Callable[[], Loaded]) -> Load
         raise load_error(model_id, task, exc) from exc
 
 
+def ask_chat(loaded: Loaded, image: Any, prompt: str, new_tokens: int) -> str:
+    """A vision-language model's reply to the image and prompt, through its chat template (the prompt
+    alone when its processor has none), greedy, without the prompt's tokens and special tokens."""
+    import torch
+    processor = loaded.processor
+    if getattr(processor, "chat_template", None):
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    else:
+        text = prompt
+    batch = _pixels(processor, [image], loaded, text=[text])
+    with torch.inference_mode():
+        ids = loaded.model.generate(**batch, max_new_tokens=new_tokens, do_sample=False)
+    if not getattr(loaded.model.config, "is_encoder_decoder", False) and "input_ids" in batch:
+        ids = ids[:, batch["input_ids"].shape[1]:]
+    return re.sub(r"\s+", " ", processor.batch_decode(ids, skip_special_tokens=True)[0]).strip()
+
+
 class ImageToTextRunner(Runner):
-    """A caption of an image: vision-encoder-decoder (ViT+GPT-2 style), BLIP, or any image-text-to-text model."""
+    """A caption of an image: vision-encoder-decoder (ViT+GPT-2 style), BLIP, or any vision-language model."""
     task = "image-to-text"
 
     def load(self, model_id: str, device: Device) -> Loaded:
         def build() -> Loaded:
-            import transformers as tf
-            model_type, _ = _model_type(model_id)
-            model: Any
-            if model_type == "vision-encoder-decoder":
-                model = tf.VisionEncoderDecoderModel.from_pretrained(model_id)
-                return Loaded("encoder-decoder", _place(model, device), tf.AutoImageProcessor.from_pretrained(model_id),
-                              tf.AutoTokenizer.from_pretrained(model_id), device)
-            if model_type == "blip":
-                model = tf.BlipForConditionalGeneration.from_pretrained(model_id)
-                return Loaded("blip", _place(model, device), tf.AutoProcessor.from_pretrained(model_id), None, device)
-            model = tf.AutoModelForImageTextToText.from_pretrained(model_id)
-            return Loaded("generic", _place(model, device), tf.AutoProcessor.from_pretrained(model_id), None, device)
+            return _load(CAPTIONERS.get(_config(model_id).model_type, CHAT), model_id, device)
         return _guarded_load(self.task, model_id, build)
 
     def run(self, loaded: Loaded, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
         image = load_rgb(inputs.first("image"))
-        try:
-            batch = _pixels(loaded.processor, image, loaded)
-            with torch.inference_mode():
-                ids = loaded.model.generate(**batch, max_new_tokens=ctx.options.new_tokens("caption"))
-        except (ValueError, TypeError, RuntimeError) as exc:
-            if loaded.kind != "generic":
-                raise
-            raise TaskError(f"this model cannot caption an image without a prompt ({str(exc)[:200]}); pick a "
-                            "captioning model such as nlpconnect/vit-gpt2-image-captioning") from exc
+        if loaded.kind == "chat":
+            try:
+                caption = ask_chat(loaded, image, CAPTION_PROMPT, ctx.options.new_tokens("caption"))
+            except (ValueError, TypeError, RuntimeError) as exc:
+                raise TaskError(f"this model cannot caption an image ({str(exc)[:200]}); pick a captioning or "
+                                "vision-language model such as HuggingFaceTB/SmolVLM-256M-Instruct") from exc
+            return TaskOutputs(text=caption or "(the model produced an empty caption)", detail={"caption": caption})
+        batch = _pixels(loaded.processor, image, loaded)
+        with torch.inference_mode():
+            ids = loaded.model.generate(**batch, max_new_tokens=ctx.options.new_tokens("caption"))
         decoder = loaded.tokenizer or loaded.processor
-        caption = decoder.batch_decode(ids, skip_special_tokens=True)[0].strip()
-        caption = re.sub(r"\s+", " ", caption)
+        caption = re.sub(r"\s+", " ", decoder.batch_decode(ids, skip_special_tokens=True)[0].strip())
         return TaskOutputs(text=caption or "(the model produced an empty caption)", detail={"caption": caption})
 
 
 class VisualQARunner(Runner):
-    """An answer to a question about an image: ViLT picks from its answer vocabulary, BLIP generates."""
+    """An answer to a question about an image: ViLT picks from its answer vocabulary, BLIP and
+    vision-language models generate."""
     task = "visual-question-answering"
 
     def load(self, model_id: str, device: Device) -> Loaded:
         def build() -> Loaded:
-            import transformers as tf
-            model_type, _ = _model_type(model_id)
-            model: Any
-            if model_type == "vilt":
-                model = tf.ViltForQuestionAnswering.from_pretrained(model_id)
-                return Loaded("vilt", _place(model, device), tf.ViltProcessor.from_pretrained(model_id), None, device)
-            if model_type == "blip":
-                model = tf.BlipForQuestionAnswering.from_pretrained(model_id)
-                return Loaded("blip", _place(model, device), tf.AutoProcessor.from_pretrained(model_id), None, device)
-            raise TaskError(f"{model_id} is a {model_type} model; local visual question answering supports "
-                            "ViLT and BLIP models (e.g. dandelin/vilt-b32-finetuned-vqa); pick one or use remote mode")
+            config = _config(model_id)
+            route = VQA_MODELS.get(config.model_type) or (CHAT if _is_vlm(config) else None)
+            if route is None:
+                raise TaskError(f"{model_id} is a {config.model_type} model; local visual question answering runs "
+                                "ViLT, BLIP and vision-language models (e.g. HuggingFaceTB/SmolVLM-256M-Instruct); "
+                                "pick one or use remote mode")
+            return _load(route, model_id, device)
         return _guarded_load(self.task, model_id, build)
 
     def run(self, loaded: Loaded, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         import torch
         image = load_rgb(inputs.first("image"))
         question = _question(inputs)
+        if loaded.kind == "chat":
+            answer = ask_chat(loaded, image, VQA_PROMPT.format(question=question), ctx.options.new_tokens("vlm-answer"))
+            return TaskOutputs(text=answer or "(no answer)", detail={"answers": [{"answer": answer}]})
         if loaded.kind == "vilt":
             limit = int(getattr(loaded.model.config, "max_position_embeddings", 40))
             batch = _pixels(loaded.processor, image, loaded, text=question, truncation=True, max_length=limit,
@@ -164,24 +206,29 @@ def parse_donut_answer(sequence: str, eos: str = "</s>", pad: str = "<pad>") -> 
 
 
 class DocumentQARunner(Runner):
-    """An answer to a question about a document image; Donut reads the page itself (no OCR needed)."""
+    """An answer to a question about a document image; Donut and vision-language models read the page
+    themselves (no OCR needed)."""
     task = "document-question-answering"
 
     def load(self, model_id: str, device: Device) -> Loaded:
         def build() -> Loaded:
-            import transformers as tf
-            model_type, config = _model_type(model_id)
+            config = _config(model_id)
             encoder_type = getattr(getattr(config, "encoder", None), "model_type", "")
-            if model_type == "vision-encoder-decoder" and "donut" in encoder_type:
-                model = tf.VisionEncoderDecoderModel.from_pretrained(model_id)
-                processor = tf.DonutProcessor.from_pretrained(model_id)
-                return Loaded("donut", _place(model, device), processor, processor.tokenizer, device)
+            if config.model_type == "vision-encoder-decoder" and "donut" in encoder_type:
+                return _load(DONUT, model_id, device)
+            if _is_vlm(config):
+                return _load(CHAT, model_id, device)
             return Loaded("pipeline", make_pipeline(self.task, model_id, device), device=device)
         return _guarded_load(self.task, model_id, build)
 
     def run(self, loaded: Loaded, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         image = load_rgb(inputs.first("image"), max_side=4096)
         question = _question(inputs)
+        if loaded.kind == "chat":
+            prompt = DOCUMENT_PROMPT.format(question=question)
+            answer = ask_chat(loaded, image, prompt, ctx.options.new_tokens("vlm-answer"))
+            return TaskOutputs(text=answer or "(no answer found in the document)",
+                               detail={"answers": [{"answer": answer}]})
         if loaded.kind == "pipeline":
             try:
                 results = loaded.model(image=image, question=question, top_k=3)
