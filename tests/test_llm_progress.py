@@ -143,7 +143,7 @@ def test_the_embedded_llm_load_shows_in_the_web_steps(tiny_llm, tmp_path):
         events.append(event)
         renderer.update(event)
         if isinstance(event, LLMProgress) and event.note:
-            logs.append(json.dumps(renderer.messages(), ensure_ascii=False))
+            logs.append(json.dumps(renderer.messages, ensure_ascii=False, default=str))
     notes = [e.note for e in events if isinstance(e, LLMProgress) and e.note]
     assert notes[0] == f"loading {tiny_llm} on cpu, from the local cache", notes
     assert re.fullmatch(rf"loaded {re.escape(tiny_llm)} in [\d.]+ s", notes[-1]), notes

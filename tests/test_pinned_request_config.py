@@ -9,7 +9,7 @@ import pytest
 
 from jarvis.config import Config, Credentials
 from jarvis.errors import ApiError
-from jarvis.frontends.http.auth import request_config
+from jarvis.frontends.http.auth import check_endpoint, endpoint_refusal, request_config
 
 SERVER_URL = "https://llm.example.org/v1"
 ROUTER = "https://router.huggingface.co/v1"
@@ -103,3 +103,33 @@ def test_allow_private_decides_whether_a_named_endpoint_is_vetted_as_public_only
     # without an endpoint of its own, a request keeps the deployment's setting whatever allow_private says
     kept = request_config(server_config(public=deployment_public), api_key="sk-caller", allow_private=allow_private)
     assert kept.server.public is deployment_public
+
+
+def resolver_for(table: dict[str, list[str]]):
+    def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"no such host {host}")
+        return table[host]
+    return resolve
+
+
+def test_why_a_named_endpoint_is_refused_on_a_public_server():
+    public = resolver_for({"llm.example": ["93.184.215.14"], "inside.example": ["93.184.215.14", "10.0.0.5"]})
+    assert endpoint_refusal("https://llm.example/v1", resolver=public) is None
+    assert endpoint_refusal(" http://10.0.0.5:8000/v1 ", resolver=public) == (
+        "10.0.0.5 is a private address; this server contacts only public internet addresses for a URL a caller "
+        "chooses")
+    assert endpoint_refusal("https://inside.example/v1", resolver=public).startswith(
+        "inside.example resolves to 10.0.0.5, a private address;")
+    assert endpoint_refusal("https://gone.example/v1", resolver=public) == (
+        "it cannot be used (could not find the host 'gone.example' (DNS lookup failed: no such host gone.example))")
+
+
+def test_a_public_server_refuses_a_private_endpoint_with_400_before_any_call():
+    cfg = request_config(server_config(public=True), api_key="sk-caller", base_url="http://10.0.0.5/v1")
+    with pytest.raises(ApiError) as refused:
+        check_endpoint(cfg)
+    assert refused.value.status == 400 and refused.value.code == "endpoint_refused"
+    assert str(refused.value).startswith("refused LLM endpoint 'http://10.0.0.5/v1': 10.0.0.5 is a private address")
+    check_endpoint(request_config(server_config(public=False), api_key="sk-caller", base_url="http://10.0.0.5/v1"))
+    check_endpoint(request_config(server_config(public=True), api_key="sk-caller"))   # the server's own endpoint

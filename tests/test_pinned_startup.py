@@ -3,6 +3,7 @@ and `python -m jarvis --help` or a mistyped command answers without the controll
 or the LLM client (each command imports what it needs). Checked in a fresh interpreter."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -13,9 +14,9 @@ HEAVY = ("jarvis.pipeline.controller", "jarvis.catalog.entries", "jarvis.llm.cli
 
 
 def loaded_after(code: str) -> list[str]:
-    probe = code + f"\nimport sys\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    probe = code + f"\nimport json, sys\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    return eval(out.stdout.strip().splitlines()[-1])   # noqa: S307 - our own probe's list of names
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run_cli(*argv: str) -> str:

@@ -21,7 +21,7 @@ TEXTS: dict[str, tuple[str, ...]] = {
     "text-classification": ("I love this film, it is wonderful.",),
     "summarization": ("The city council met on Monday to discuss the new park. After a long debate, the members "
                       "agreed to plant two hundred trees and to open the park to the public next spring.",),
-    "translation": ("The weather is nice today.",),
+    "translation": ("Translate to French: The weather is nice today.",),
     "question-answering": ("Where does Clara live?", "My name is Clara and I live in Berlin."),
     "conversational": ("Hello! What can you do?",),
     "text-generation": ("Once upon a time",),

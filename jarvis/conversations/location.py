@@ -1,10 +1,11 @@
 """Where the conversation database lives. `session.store` (or JARVIS_SESSION_STORE) names a file;
-"auto" means the user's data directory (platformdirs' when installed, else $XDG_DATA_HOME or
-~/.local/share, then jarvis/conversations.db), and on a Hugging Face Space the persistent /data
+"auto" means the user's data directory ($XDG_DATA_HOME or ~/.local/share on Linux, Application
+Support on macOS, %LOCALAPPDATA% on Windows; then jarvis/conversations.db), and on a Hugging Face Space the persistent /data
 volume when it is attached and writable; "" or "off" means conversations are not saved."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from jarvis.config import Config
@@ -15,12 +16,12 @@ OFF = ("", "off", "none", "false", "no")
 
 
 def _data_dir() -> Path:
-    try:
-        import platformdirs
-    except ImportError:
-        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        return Path(base) / "jarvis"
-    return Path(platformdirs.user_data_dir("jarvis", appauthor=False))
+    """The user's data directory, as platformdirs has it (without the dependency)."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "jarvis"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "jarvis"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "jarvis"
 
 
 def store_path(config: Config, space_volume: Path = SPACE_VOLUME) -> Path | None:

@@ -237,7 +237,7 @@ class TurnLog:
     step (so a crash keeps it), then how it ended with its history, records and files."""
 
     def __init__(self, library: Library, conversation: str, item: UISession, text: str, files: list[str]):
-        self.library, self.conversation, self.item, self.text = library, conversation, item, text
+        self.library, self.conversation, self.item, self.text, self.files = library, conversation, item, text, files
         self.session = item.session
         self._before = {r.path for r in self.session.store.list()}
         self._history = len(self.session.history)
@@ -246,9 +246,10 @@ class TurnLog:
             lambda: library.store.start_turn(conversation, text, user_messages(text, files), title))
 
     def user(self) -> list[dict[str, Any]]:
-        """The person's turn with their files as this session's copies (Gradio's upload copies go)."""
+        """The person's turn with their files as this session's copies (Gradio's upload copies go);
+        files the session refused (copied in order, up to the first refused) stay as they came."""
         uploads = [str(r.path) for r in self.session.store.list() if r.origin == "upload" and r.path not in self._before]
-        return user_messages(self.text, uploads)
+        return user_messages(self.text, uploads + self.files[len(uploads):])
 
     def _files(self) -> list[StoredFile]:
         root = self.session.store.root
