@@ -15,12 +15,9 @@ from jarvis.errors import TaskError
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
 from jarvis.runners.local.loading import load_error, make_pipeline, torch_dtype
 from jarvis.runners.media.images import load_rgb
+from jarvis.runners.vlm_prompts import CAPTION_PROMPT, DOCUMENT_PROMPT, VQA_PROMPT
 
 DONUT_PROMPT = "<s_docvqa><s_question>{question}</s_question><s_answer>"
-# the prompts of the chat route (the same wording as jarvis.runners.remote.adapters' vision-language route)
-CAPTION_PROMPT = "Describe this image in one sentence."
-VQA_PROMPT = "Answer the question about this image in a few words: {question}"
-DOCUMENT_PROMPT = "This image is a document. Answer from it, in a few words: {question}"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from jarvis.errors import TaskError
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 from jarvis.runners.remote import payloads
+from jarvis.runners.vlm_prompts import CAPTION_PROMPT, DOCUMENT_PROMPT, VQA_PROMPT
 
 if TYPE_CHECKING:  # for its type only: huggingface_hub loads at the first remote call
     from huggingface_hub import InferenceClient
@@ -198,7 +199,7 @@ def _post_video(client: InferenceClient, prompt: str) -> bytes:
 
 def caption_by_vlm(call: RemoteCall, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
     """image-to-text asked of a vision-language model."""
-    out = _ask_vlm(call, "Describe this image in one sentence.", inputs, ctx)
+    out = _ask_vlm(call, CAPTION_PROMPT, inputs, ctx)
     out.detail = {"caption": out.text}
     return out
 
@@ -206,13 +207,13 @@ def caption_by_vlm(call: RemoteCall, inputs: TaskInputs, ctx: RunContext) -> Tas
 def answer_by_vlm(call: RemoteCall, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
     """visual-question-answering asked of a vision-language model."""
     question = payloads.texts(inputs, 1, ("a question",))[0]
-    return _answers_of(_ask_vlm(call, f"Answer the question about this image in a few words: {question}", inputs, ctx))
+    return _answers_of(_ask_vlm(call, VQA_PROMPT.format(question=question), inputs, ctx))
 
 
 def document_answer_by_vlm(call: RemoteCall, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
     """document-question-answering asked of a vision-language model."""
     question = payloads.texts(inputs, 1, ("a question",))[0]
-    return _answers_of(_ask_vlm(call, f"This image is a document. Answer from it, in a few words: {question}",
+    return _answers_of(_ask_vlm(call, DOCUMENT_PROMPT.format(question=question),
                                 inputs, ctx))
 
 
