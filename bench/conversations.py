@@ -11,10 +11,12 @@ Run: python -m bench.conversations [--turns 500] [--turns-per-conversation 10] [
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from jarvis.conversations.records import StoredFile
 from jarvis.conversations.store import ConversationStore, owner_key
@@ -22,10 +24,10 @@ from jarvis.conversations.store import ConversationStore, owner_key
 TASKS = 3
 
 
-def _messages(n: int, folder: Path, steps: int) -> list[dict]:
+def _messages(n: int, folder: Path, steps: int) -> list[dict[str, Any]]:
     plan = {"role": "assistant", "content": "1. **image-to-text** on image `street.png`\n" * 3,
             "metadata": {"title": "🧭 Plan: 3 tasks", "status": "done", "duration": 1.2, "id": "plan"}}
-    out = [plan]
+    out: list[dict[str, Any]] = [plan]
     for t in range(steps):
         out.append({"role": "assistant", "content": "**Model:** `nlpconnect/vit-gpt2-image-captioning` — the only "
                     "candidate that runs here\n\n**Result:** " + f"a house with a red roof, turn {n} " * 12,
@@ -39,7 +41,7 @@ def _messages(n: int, folder: Path, steps: int) -> list[dict]:
     return out
 
 
-def _record(n: int) -> dict:
+def _record(n: int) -> dict[str, Any]:
     task = {"id": 0, "task": "image-to-text", "dep": [-1], "args": {"image": "street.png"},
             "model": "nlpconnect/vit-gpt2-image-captioning", "reason": "the only candidate", "executor": "local",
             "status": "done", "outputs": {"text": f"a house with a red roof {n}"}, "detail": {"caption": "a house"},
@@ -48,6 +50,32 @@ def _record(n: int) -> dict:
                           "seconds": 0.4}]}
     return {"request": f"Caption street.png, turn {n}", "files": ["street.png"], "tasks": [task] * TASKS,
             "answer": "The picture shows a house.", "usage": {"llm_calls": 3}, "timings": {"total": 6.1}}
+
+
+def _one_turn(store: ConversationStore, conv: str, n: int) -> list[float]:
+    """The writes of one turn, as the web app makes them; returns the seconds each took."""
+    folder = store.folder(conv)
+    request = f"Caption street.png and draw its edges, turn {n}"
+    user: list[dict[str, Any]] = [{"role": "user", "content": request},
+            {"role": "user", "content": {"path": str(folder / "street.png"), "alt_text": "street.png"}}]
+    files = [StoredFile("street.png", "street.png", "image", "upload")]
+    writes: list[float] = []
+    start = time.perf_counter()
+    turn = store.start_turn(conv, request, user, f"turn {n}")
+    writes.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    store.save_turn(conv, turn, user=user, messages=_messages(n, folder, 0), files=files)
+    writes.append(time.perf_counter() - start)
+    for step in range(1, TASKS + 1):
+        start = time.perf_counter()
+        store.save_turn(conv, turn, messages=_messages(n, folder, step), files=files)
+        writes.append(time.perf_counter() - start)
+    generated = files + [StoredFile(f"canny-{n}.png", f"canny-{n}.png", "image", "generated")]
+    history = [{"role": "user", "content": request}, {"role": "assistant", "content": "A house." * 40}]
+    start = time.perf_counter()
+    store.finish_turn(conv, turn, "done", _messages(n, folder, TASKS), history, _record(n), generated)
+    writes.append(time.perf_counter() - start)
+    return writes
 
 
 def run(turns: int, per_conversation: int, directory: Path) -> dict[str, float]:
@@ -59,30 +87,10 @@ def run(turns: int, per_conversation: int, directory: Path) -> dict[str, float]:
     for n in range(turns):
         if n % per_conversation == 0:
             conv = store.create(owner, f"conversation {n // per_conversation}").id
-        folder = store.folder(conv)
-        user = [{"role": "user", "content": f"Caption street.png and draw its edges, turn {n}"},
-                {"role": "user", "content": {"path": str(folder / "street.png"), "alt_text": "street.png"}}]
-        files = [StoredFile("street.png", "street.png", "image", "upload")]
-        writes: list[float] = []
-
-        def timed(action) -> None:
-            start = time.perf_counter()
-            action()
-            writes.append(time.perf_counter() - start)
-
-        turn: list[int] = []
-        timed(lambda: turn.append(store.start_turn(conv, user[0]["content"], user, f"turn {n}")))
-        timed(lambda: store.save_turn(conv, turn[0], user=user, messages=_messages(n, folder, 0), files=files))
-        for step in range(1, TASKS + 1):
-            timed(lambda: store.save_turn(conv, turn[0], messages=_messages(n, folder, step), files=files))
-        generated = files + [StoredFile(f"canny-{n}.png", f"canny-{n}.png", "image", "generated")]
-        history = [{"role": "user", "content": user[0]["content"]}, {"role": "assistant", "content": "A house." * 40}]
-        timed(lambda: store.finish_turn(conv, turn[0], "done", _messages(n, folder, TASKS), history, _record(n),
-                                        generated))
+        writes = _one_turn(store, conv, n)
         per_turn.append(sum(writes))
         per_write += writes
     store.close()
-    import sqlite3
     with sqlite3.connect(directory / "conversations.db") as con:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = (directory / "conversations.db").stat().st_size

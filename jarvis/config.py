@@ -37,6 +37,7 @@ class LLMConfig:
     max_retries: int = 3
     temperature: float = 0.0
     max_answer_tokens: int = 800
+    plan_tokens: int = 1500          # the plan's max_tokens: where a model that never closes its list stops
 
 
 @dataclass
@@ -278,6 +279,7 @@ def _validate(cfg: Config, source: str) -> None:
         if value <= 0:
             bad(key, f"must be greater than 0, got {value}")
     for key, value in [("inference.top_k", cfg.inference.top_k), ("inference.max_tasks", cfg.inference.max_tasks),
+                       ("llm.plan_tokens", cfg.llm.plan_tokens),
                        ("inference.max_parallel", cfg.inference.max_parallel),
                        ("server.max_runs", cfg.server.max_runs),
                        ("server.max_runs_per_caller", cfg.server.max_runs_per_caller),

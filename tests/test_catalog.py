@@ -41,7 +41,7 @@ FIRST = {
     "canny-text-to-image": "lllyasviel/sd-controlnet-canny",
     "depth-text-to-image": "lllyasviel/sd-controlnet-depth",
     "automatic-speech-recognition": "openai/whisper-large-v3-turbo",
-    "text-to-speech": "facebook/mms-tts-eng",
+    "text-to-speech": "nari-labs/Dia-1.6B-0626",
     "audio-classification": "MIT/ast-finetuned-audioset-10-10-0.4593",
     "audio-to-audio": "microsoft/speecht5_vc",
     "text-to-video": "ali-vilab/text-to-video-ms-1.7b",

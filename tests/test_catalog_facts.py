@@ -157,8 +157,7 @@ def test_shipped_entries_carry_facts():
     known = [m for m in shipped if m.facts.architecture_known]
     assert all(m.facts.library_name for m in shipped if not m.space) and len(known) >= 97   # a Space has no model facts
     # the models the runners cannot load are out of local mode by their facts, not by a flag
-    for model_id in ("impira/layoutlm-document-qa", "microsoft/speecht5_tts", "speechbrain/metricgan-plus-voicebank",
-                     "julien-c/wine-quality"):
+    for model_id in ("impira/layoutlm-document-qa", "speechbrain/metricgan-plus-voicebank", "julien-c/wine-quality"):
         entry = shipped.get(model_id)
         assert entry.local is None and not entry.runs_locally(use_cache=False), model_id
 

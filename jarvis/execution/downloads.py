@@ -75,7 +75,7 @@ def _duration(seconds: float) -> str:
 
 def progress_line(model_id: str, done: int, total: int | None, rate: float) -> str:
     """'downloading ORG/NAME: 312.0 MB of 988.0 MB (32%), 4.1 MB/s, about 2 min 45 s left'."""
-    speed = f"{_size(rate)}/s" if rate > 0 else "starting"
+    speed = f"{_size(rate)}/s" if rate > 0 else "waiting" if done else "starting"
     if not total:
         return f"downloading {model_id}: {_size(done)} so far, {speed}"
     done = min(done, total)

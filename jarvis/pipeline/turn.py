@@ -35,7 +35,6 @@ from jarvis.session import Session
 
 log = logging.getLogger(__name__)
 
-PLAN_TOKENS = 1500      # the plan's max_tokens
 PROGRESS_EVERY = 1.0    # seconds between two LLMProgress events of one call
 USAGE_GRACE = 1.0       # seconds the end waits for the plan's stream to close, for its usage counts
 TICK = 0.1              # the loop's longest wait: the user's stop, task time limits, progress
@@ -196,8 +195,8 @@ class Turn:
         if self.needs.task_types is not None:
             schema = replace(schema, task_types=self.needs.task_types)
         plan_call = self._call("plan")
-        plan_call.start(lambda: plan_call.count(self.llm.stream(self.plan_messages, self.usage, max_tokens=PLAN_TOKENS,
-                                                                schema=schema)),
+        plan_call.start(lambda: plan_call.count(self.llm.stream(self.plan_messages, self.usage, schema=schema,
+                                                                max_tokens=self.cfg.llm.plan_tokens)),
                         list_closed)
         while True:
             post = self._take()

@@ -169,7 +169,7 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in [
              aliases=("speech-recognition", "asr")),
     TaskType("text-to-speech", _TEXT, _AUDIO, "speak a text aloud",
              "audio:TextToSpeechRunner", remote.text_to_speech, aliases=("tts",),
-             local_models=_transformers("vits")),
+             local_models=_transformers("vits", "dia")),
     TaskType("audio-classification", _AUDIO, _TEXT, "label a sound or speech clip",
              "audio:AudioClassificationRunner", remote.audio_classification),
     TaskType("audio-to-audio", _AUDIO, _AUDIO, "transform audio: enhance, separate, denoise",

@@ -1,5 +1,5 @@
 """Tiny random audio models under the real Hub ids the catalog ranks first: Whisper and wav2vec2 CTC
-(speech recognition), MMS-TTS / VITS (text-to-speech), AST and wav2vec2 keyword spotting (audio
+(speech recognition), Dia with its DAC codec and MMS-TTS / VITS (text-to-speech), AST and wav2vec2 keyword spotting (audio
 classification), SpeechT5 voice conversion plus its HiFi-GAN vocoder (audio-to-audio)."""
 from __future__ import annotations
 
@@ -159,6 +159,62 @@ def mms_tts(snap: Path) -> None:
         sampling_rate=16000)
     VitsModel(config).eval().save_pretrained(snap)
     tokenizer.save_pretrained(snap)
+
+
+DIA_DELAYS = [0, 8, 9, 10, 11, 12, 13, 14, 15]   # the real repo's delay pattern: 9 DAC codebooks
+
+
+@builder("nari-labs/Dia-1.6B-0626")
+def dia(snap: Path) -> None:
+    """Dia as the real repo ships it: the byte tokenizer with [S1]/[S2] (tokenizer_config.json,
+    special_tokens_map.json), DiaFeatureExtractor (preprocessor_config.json), sharded safetensors with
+    their index, the sampling generation_config, and audio_tokenizer_config.json naming the DAC repo."""
+    import torch
+    from transformers import (
+        DiaConfig,
+        DiaDecoderConfig,
+        DiaEncoderConfig,
+        DiaFeatureExtractor,
+        DiaForConditionalGeneration,
+        DiaTokenizer,
+        GenerationConfig,
+    )
+    torch.manual_seed(0)
+    config = DiaConfig(
+        encoder_config=DiaEncoderConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2, head_dim=8, vocab_size=256),
+        decoder_config=DiaDecoderConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                        cross_num_attention_heads=2, cross_num_key_value_heads=2, cross_head_dim=8,
+                                        cross_hidden_size=16, num_channels=len(DIA_DELAYS), vocab_size=1028),
+        delay_pattern=DIA_DELAYS, architectures=["DiaForConditionalGeneration"])
+    model = DiaForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=1026, eos_token_id=1024, pad_token_id=1025, do_sample=True, guidance_scale=3.0,
+        max_length=3072, temperature=1.8, top_k=45, top_p=0.95)
+    model.save_pretrained(snap, max_shard_size="700KB")    # two shards and an index, as the real repo
+    DiaTokenizer().save_pretrained(snap)
+    pad = {"content": "<pad>", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
+    (snap / "special_tokens_map.json").write_text(json.dumps({"pad_token": pad, "unk_token": pad}, indent=2))
+    extractor = DiaFeatureExtractor(feature_size=1, sampling_rate=44100, hop_length=512)
+    extractor.save_pretrained(snap)
+    settings = json.loads((snap / "preprocessor_config.json").read_text())
+    settings["processor_class"] = "DiaProcessor"   # the real file names its processor (243 bytes)
+    (snap / "preprocessor_config.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    (snap / "audio_tokenizer_config.json").write_text(json.dumps(
+        {"audio_tokenizer_class": "DacModel", "audio_tokenizer_name_or_path": "descript/dac_44khz"}, indent=2))
+
+
+@builder("descript/dac_44khz")
+def dac_44khz(snap: Path) -> None:
+    """The DAC codec Dia decodes through: 9 codebooks of 1024 codes, 512 samples per frame at 44.1 kHz."""
+    import torch
+    from transformers import DacConfig, DacFeatureExtractor, DacModel
+    torch.manual_seed(0)
+    config = DacConfig(encoder_hidden_size=2, downsampling_ratios=[2, 4, 8, 8], decoder_hidden_size=16,
+                       n_codebooks=9, codebook_size=1024, codebook_dim=8, sampling_rate=44100)
+    DacModel(config).eval().save_pretrained(snap)
+    DacFeatureExtractor(feature_size=1, sampling_rate=44100, hop_length=512).save_pretrained(snap)
 
 
 @builder("microsoft/speecht5_vc")

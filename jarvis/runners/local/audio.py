@@ -136,17 +136,25 @@ class SpeechRecognitionRunner(Runner):
 
 
 # --------------------------------------------------------------------------- text to speech
+DIA_FRAMES_PER_SECOND = 44100 / 512   # DAC 44 kHz: one frame of 9 codebooks per 512 samples
+DIA_MAX_CHARS = 250                   # per generate(); Dia speaks 5-20 s best and stops at 3072 frames (~35 s)
+SPEAKER_TAG = re.compile(r"(\[S[12]\])")
+
+
 @dataclass
 class _TTS:
     model: Any
-    tokenizer: Any
+    tokenizer: Any          # VITS: the tokenizer; Dia: the processor (tokenizer, DAC codec, delay pattern)
     pipe: Any
     model_id: str
+    kind: str = "vits"      # "vits" | "dia" | "pipeline"
 
 
 class TextToSpeechRunner(Runner):
-    """VITS / MMS-TTS through VitsModel: characters outside the vocabulary are dropped, long texts
-    are spoken sentence by sentence. Other models go through the text-to-audio pipeline."""
+    """VITS / MMS-TTS through VitsModel (characters outside the vocabulary dropped, long texts spoken
+    sentence by sentence); Dia through DiaForConditionalGeneration: its processor tokenizes the
+    "[S1] ..."-tagged text, generate() samples DAC codebooks, the processor decodes them through the
+    DAC codec (44.1 kHz). Other models go through the text-to-audio pipeline."""
     task = "text-to-speech"
     max_chars = 400  # per forward pass; VITS attention grows with the square of the input
 
@@ -156,18 +164,27 @@ class TextToSpeechRunner(Runner):
             from transformers import AutoTokenizer, VitsModel
             model = _on_device(VitsModel.from_pretrained(model_id), device)  # float32: flows are fragile in fp16
             return _TTS(model, AutoTokenizer.from_pretrained(model_id), None, model_id)
+        if config.model_type == "dia":
+            from transformers import AutoProcessor, DiaForConditionalGeneration
+            model = _on_device(DiaForConditionalGeneration.from_pretrained(model_id, dtype=torch_dtype(device)),
+                               device)
+            processor = AutoProcessor.from_pretrained(model_id)   # loads the DAC codec its config names
+            processor.audio_tokenizer.to(device.name).eval()
+            return _TTS(model, processor, None, model_id, kind="dia")
         from transformers import pipeline
         pipe = pipeline("text-to-audio", model=model_id, device=device.name, dtype=torch_dtype(device))
-        return _TTS(None, None, pipe, model_id)
+        return _TTS(None, None, pipe, model_id, kind="pipeline")
 
     def run(self, loaded: _TTS, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
         text = str(inputs.first("text")).strip()
         if not text:
             raise TaskError("text-to-speech got an empty text; give it something to say")
-        if loaded.pipe is not None:
+        if loaded.kind == "pipeline":
             out = loaded.pipe(text)
             audio, rate = np.asarray(out["audio"], dtype=np.float32), int(out["sampling_rate"])
             audio = audio.T if audio.ndim == 2 and audio.shape[0] < audio.shape[1] else audio
+        elif loaded.kind == "dia":
+            audio, rate = self._dia(loaded, text, ctx)
         else:
             audio, rate = self._vits(loaded, text, ctx)
         path = write_wav(ctx.new_file("speech", ".wav"), audio, rate)
@@ -194,6 +211,57 @@ class TextToSpeechRunner(Runner):
             raise TaskError(f"{loaded.model_id} has nothing to say for {text[:60]!r}; "
                             "write the text in the model's language")
         return np.concatenate(parts[:-1]), rate
+
+    def _dia(self, loaded: _TTS, text: str, ctx: RunContext) -> tuple[np.ndarray, int]:
+        """Piece by piece (each starting with its speaker tag), the same seed for every piece so the
+        voice stays; the frames each piece may take follow its length (about 14 characters a second)."""
+        import torch
+        processor, model = loaded.tokenizer, loaded.model
+        rate = _sampling_rate(processor.feature_extractor, 44100)   # Dia's own preprocessor_config.json
+        limit = int(getattr(model.generation_config, "max_length", 0) or 3072)
+        gap = np.zeros(int(0.2 * rate), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        pieces = _dia_pieces(text)
+        if not pieces:
+            raise TaskError(f"{text[:60]!r} has speaker tags but no words; give {loaded.model_id} something to say")
+        if len(pieces) > 1:
+            ctx.progress(f"speaking {len(text)} characters in {len(pieces)} pieces")
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            for piece in pieces:
+                ctx.raise_if_cancelled()
+                torch.manual_seed(ctx.options.seed or 0)  # Dia samples its voice: same seed, same voice
+                inputs = processor(text=[piece], padding=True, truncation=True,
+                                   return_tensors="pt").to(model.device)
+                frames = min(limit, int(DIA_FRAMES_PER_SECOND * (1.0 + len(piece) / 10.0)))
+                try:
+                    codes = model.generate(**inputs, max_new_tokens=frames, stopping_criteria=cancel_criteria(ctx))
+                except ValueError as exc:
+                    raise TaskError(f"{loaded.model_id} could not speak this text: {first_line(exc, 200)}") from exc
+                wave = processor.batch_decode(codes)[0]
+                wave = wave.float().cpu().numpy().reshape(-1)
+                if wave.size:
+                    parts.extend([wave, gap])
+        if not parts:
+            raise TaskError(f"{loaded.model_id} produced no audio for {text[:60]!r}; try a longer sentence")
+        return np.concatenate(parts[:-1]), rate
+
+
+def _dia_pieces(text: str) -> list[str]:
+    """The text cut into pieces Dia speaks well, each starting with a speaker tag: the one in force
+    there, or "[S1]" when the text has none (Dia reads untagged text poorly)."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if not SPEAKER_TAG.match(text):
+        text = f"[S1] {text}"
+    split = SPEAKER_TAG.split(text)                 # ["", "[S1]", " said ", "[S2]", " said "...]
+    pieces: list[str] = []
+    for tag, said in zip(split[1::2], split[2::2]):
+        for part in _split_text(said.strip(), DIA_MAX_CHARS):
+            turn = f"{tag} {part}"
+            if pieces and len(pieces[-1]) + 1 + len(turn) <= DIA_MAX_CHARS:
+                pieces[-1] = f"{pieces[-1]} {turn}"
+            else:
+                pieces.append(turn)
+    return pieces
 
 
 def _vits_filter(tokenizer: Any, text: str, model_id: str) -> str:
