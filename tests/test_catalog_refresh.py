@@ -250,7 +250,7 @@ def test_refresh_writes_the_hubs_facts(fake_hub, tmp_path):
     assert sd.runs_locally(use_cache=False) and sd.providers == [] and sd.providers_known
     assert sd.facts.weight_bytes == (3438 + 492 + 335 + 1216) * MB
     # tasks not refreshed keep their entries
-    assert catalog.candidates("translation")[0].id == "Helsinki-NLP/opus-mt-en-fr"
+    assert catalog.candidates("translation")[0].id == "facebook/nllb-200-distilled-600M"
 
 
 def test_refresh_keep_models_fills_facts_and_keeps_the_selection(fake_hub, tmp_path):

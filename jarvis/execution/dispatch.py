@@ -168,7 +168,8 @@ class Dispatcher:
                vlm: str) -> str:
         """Where a task went, other than to an Inference Provider serving its model, and why."""
         spec = TASK_TYPES.get(task)
-        where = (f"answered by the vision-language model {vlm}" if vlm else "ran locally" if executor is self.local
+        where = (f"answered by the vision-language model {vlm}" if vlm
+                 else ("ran on Ray Serve" if executor.name == "ray" else "ran locally") if executor is self.local
                  else f"ran on the Gradio Space the catalog names for {model}")
         if vlm or any(a.model == model and (a.error or "").startswith("skipped: no Inference Provider")
                       for a in attempts):
