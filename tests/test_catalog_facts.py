@@ -178,3 +178,37 @@ def test_recorded_facts_agree_with_the_replicas(tiny_models):
             assert replica.architectures == recorded.architectures, repo_id
         checked += 1
     assert checked >= 30
+
+
+# The Hub's task tag of a model shipped for one of our task types: the same name, or the tag the Hub gives
+# the models that serve it (a chat model is tagged text-generation, a vision-language model image-text-to-text).
+_HUB_TAGS = {"conversational": {"text-generation"},
+             "image-to-text": {"image-text-to-text"}, "visual-question-answering": {"image-text-to-text"},
+             "document-question-answering": {"image-text-to-text"}}
+
+
+def test_shipped_hub_facts_coverage():
+    """The Hub facts read from the models' pages (catalog README, "Hub facts ... sources") stay recorded,
+    and agree with each other and with the entry's task."""
+    models = [m for m in Catalog.load() if not m.space]
+    counts = {name: sum(getattr(m.facts, name) not in (None, ()) for m in models)
+              for name in ("pipeline_tag", "gated", "weight_format", "weight_bytes", "files")}
+    assert counts["pipeline_tag"] >= 35 and counts["weight_format"] >= 35 and counts["gated"] >= 30, counts
+    assert counts["weight_bytes"] >= 14 and counts["files"] >= 19, counts
+    assert all(m.facts.library_name for m in models)
+    by_id: dict[str, ModelFacts] = {}
+    for m in models:
+        f = m.facts
+        if f.pipeline_tag:
+            assert f.pipeline_tag in {m.task} | _HUB_TAGS.get(m.task, set()), (m.id, m.task, f.pipeline_tag)
+            assert m.license or m.id in {"dbmdz/bert-large-cased-finetuned-conll03-english", "ProsusAI/finbert",
+                                         "cardiffnlp/twitter-roberta-base-sentiment-latest",
+                                         "j-hartmann/emotion-english-distilroberta-base",
+                                         "BenjaminB/test-skops-card-creator-02"}, m.id   # no license on the pages read
+        if f.weight_bytes is not None:
+            assert f.weight_format and f.weight_bytes > 10_000_000, m.id     # a size is the size of named weights
+        if f.library_name == "transformers" and f.pipeline_tag:
+            assert f.model_type and f.architectures, m.id
+        if m.providers_known:
+            assert m.providers_checked and len(m.providers_checked) == 10, m.id   # YYYY-MM-DD of the look-up
+        assert by_id.setdefault(m.id, f) == f, m.id       # a model shipped for two tasks: the same facts

@@ -42,7 +42,7 @@ def running_app(config, **build_kwargs):
     demo = build_ui(config, Controller(config), **build_kwargs).queue()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR), *demo.jarvis_paths])
+                ssr_mode=False, allowed_paths=[str(EXAMPLES_DIR)])
     try:
         yield f"http://127.0.0.1:{port}/", demo
     finally:

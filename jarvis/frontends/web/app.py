@@ -10,8 +10,8 @@ requests at once, and local models run one at a time only while they run (the co
 executor holds that slot), so a visitor stalled on a slow LLM endpoint blocks nobody.
 
 Conversations (jarvis.frontends.web.library) are saved as they go, keyed by an id each browser keeps
-(BrowserState); the side panel (panel.py) lists them. `demo.jarvis_paths` are the folders the app
-serves files from besides the temporary one: pass them to launch()'s allowed_paths."""
+(BrowserState); the side panel (panel.py) lists them. Their files are shown as copies in Gradio's
+cache (gradio_cache.in_cache): their folder is never in allowed_paths, so no link reaches it."""
 from __future__ import annotations
 
 import gc
@@ -36,7 +36,7 @@ from jarvis.frontends.http.fair_share import FairShare, caller_key
 from jarvis.frontends.http.serving import exposure_warnings, run, server_controller
 from jarvis.frontends.safe_text import escape_text
 from jarvis.frontends.web.credentials import Choice, field_hint, resolve, status_markdown
-from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, shown_paths
+from jarvis.frontends.web.gradio_cache import copies_of, delete_copies, in_cache, shown_paths
 from jarvis.frontends.web.library import NEW_TITLE, Library, TurnLog
 from jarvis.frontends.web.panel import build_panel, resources_markdown, view, wire_panel
 from jarvis.frontends.web.render import TurnRenderer, user_messages
@@ -101,8 +101,9 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
     """The Blocks of the app. Everything per user lives in this app's library of conversations."""
 
     def forget_copies(item: UISession) -> None:
-        delete_copies(demo, item.cached)
+        delete_copies(demo, item.cached | set(item.copies.values()))
         item.cached.clear()
+        item.copies.clear()
 
     library = Library(config, on_close=forget_copies)
     library.start_sweeper(interval=min(60.0, max(1.0, config.session.ttl_minutes * 60 / 4)))
@@ -145,7 +146,8 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
             shown = (shown_item.display if shown_item else []) + user_messages(text, files) + [
                 {"role": "assistant", "content": f"⚠️ **Settings problem:** {escape_text(exc)}. Fix it under "
                                                  "*Advanced settings*."}]
-            yield (shown, gr.MultimodalTextbox(value=message, interactive=True),
+            yield (in_cache(shown, shown_item.copies if shown_item else {}),
+                   gr.MultimodalTextbox(value=message, interactive=True),
                    resources_markdown(shown_item.session if shown_item else None), owner, conversation)
             return
         item = library.open(owner, conversation, choice.config)
@@ -155,7 +157,7 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
         session = item.session
 
         def refused(note: str):
-            return (item.display + [{"role": "assistant", "content": note}],
+            return (in_cache(item.display + [{"role": "assistant", "content": note}], item.copies),
                     gr.MultimodalTextbox(value=message, interactive=True), resources_markdown(session), owner,
                     conversation)
 
@@ -175,7 +177,7 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
         try:
             session.config = choice.config
             session.cancel.clear()
-            yield before + turn.messages, busy_box, resources_markdown(session), owner, conversation
+            yield in_cache(before + turn.messages, item.copies), busy_box, resources_markdown(session), owner, conversation
             last, first = 0.0, True
             for event in controller.run(session, text, files):
                 turn.update(event)
@@ -187,7 +189,8 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
                 now = time.perf_counter()
                 if not isinstance(event, AnswerDelta) or now - last >= STREAM_INTERVAL:
                     last = now
-                    yield before + turn.messages, busy_box, resources_markdown(session), owner, conversation
+                    yield (in_cache(before + turn.messages, item.copies), busy_box, resources_markdown(session), owner,
+                           conversation)
         except Exception as exc:
             log.exception("request failed")
             turn.fail(f"internal error: {type(exc).__name__}: {exc}")
@@ -199,7 +202,7 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
             saved.finish("failed" if turn.error else "done", turn.messages, record)
             session.touch()
             session.busy.release()
-        yield item.display, idle_box, resources_markdown(session), owner, conversation
+        yield in_cache(item.display, item.copies), idle_box, resources_markdown(session), owner, conversation
 
     def stop(owner: str, conversation: str) -> None:
         item = library.live(owner, conversation)
@@ -294,7 +297,6 @@ def build_ui(config: Config, controller: Controller) -> gr.Blocks:
         wire_panel(panel, library, config, owner, conversation, chatbot, resources)
         demo.unload(end)
     demo.jarvis_library = library     # for tests and shutdown: the conversations and live sessions of this app
-    demo.jarvis_paths = [str(library.store.files_root)] if library.saved else []
     return demo
 
 
@@ -357,8 +359,7 @@ def server_app(config: Config, controller: Controller) -> tuple[FastAPI, Library
     GRADIO_MCP_SERVER says: Jarvis's (jarvis.frontends.mcp) serves /gradio_api/mcp/, and the web app's
     endpoints (chat, status, stop, clear) are not tools."""
     demo = build_ui(config, controller).queue(default_concurrency_limit=CHAT_CONCURRENCY)
-    app = gr.mount_gradio_app(create_app(config, controller), demo, path="/",
-                              allowed_paths=[str(EXAMPLES_DIR), *demo.jarvis_paths],
+    app = gr.mount_gradio_app(create_app(config, controller), demo, path="/", allowed_paths=[str(EXAMPLES_DIR)],
                               ssr_mode=False, show_error=True, max_file_size=int(config.server.max_body_mb * 2**20),
                               mcp_server=False)
     library: Library = demo.jarvis_library

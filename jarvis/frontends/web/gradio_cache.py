@@ -21,6 +21,27 @@ def shown_paths(messages: Iterable[dict[str, Any]]) -> list[str]:
             if isinstance(m.get("content"), dict) and m["content"].get("path")]
 
 
+def in_cache(messages: Iterable[dict[str, Any]], copies: dict[str, str]) -> list[dict[str, Any]]:
+    """The messages with each file outside Gradio's cache (a saved conversation's) replaced by its
+    copy in the cache, made once and remembered in `copies` (path -> copy). Gradio then serves the
+    copy like any file it shows, and a conversation's own folder is never reachable by a link."""
+    cache = get_upload_folder()
+    out = []
+    for m in messages:
+        content = m.get("content")
+        path = content.get("path") if isinstance(content, dict) else None
+        if path and not is_in_or_equal(str(abspath(path)), cache):
+            if path not in copies:
+                try:
+                    copies[path] = processing_utils.save_file_to_cache(path, cache)
+                except OSError:          # gone: Gradio says so in the chat
+                    out.append(m)
+                    continue
+            m = {**m, "content": {**content, "path": copies[path]}}
+        out.append(m)
+    return out
+
+
 def copies_of(paths: Iterable[str]) -> set[str]:
     """Where Gradio keeps (or will keep) its copy of each file: the file itself when it is in the
     cache already (an upload), else the content-addressed copy Gradio makes when showing it."""

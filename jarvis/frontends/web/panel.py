@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from jarvis.config import Config
+from jarvis.frontends.web.gradio_cache import in_cache
 from jarvis.frontends.web.library import Library
 from jarvis.session import Session
 
@@ -62,7 +63,7 @@ def view(library: Library, config: Config, owner: str, conversation: str) -> Vie
     if item is None:
         conversation = ""
     listing = gr.Radio(choices=library.choices(owner), value=conversation or None)
-    return (list(item.display) if item else [], resources_markdown(item.session if item else None), conversation,
+    return (in_cache(item.display, item.copies) if item else [], resources_markdown(item.session if item else None), conversation,
             listing, library.title(owner, conversation))
 
 

@@ -26,6 +26,7 @@ class UISession:
     session: Session
     display: list[dict[str, Any]] = field(default_factory=list)   # chat messages in Gradio's messages format
     cached: set[str] = field(default_factory=set)                 # Gradio's copies of the files shown
+    copies: dict[str, str] = field(default_factory=dict)          # a saved file -> its copy in Gradio's cache
     restored: bool = False                                        # its saved turns and files are loaded
 
 
