@@ -262,3 +262,22 @@ def test_p0_format_entry_parsing():
                          "description": "\n\n## Intro\n\nA [captioner](http://a.b) model for pictures."})
     assert entry.license == "mit, apache-2.0" and entry.tags == ["captioning"]
     assert entry.description == "A captioner model for pictures." and not entry.providers_known
+
+
+def test_models_over_the_memory_budget_rank_after_those_that_fit():
+    """A local model whose recorded weights exceed the budget goes last, however popular; remote mode ignores it."""
+    def entry(model_id: str, downloads: int, size: int | None) -> ModelInfo:
+        row = {"id": model_id, "task": "summarization", "downloads": downloads, "library_name": "transformers",
+               "model_type": "bart", "architectures": ["BartForConditionalGeneration"]}
+        if size is not None:
+            row |= {"weight_format": "safetensors", "weight_bytes": size}
+        return parse_entry(row)
+
+    catalog = Catalog([entry("big/one", 900, 12 * 1024 ** 3), entry("small/one", 10, 1024 ** 3),
+                       entry("unknown/size", 5, None)])
+    budget = 8 * 1024 ** 3
+    assert [m.id for m in catalog.candidates("summarization", mode="local", budget_bytes=budget)] == \
+        ["small/one", "unknown/size", "big/one"]
+    assert [m.id for m in catalog.candidates("summarization", mode="hybrid", budget_bytes=budget)][-1] == "big/one"
+    assert [m.id for m in catalog.candidates("summarization", mode="local")][0] == "big/one"
+    assert [m.id for m in catalog.candidates("summarization", mode="remote", budget_bytes=budget)][0] == "big/one"

@@ -133,7 +133,7 @@ def test_first_download_and_load_of_the_embedded_llm_show_on_the_cli(tiny_llm, h
     assert len(downloading) >= 2, proc.stderr[-3000:]     # one every 2 s over the 5 s the weights take
     total = PADDING + sum(p.stat().st_size for p in SlowHub.snapshot.rglob("*") if p.is_file())
     shown = re.compile(r"llm: downloading \S+: [\d.]+ [KM]?B of ([\d.]+ [KM]?B) \((\d+)%\), "
-                       r"(starting|waiting|[\d.]+ [KM]?B/s)(, about \d+ s left)?$")
+                       r"(starting|waiting|[\d.]+ [KM]?B/s)(, about (\d+ min )?\d+ s left)?$")
     matches = [shown.match(line) for line in downloading]
     assert all(matches), downloading
     assert {m.group(1) for m in matches if m} == {progress_line("x", 0, total, 0).split(" of ")[1].split(" (")[0]}

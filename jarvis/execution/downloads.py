@@ -125,7 +125,7 @@ class DownloadMeter:
             if not asked:
                 asked = True
                 total = self._total(self.model_id)
-            window = [(t, b) for t, b in window if now - t <= 5 * self.every] + [(now, done)]
+            window = [(t, b) for t, b in window if now - t <= 2 * self.every] + [(now, done)]
             if now - last < self.every and len(self.lines):
                 continue
             if now - began < self.every and not self.lines:

@@ -125,9 +125,11 @@ class Controller:
 
         def candidates(task: Task) -> list[ModelInfo]:  # a translation's: those that can do its language pair
             mode, k = cfg.inference.mode, cfg.inference.top_k
+            budget = int(cfg.local.memory_budget_gb * 1024 ** 3)
             if task.task != "translation":
-                return coverage.candidates(self.catalog, task.task, k, mode, cfg.remote.vlm_model)
-            return for_language_pair(task, self.catalog.candidates(task.task, k=len(self.catalog), mode=mode))[:k]
+                return coverage.candidates(self.catalog, task.task, k, mode, cfg.remote.vlm_model, budget)
+            return for_language_pair(task, self.catalog.candidates(task.task, k=len(self.catalog), mode=mode,
+                                                                   budget_bytes=budget))[:k]
 
         return Needs(candidates=candidates, describe=describe, scheduler=scheduler,
                      task_types=self._offered(cfg))
