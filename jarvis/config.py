@@ -97,6 +97,7 @@ class FilesConfig:
 @dataclass
 class SessionConfig:
     ttl_minutes: float = 120.0
+    keep_days: float = 30.0   # saved conversations (session.store on) are deleted after this many idle days
     # where the web app saves conversations (jarvis.conversations.location): "auto" = the user's data
     # directory (on a Space, /data when writable), a path to an SQLite file, or "" / "off" = not saved
     store: str = "auto"

@@ -193,9 +193,10 @@ def test_the_web_app_serves_without_saving_when_the_database_cannot_be_opened(tm
 
 def test_idle_conversations_expire_with_their_rows_and_files(tmp_path):
     from jarvis.frontends.web.library import Library
-    config = Config().with_overrides(session={"store": str(tmp_path / "c.db"), "ttl_minutes": 1})
+    config = Config().with_overrides(session={"store": str(tmp_path / "c.db"), "ttl_minutes": 1, "keep_days": 2})
     library = Library(config)
     try:
+        assert library.ttl == 2 * 86400  # saved conversations last keep_days; ttl_minutes is for unsaved ones
         owner = library.identify("x" * 43, "page")[1]
         old, item = library.create(owner, "old", config)
         picture = item.session.store.root / "picture.png"

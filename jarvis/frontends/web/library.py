@@ -7,7 +7,8 @@ When saving is off (session.store: off), or the database cannot be opened or wri
 runs on a database in a temporary folder that goes with the app: a page's conversations last while
 the page is open (the page is the owner), and the status says why they are not saved.
 
-Idle conversations (session.ttl_minutes without activity) are deleted, rows and files together, by
+Idle conversations (session.keep_days without activity when saved, session.ttl_minutes when not)
+are deleted, rows and files together, by
 `expire` (a sweeper thread calls it); so are deleted and cleared ones, at once."""
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class Library:
     """The conversations of one built app (build_ui): store, live sessions, who owns what."""
 
     def __init__(self, config: Config, on_close: Callable[[UISession], None] | None = None):
-        self.ttl = config.session.ttl_minutes * 60
+        self.ttl = config.session.ttl_minutes * 60  # replaced by keep_days below once the store is open
         self.note = ""            # why conversations are not saved, for the page's status; "" when they are
         self._temp: Path | None = None
         self._lock = threading.Lock()
@@ -71,6 +72,8 @@ class Library:
                 log.error("conversations will not be saved: %s", exc)
                 self.note = f"⚠️ Conversations are not saved on this server: {exc}."
         self.saved = store is not None
+        if self.saved:
+            self.ttl = config.session.keep_days * 86400
         if store is None:
             self._temp = Path(tempfile.mkdtemp(prefix="jarvis-conversations-"))
             store = ConversationStore(self._temp / "conversations.db")

@@ -26,8 +26,8 @@ def resources_markdown(session: Session | None) -> str:
 
 
 def where_kept(library: Library, config: Config) -> str:
-    hours = config.session.ttl_minutes / 60
-    idle = f"{hours:g} hour{'s' if hours != 1 else ''}" if hours >= 1 else f"{config.session.ttl_minutes:g} minutes"
+    days = config.session.keep_days
+    idle = f"{days:g} day{'s' if days != 1 else ''}"
     if library.saved:
         return (f"_Saved on this server for this browser only, and deleted after {idle} without use. "
                 "Another browser (or a private window) starts with none._")
