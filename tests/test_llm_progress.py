@@ -195,3 +195,17 @@ print(*seen, machine_threads())
     assert proc.returncode == 0, proc.stderr[-3000:]
     *seen, cores = map(int, proc.stdout.split()[-5:])
     assert seen == [1, 1, cores, cores], proc.stdout
+
+
+def test_the_embedded_llm_load_notes_reach_the_api_stream_and_mcp_progress():
+    """The OpenAI route's step lines (markdown: markup escaped) and the MCP progress lines (plain text) carry
+    the note, not "0 tokens"."""
+    from jarvis.events import LLMProgress
+    from jarvis.frontends.http.openai_routes import step_line
+    from jarvis.frontends.mcp.content import progress_line
+    note = LLMProgress("plan", 0, 3.0, note="downloading Qwen/Qwen2.5-0.5B-Instruct: 10.5 MB of 25.3 MB (41%) <b>")
+    line = step_line(note, None)  # type: ignore[arg-type]  # a note needs no run
+    assert line is not None and "10.5 MB of 25.3 MB" in line and "0 tokens" not in line and "<b>" not in line
+    assert progress_line(note) == "llm: downloading Qwen/Qwen2.5-0.5B-Instruct: 10.5 MB of 25.3 MB (41%) <b>"  # plain text
+    writing = progress_line(LLMProgress("plan", 12, 3.0))
+    assert writing is None  # the MCP stream does not tell each token

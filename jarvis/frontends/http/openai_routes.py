@@ -72,6 +72,8 @@ def _trim(text: str, limit: int = 200) -> str:
 def step_line(event: Event, run: Run) -> str | None:
     """One event as a line a person can follow while the request runs (None: nothing to show)."""
     if isinstance(event, LLMProgress):
+        if event.note:  # the embedded LLM's download and load
+            return f"LLM: {escape_text(event.note)}\n"
         return f"LLM {_WRITING.get(event.stage, event.stage)}: {event.tokens} tokens, {event.seconds:.0f} s\n"
     if isinstance(event, TaskPlanned):
         return f"Task {event.task.id} planned: {escape_text(event.task.task)}\n"

@@ -19,6 +19,7 @@ from jarvis.errors import InputError
 from jarvis.events import (
     AnswerDelta,
     Event,
+    LLMProgress,
     ModelChosen,
     PlanReady,
     TaskFailed,
@@ -71,6 +72,8 @@ def progress_line(event: Event) -> str | None:
 
 
 def _progress_line(event: Event) -> str | None:
+    if isinstance(event, LLMProgress) and event.note:  # the embedded LLM's download and load
+        return f"llm: {event.note}"
     if isinstance(event, PlanReady):
         if not event.tasks:
             return "plan: no tasks, answering directly"
