@@ -3,11 +3,15 @@ model deployment with 2 replicas, the controller driven by a scripted LLM over H
 
 The replicas' runners are the registry's, except text-classification, whose runner here is the real one
 slowed down on texts that start with "[slow]" (and telling which replica it runs on), so a replica can
-be killed in the middle of a task.
+be killed in the middle of a task. A second application on the same Ray instance, one replica whose
+budget holds one tiny model but not two, shows what one replica does: unloading to make room, and
+remembering a model that failed to load.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,16 +22,21 @@ import pytest
 from PIL import Image, ImageDraw
 
 from jarvis.config import LocalConfig
+from jarvis.events import TaskProgress
 from jarvis.pipeline.controller import Controller
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
 from jarvis.runners.registry import local_runner
 from jarvis.session import Session
 from tests.fakes.llm_server import ScriptedLLM
 from tests.helpers import config_for, plan_json, run_to_end
+from tests.tiny import snapshot_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SST2 = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
 SD = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+NER = "dslim/bert-base-NER"
+BROKEN = "acme/broken-sst2"        # SST2's files with a corrupt weights file
+ONE_MODEL = 120_000                # bytes: the tiny SST2 (86 kB) or NER (83 kB) fits, both do not
 BUDGET_GB = 0.001     # about 1 MiB: every tiny model used here fits; the tiny Stable Diffusion (12 MB) does not
 SLOW_SECONDS = 4.0
 
@@ -83,6 +92,23 @@ def ray_models(tiny_models, tmp_path_factory):
         yield controller, marker
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def one_replica(ray_models):
+    """(the handle, settings) of a second application on the module's Ray: one replica, ONE_MODEL bytes."""
+    from jarvis.execution.ray.cluster import deploy
+    from jarvis.execution.ray.deployment import ReplicaSettings
+    settings = dataclasses.replace(ReplicaSettings(device="cpu"), budget_bytes=ONE_MODEL, cpus=0.5)
+    return deploy(settings, name="jarvis-one-replica"), settings
+
+
+def replica_stats(handle) -> dict:
+    return handle.stats.remote().result(timeout_s=30)
+
+
+def new_items(after: dict, before: dict) -> dict:
+    return {key: n - before.get(key, 0) for key, n in after.items() if n != before.get(key, 0)}
 
 
 def pick(*models):
@@ -239,3 +265,88 @@ def test_without_ray_the_default_backend_works_and_ray_asks_to_be_installed():
     assert lines[0] == "LocalExecutor"
     assert "Ray is not installed" in lines[1] and "pip install -r requirements-ray.txt" in lines[1]
     assert proc.returncode == 2 and "pip install -r requirements-ray.txt" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_replica_unloads_its_older_model_to_keep_its_budget(one_replica, tmp_path):
+    """SST2, then NER, then SST2 again on a replica that holds one of them: each answers, and the replica
+    reports (progress, stats) that each load unloaded the other."""
+    from jarvis.execution.ray.executor import RayExecutor
+    handle, settings = one_replica
+    controller = Controller(config_for("http://127.0.0.1:9/v1"), local=RayExecutor(handle, settings))
+    before = replica_stats(handle)
+    steps = [("text-classification", {"text": "I love this film"}, SST2),
+             ("token-classification", {"text": "Ada Lovelace lived in London."}, NER),
+             ("text-classification", {"text": "I hate this film"}, SST2)]
+    tasks, lines = [], []
+    for n, (task_type, args, model) in enumerate(steps):
+        with ScriptedLLM(plan=plan_json((task_type, args)), select=pick(model), answer="Done.") as server:
+            cfg = config_for(server.url, local={"device": "cpu"})
+            events, result, failed = run_to_end(controller, Session.create(cfg, root=tmp_path / f"s{n}"), "go")
+        assert failed is None, failed
+        tasks += result.tasks
+        lines.append([e.message for e in events if isinstance(e, TaskProgress) and "unloaded" in e.message])
+    for task in tasks:
+        assert_ran_on_ray(task)
+    assert tasks[0].detail["labels"] and tasks[1].detail["entities"] and tasks[2].detail["labels"]
+    assert len({t.detail["replica"] for t in tasks}) == 1
+    after = replica_stats(handle)
+    sst2, ner = f"text-classification|{SST2}", f"token-classification|{NER}"
+    assert after["unloaded"][len(before["unloaded"]):] == [[sst2, ner], [ner, sst2]]
+    assert after["held"] == [sst2] and new_items(after["loads"], before["loads"])[ner] == 1
+    assert lines[1] == [f"unloaded {SST2} from Ray replica to make room for {NER} (local.memory_budget_gb)"]
+    assert lines[2] == [f"unloaded {NER} from Ray replica to make room for {SST2} (local.memory_budget_gb)"]
+
+
+@pytest.fixture()
+def broken_first(tiny_models, hub_cache, tmp_path):
+    """A catalog whose first text-classification candidate is SST2's files with a corrupt weights file."""
+    good = snapshot_dir(hub_cache, SST2)
+    snap = snapshot_dir(hub_cache, BROKEN)
+    shutil.copytree(good, snap, dirs_exist_ok=True)
+    (snap / "model.safetensors").write_bytes(b"\0" * 64)
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": BROKEN, "task": "text-classification", "downloads": 100, "description": "broken"},
+        {"id": SST2, "task": "text-classification", "downloads": 10, "description": "works"}]))
+    return catalog
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_replica_remembers_a_failed_load_and_the_next_candidate_runs(one_replica, broken_first, tmp_path):
+    from jarvis.execution.ray.executor import RayExecutor
+    handle, settings = one_replica
+    before = replica_stats(handle)
+    records = []
+    with ScriptedLLM(plan=plan_json(("text-classification", {"text": "I love it"})), select=pick(BROKEN),
+                     answer="Done.") as server:
+        cfg = config_for(server.url, catalog={"path": str(broken_first)}, inference={"mode": "local", "top_k": 2},
+                         local={"device": "cpu"})
+        controller = Controller(cfg, local=RayExecutor(handle, settings))
+        for n in range(2):
+            _, result, failed = run_to_end(controller, Session.create(cfg, root=tmp_path / f"s{n}"), "classify")
+            assert failed is None, failed
+            records.append(result.tasks[0])
+    for record in records:
+        assert_ran_on_ray(record)
+        assert record.model == SST2 and record.detail["labels"]
+        assert [(a.executor, a.model, a.ok) for a in record.attempts] == [("ray", BROKEN, False), ("ray", SST2, True)]
+    first, skipped = records[0].attempts[0], records[1].attempts[0]
+    assert first.error.startswith(f"could not load {BROKEN} on the Ray replica (") and "Safetensor" in first.error
+    assert skipped.error.startswith(f"skipped: {BROKEN} failed to load") and f"({first.error[:150]}" in skipped.error
+    assert skipped.seconds < 2
+    loads = new_items(replica_stats(handle)["loads"], before["loads"])
+    assert loads[f"text-classification|{BROKEN}"] == 1      # the second task did not load it again
+
+
+def test_without_serves_private_multiplexer_a_replica_logs_why_and_keeps_going(caplog):
+    """Another Ray version without the multiplexer's private parts: no unload, no crash, a clear log line."""
+    import asyncio
+
+    from jarvis.execution.ray.deployment import _unload_oldest
+    with caplog.at_level("WARNING", logger="jarvis.execution.ray.deployment"):
+        assert asyncio.run(_unload_oldest(object())) is None
+    assert "cannot unload models to stay within local.memory_budget_gb" in caplog.text
+    assert "ray 2.60.0" in caplog.text

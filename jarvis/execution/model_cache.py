@@ -56,9 +56,11 @@ class LoadFailures:
         self._failed: dict[CacheKey, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
-    def remember(self, key: CacheKey, error: str) -> None:
+    def remember(self, key: CacheKey, error: str | BaseException) -> None:
+        """Remember the key's failed load: the message, or an exception's first line."""
+        reason = error if isinstance(error, str) else _first_line(error)
         with self._lock:
-            self._failed[key] = (self._clock(), error)
+            self._failed[key] = (self._clock(), reason)
 
     def forget(self, key: CacheKey) -> None:
         with self._lock:
@@ -196,7 +198,7 @@ class ModelCache:
             with self._lock:
                 self._entries.pop(key, None)
             if isinstance(exc, Exception):
-                self.failures.remember(key, _first_line(exc))
+                self.failures.remember(key, exc)
             entry.ready.set()
             raise
         self.failures.forget(key)
@@ -250,7 +252,7 @@ class ModelCache:
                     entry.lock.release()
         if dropped:
             log.info("evicted %s to stay under the memory budget", ", ".join(m for _, m in dropped))
-            _collect()
+            free_memory()
         return total
 
     def clear(self) -> None:
@@ -259,7 +261,7 @@ class ModelCache:
             had = bool(self._entries)
             self._entries.clear()
         if had:
-            _collect()
+            free_memory()
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
@@ -267,7 +269,7 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
-def _collect() -> None:
+def free_memory() -> None:
     """Give the memory of dropped models back: Python's garbage, then CUDA's cached blocks (torch is
     already imported: only loaded models are dropped)."""
     gc.collect()

@@ -57,11 +57,12 @@ def connect(local: LocalConfig, **init: Any) -> RayCluster:
     return RayCluster(address or "local", url, fresh, round(time.perf_counter() - started, 2))
 
 
-def deploy(settings: ReplicaSettings, runners: Mapping[str, Runner] | None = None) -> Any:
-    """(Re)deploy the model deployment; returns its handle once its replicas are up."""
+def deploy(settings: ReplicaSettings, runners: Mapping[str, Runner] | None = None, name: str = APP) -> Any:
+    """(Re)deploy the model deployment as the Serve application `name`; returns its handle once its
+    replicas are up."""
     serve = import_serve()
     serve.start(proxy_location="Disabled")
-    return serve.run(build_app(settings, runners), name=APP, route_prefix=None)
+    return serve.run(build_app(settings, runners), name=name, route_prefix=None)
 
 
 def deployment_handle(settings: ReplicaSettings) -> Any:

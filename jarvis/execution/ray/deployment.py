@@ -3,9 +3,12 @@
 Each replica loads models by id through Serve's model multiplexing (`serve.multiplexed`): requests for
 a model go to the replicas that hold it, and a replica keeps `ray_models_per_replica` models, the least
 recently used dropped first. On top of that count, a replica keeps its loaded models within
-`local.memory_budget_gb`: it drops older models to make room, and refuses a model larger than the
-whole budget with a message that says what to change. A replica runs one task at a time (a model
-call uses its CPUs or GPU fully); more replicas run more tasks at once.
+`local.memory_budget_gb`: it drops older models to make room (each drop reported in the task's progress
+and in the replica's `stats()`), and refuses a model larger than the whole budget with a message that
+says what to change. A model that failed to load on a replica is remembered there for a while, as the
+in-process cache does (LoadFailures): tasks on it fail at once with the remembered reason, and the
+dispatcher moves on to the next candidate. A replica runs one task at a time (a model call uses its
+CPUs or GPU fully); more replicas run more tasks at once.
 
 The multiplexed id is the model cache's key, "FAMILY|MODEL": task types of one family share a load.
 Ray is imported inside `build_app` only, so importing this module costs nothing without Ray.
@@ -19,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -27,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from jarvis.config import LocalConfig
-from jarvis.errors import TaskError
+from jarvis.errors import ModelSkippedError, TaskError
 from jarvis.execution.local import pick_device
-from jarvis.execution.model_cache import estimate_bytes
+from jarvis.execution.model_cache import FAILED_LOAD_TTL, CacheKey, LoadFailures, estimate_bytes, free_memory
 from jarvis.execution.ray.lazy import import_ray, import_serve
 from jarvis.execution.ray.wire import WireOutputs, WireRequest, WireResult, pack_outputs, unpack_inputs
 from jarvis.execution.readiness import cached_bytes
@@ -55,6 +58,7 @@ class ReplicaSettings:
     max_replicas: int = 0          # 0: exactly `replicas`; more: autoscaling between the two
     cpus: float = 1.0
     gpus: float = 0.0
+    failed_load_ttl: float = FAILED_LOAD_TTL     # seconds a replica remembers a model that failed to load
 
     @classmethod
     def from_config(cls, local: LocalConfig) -> ReplicaSettings:
@@ -95,8 +99,21 @@ class Held:
         self.loaded = None
 
 
-# The runner of the request being served: the multiplexed loader is handed only the model id.
-_RUNNER: ContextVar[Runner] = ContextVar("jarvis_ray_runner")
+@dataclass
+class Serving:
+    """The request being served, for the multiplexed loader (which is handed only the model id): the
+    runner that loads its model, and the progress lines the replica sends back with the answer."""
+    runner: Runner
+    progress: list[str]
+
+
+_SERVING: ContextVar[Serving] = ContextVar("jarvis_ray_serving")
+
+
+def cache_key(key: str) -> CacheKey:
+    """The model cache's key of a multiplexed id "FAMILY|MODEL"."""
+    family, model_id = key.split("|", 1)
+    return family, model_id
 
 
 class ReplicaModels:
@@ -107,14 +124,35 @@ class ReplicaModels:
         self.runners = dict(runners or {})
         self.device: Device = pick_device(settings.device)
         self.held: OrderedDict[str, int] = OrderedDict()      # loaded key -> bytes, oldest first
+        self.failures = LoadFailures(settings.failed_load_ttl)
+        self.loads: Counter[str] = Counter()                  # key -> loads tried (failed ones too)
+        self.unloaded: deque[tuple[str, str]] = deque(maxlen=100)   # (key dropped, key it made room for)
         self._lock = threading.Lock()
 
     def runner(self, task: str) -> Runner:
         return self.runners.get(task) or local_runner(task)
 
-    def serving(self, task: str) -> None:
+    def serving(self, task: str, progress: list[str]) -> None:
         """The request being served is of this task type: its runner loads the model, if needed."""
-        _RUNNER.set(self.runner(task))
+        _SERVING.set(Serving(self.runner(task), progress))
+
+    def check_failures(self, key: str) -> None:
+        """Raise ModelSkippedError when the key is not loaded and failed to load a short while ago."""
+        if key not in self.held:
+            self.failures.check(cache_key(key))
+
+    def made_room(self, dropped: str, key: str) -> None:
+        """Note that `dropped` was unloaded to keep the budget while loading `key`."""
+        self.unloaded.append((dropped, key))
+        _SERVING.get().progress.append(f"unloaded {cache_key(dropped)[1]} from Ray replica to make room "
+                                       f"for {cache_key(key)[1]} (local.memory_budget_gb)")
+
+    def stats(self) -> dict[str, Any]:
+        """What this replica holds and did: loaded keys (oldest first), loads tried per key, and the
+        recent (unloaded, made room for) pairs."""
+        with self._lock:
+            return {"held": list(self.held), "loads": dict(self.loads),
+                    "unloaded": [list(pair) for pair in self.unloaded]}
 
     def room_needed(self, model_id: str) -> int:
         """Bytes to free before loading model_id; raises when it alone exceeds the budget."""
@@ -126,10 +164,24 @@ class ReplicaModels:
             return max(0, sum(self.held.values()) + size - budget)
 
     def load(self, key: str) -> Held:
-        """Load the model of a multiplexed key with the current request's runner."""
-        model_id = key.split("|", 1)[1]
-        runner = _RUNNER.get()
+        """Load the model of a multiplexed key with the current request's runner; a failure is remembered
+        (LoadFailures) and forgotten by the next load that works."""
+        with self._lock:
+            self.loads[key] += 1
         started = time.perf_counter()
+        try:
+            loaded, nbytes = self._load(cache_key(key)[1], _SERVING.get().runner)
+        except Exception as exc:
+            self.failures.remember(cache_key(key), exc)
+            raise
+        self.failures.forget(cache_key(key))
+        with self._lock:
+            self.held[key] = nbytes
+        log.info("loaded %s in %.1f s", key, time.perf_counter() - started)
+        return Held(key, loaded, nbytes, self._drop)
+
+    def _load(self, model_id: str, runner: Runner) -> tuple[Any, int]:
+        """(the loaded model, its bytes), or a TaskError that says why not."""
         try:
             loaded = runner.load(model_id, self.device)
         except TaskError:
@@ -139,13 +191,14 @@ class ReplicaModels:
                             "(is it downloaded there, or is the network reachable?)") from exc
         except MemoryError as exc:
             raise TaskError(too_big(model_id, cached_bytes(model_id) or 0, self.settings.budget_bytes)) from exc
+        except Exception as exc:    # damaged files (a corrupt weights file), a model the library cannot read
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise TaskError(f"could not load {model_id} on the Ray replica ({type(exc).__name__}: {first})") \
+                from exc
         nbytes = estimate_bytes(loaded)
         if nbytes > self.settings.budget_bytes:
             raise TaskError(too_big(model_id, nbytes, self.settings.budget_bytes))
-        with self._lock:
-            self.held[key] = nbytes
-        log.info("loaded %s in %.1f s", model_id, time.perf_counter() - started)
-        return Held(key, loaded, nbytes, self._drop)
+        return loaded, nbytes
 
     def _drop(self, key: str, held: Held) -> None:
         with self._lock:
@@ -198,10 +251,16 @@ def build_app(settings: ReplicaSettings, runners: Mapping[str, Runner] | None = 
             self.node = ray.util.get_node_ip_address()
 
         async def load(self, key: str) -> Held:
-            room = self.models.room_needed(key.split("|", 1)[1])
-            while room > 0 and self.models.held:   # over the memory budget: drop the oldest first
-                await _unload_oldest(self)
-                room = self.models.room_needed(key.split("|", 1)[1])
+            model_id = cache_key(key)[1]
+            dropped = False
+            while self.models.room_needed(model_id) > 0 and self.models.held:   # over the budget
+                oldest = await _unload_oldest(self)
+                if oldest is None:
+                    break
+                self.models.made_room(oldest, key)
+                dropped = True
+            if dropped:
+                await asyncio.to_thread(free_memory)
             return await asyncio.to_thread(self.models.load, key)
 
         # Serve's decorators applied as calls: they are untyped (the name must stay the method's own)
@@ -212,7 +271,8 @@ def build_app(settings: ReplicaSettings, runners: Mapping[str, Runner] | None = 
             cancel = threading.Event()
             key = serve.get_multiplexed_model_id()
             try:
-                self.models.serving(request.task)
+                self.models.serving(request.task, progress)
+                self.models.check_failures(key)      # a recent failed load: skipped, without loading
                 started = time.perf_counter()
                 fresh = key not in self.models.held
                 held = await self.load(key)
@@ -224,17 +284,38 @@ def build_app(settings: ReplicaSettings, runners: Mapping[str, Runner] | None = 
                 cancel.set()      # the runner stops at its next step
                 raise
             except Exception as exc:
-                return WireResult([], self.replica, self.node, progress, error=failure(exc))
+                return WireResult([], self.replica, self.node, progress, error=failure(exc),
+                                  skipped=isinstance(exc, ModelSkippedError))
             return WireResult(outputs, self.replica, self.node, progress)
+
+        def stats(self) -> dict[str, Any]:
+            """This replica's models: held, loads tried, unloaded to make room (ReplicaModels.stats)."""
+            return {"replica": self.replica, "node": self.node, **self.models.stats()}
 
     return serve.deployment(**settings.deployment_options())(JarvisModels).bind(settings, runners)
 
 
-async def _unload_oldest(deployment: object) -> None:
-    """Drop the least recently used model through Serve's multiplexer, so its count stays right. The
-    multiplexer is Serve's private attribute: its one use is here."""
+async def _unload_oldest(deployment: object) -> str | None:
+    """Unload the replica's least recently used model through Serve's multiplexer; returns its key, or
+    None when there is none or it cannot be done here.
+
+    Serve has no public call for this (checked against ray 2.60.0): `serve.multiplexed` unloads by count
+    only (`max_num_models_per_replica`, least recently used first, calling the model's `__del__`), and
+    a model dropped behind its back would still be counted and advertised to Serve's router. So this
+    one function uses the multiplexer's private parts: the attribute `__serve_multiplex_wrapper` that
+    Serve sets on the deployment, its `models` (an OrderedDict, oldest first) and `unload_model_lru()`.
+    Without them (another Ray version) the replica logs why and loads over its budget; the count still
+    applies, and a replica that runs out of memory is retried elsewhere (executor.py)."""
     wrapper = getattr(deployment, "__serve_multiplex_wrapper", None)
-    if wrapper is None or not wrapper.models:
-        raise TaskError("the Ray replica cannot free memory for this model: lower the other models' use "
-                        "or raise local.memory_budget_gb")
-    await wrapper.unload_model_lru()
+    models = getattr(wrapper, "models", None)
+    unload = getattr(wrapper, "unload_model_lru", None)
+    if not isinstance(models, Mapping) or not callable(unload):
+        log.warning("Ray Serve's multiplexer has no models/unload_model_lru here (checked against ray 2.60.0): "
+                    "this replica cannot unload models to stay within local.memory_budget_gb and loads over it; "
+                    "lower local.ray_models_per_replica to bound its memory")
+        return None
+    if not models:
+        return None
+    oldest = str(next(iter(models)))
+    await unload()
+    return oldest

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from jarvis.config import LocalConfig
-from jarvis.errors import TaskError
+from jarvis.errors import ModelSkippedError, TaskError
 from jarvis.execution.ray.cluster import RayCluster, connect, deployment_handle
 from jarvis.execution.ray.deployment import ReplicaSettings
 from jarvis.execution.ray.lazy import import_ray
@@ -98,8 +98,8 @@ class RayExecutor:
         result = self._send(key, request, ctx)
         for line in result.progress:
             ctx.progress(line)
-        if result.error is not None:
-            raise TaskError(result.error)
+        if result.error is not None:     # a skip (a recent failed load on the replica) reads as in-process
+            raise ModelSkippedError(result.error) if result.skipped else TaskError(result.error)
         if len(result.outputs) != len(batch):
             raise TaskError(f"{model_id} returned {len(result.outputs)} results for {len(batch)} inputs")
         self._served.add((task, model_id))

@@ -54,6 +54,7 @@ class WireResult:
     node: str
     progress: list[str] = field(default_factory=list)
     error: str | None = None            # why the run failed, for the user; then `outputs` is empty
+    skipped: bool = False               # the model failed to load there a short while ago: not tried again
 
 
 # -- the app's side ----------------------------------------------------------------------------
