@@ -209,3 +209,15 @@ def test_the_embedded_llm_load_notes_reach_the_api_stream_and_mcp_progress():
     assert progress_line(note) == "llm: downloading Qwen/Qwen2.5-0.5B-Instruct: 10.5 MB of 25.3 MB (41%) <b>"  # plain text
     writing = progress_line(LLMProgress("plan", 12, 3.0))
     assert writing is None  # the MCP stream does not tell each token
+
+
+def test_notes_given_between_two_looks_are_all_shown_and_download_figures_collapse():
+    """A fast load gives "loading" and "loaded" before the run looks: both are shown, in order."""
+    from jarvis.llm.backend import Usage
+    usage = Usage()
+    for text in ("loading m on cpu, downloading it first (one time)", "downloading m: 1 MB of 9 MB (11%)",
+                 "downloading m: 5 MB of 9 MB (55%)", "loaded m in 0.1 s"):
+        usage.note(text)
+    assert usage.take_notes() == ["loading m on cpu, downloading it first (one time)",
+                                  "downloading m: 5 MB of 9 MB (55%)", "loaded m in 0.1 s"]
+    assert usage.take_notes() == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -26,6 +27,7 @@ from jarvis.outbound import (
     binds_beyond_loopback,
     literal_address,
     shown_host,
+    without_userinfo,
 )
 from tests.fakes.tls import self_signed
 from tests.prerequisites import require
@@ -266,7 +268,7 @@ def test_an_unpinned_host_is_never_connected_to(server):
     assert server.seen == []
 
 
-def test_the_ssl_context_given_is_the_one_that_checks_the_certificate(tmp_path):
+def test_the_ssl_context_given_is_the_one_that_checks_the_certificate(tmp_path, monkeypatch):
     require(bool(shutil.which("openssl")), "the openssl command", "apt-get install openssl")
     cert, key = self_signed(tmp_path, ["svc.test"])
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -276,6 +278,7 @@ def test_the_ssl_context_given_is_the_one_that_checks_the_certificate(tmp_path):
     with Server(server_side) as srv:
         with httpx.Client(transport=VettingTransport(policy, trusting)) as client:
             assert client.get(f"https://svc.test:{srv.port}/ok", timeout=10).text == "hello"
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))     # the environment is no trust store for pinned connections
         with httpx.Client(transport=VettingTransport(policy)) as client, pytest.raises(httpx.ConnectError):
             client.get(f"https://svc.test:{srv.port}/ok", timeout=10)     # the default trust store refuses it
 
@@ -326,3 +329,65 @@ def test_a_url_is_shown_as_its_host_and_port_only():
     broken = "http://user:pw@[::1/" + "x" * 200        # not a URL httpx can parse
     shown = shown_host(broken)
     assert "pw" not in shown and shown == ("http://[::1/" + "x" * 200)[:100]
+
+
+def test_a_slow_lookup_that_finishes_within_the_connect_timeout_is_used(server):
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(0.3)
+        return ["127.0.0.1"]
+    with client_for(OutboundPolicy(public_only=False, resolver=slow)) as client:
+        assert client.get(f"http://svc.test:{server.port}/ok", timeout=httpx.Timeout(30, connect=5)).text == "hello"
+
+
+def test_a_stalled_tls_handshake_is_bounded_by_the_connect_timeout():
+    listener = socket.create_server(("127.0.0.1", 0))     # accepts, then never speaks TLS
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    policy = OutboundPolicy(public_only=False, resolver=answering({"svc.test": ["127.0.0.1"]}))
+    try:
+        with client_for(policy) as client:
+            start = time.monotonic()
+            with pytest.raises(httpx.ConnectTimeout):
+                client.get(f"https://svc.test:{listener.getsockname()[1]}/", timeout=httpx.Timeout(30, connect=0.3))
+            assert time.monotonic() - start < 2.5
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_reader_that_comes_back_after_the_deadline_gets_a_read_timeout():
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+            release.wait(5)
+    threading.Thread(target=serve, daemon=True).start()
+    transport, base = pinned(time.monotonic() + 0.5, listener.getsockname()[1])
+    try:
+        with httpx.Client(transport=transport) as client, client.stream("GET", f"{base}/", timeout=30) as r:
+            time.sleep(0.7)                            # past the overall deadline before reading the body
+            with pytest.raises(httpx.ReadTimeout, match="the overall time limit was reached"):
+                r.read()
+    finally:
+        release.set()
+        listener.close()
+
+
+def test_only_http_urls_with_a_host_are_contacted():
+    only_http = "refused: only http and https URLs are contacted, not ftp:"
+    with client_for(OutboundPolicy(public_only=False, resolver=answering({}))) as client, \
+            pytest.raises(AddressRefused, match=only_http):
+        client.get("ftp://files.example/x")
+    with pytest.raises(ResourceError, match="^refused: the URL names no host$"):
+        OutboundPolicy(public_only=False).vet(httpx.URL("file:///etc/passwd"), time.monotonic() + 5)
+
+
+def test_user_names_and_passwords_never_reach_a_message():
+    assert without_userinfo("see //user:pw@host.example/x and https://a:b@c.example/") == (
+        "see //host.example/x and https://c.example/")
+    assert shown_host("file:///" + "x" * 200) == ("file:///" + "x" * 200)[:100]

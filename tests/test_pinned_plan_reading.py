@@ -60,6 +60,12 @@ def test_task_objects_are_picked_out_of_prose_and_other_objects_are_left():
     assert plan.repairs == ["the plan was not valid JSON; recovered its tasks one by one"]
 
 
+def test_no_answer_at_all_is_said_so():
+    for text in (None, "", "  \n"):
+        with pytest.raises(PlanError, match="the planner returned an empty answer"):
+            parse_plan(text)
+
+
 def test_an_empty_list_in_prose_is_a_plan_of_no_tasks_and_an_object_without_tasks_is_none():
     assert parse_plan("No tasks are needed: []").tasks == []
     with pytest.raises(PlanError, match="holds no task list"):

@@ -85,10 +85,21 @@ def test_hugginggpts_bare_object_chooses_for_the_only_task_that_asked(bare):
 
 
 def test_keys_that_name_no_task_are_skipped_not_the_rest():
-    long_key = "task " + " " * 40 + "0"
-    answer = {"model selection": {"id": "org/sst2"}, long_key: {"id": "org/sst2"}, "0": {"id": "org/roberta",
-              "reason": "r0"}, "1": {"id": "org/t5", "reason": "r1"}}
-    assert picked(json.dumps(answer)) == BOTH
+    forty = "task" + " " * 35 + "0"          # 40 characters: too long to be a task key
+    answer = {"model selection": {"id": "org/sst2"}, "0": {"id": "org/roberta", "reason": "r0"},
+              "1": {"id": "org/t5", "reason": "r1"}, forty: {"id": "org/sst2"}, forty + " ": {"id": "org/sst2"}}
+    assert len(forty) == 40 and picked(json.dumps(answer)) == BOTH
+    listed = [{"task_id": 0, "id": "org/roberta", "reason": "r0"}, {"id": "org/sst2"}, {"task": None, "id": "org/sst2"},
+              {"task_id": 1, "id": "org/t5", "reason": "r1"}]
+    assert picked(json.dumps(listed)) == BOTH
+
+
+def test_a_model_that_is_no_candidate_falls_back_to_the_top_ranked_and_says_which():
+    long_name = "org/" + "n" * 100
+    got = picked(json.dumps({"0": {"id": "org/elsewhere", "reason": "r0"}, "1": {"id": long_name}}))
+    assert got == {
+        0: ("org/sst2", "the selector named 'org/elsewhere', which is not a candidate; used the top-ranked org/sst2"),
+        1: ("org/bart", f"the selector named {long_name[:80]!r}, which is not a candidate; used the top-ranked org/bart")}
 
 
 def test_an_answer_cut_off_in_a_reason_keeps_the_choices_before_it():

@@ -163,7 +163,8 @@ def test_a_markup_name_is_refused_whatever_the_content_and_the_file_it_came_from
     ("dir\\sub\\evil.png", "evil.png"), ("../../etc/passwd", "passwd"), ("Photo.PNG", "Photo.PNG"),
     ("._hidden.png", "hidden.png"), ("☃.png", "file.png"), ("my photo (1).jpg", "my_photo_1_.jpg"),
     ("Crème brûlée.wav", "Creme_brulee.wav"), (".env", "env"), ("noext", "noext"), ("...", "file"),
-    ("a.b.c.tar.gz", "a.b.c.tar.gz"), ("x" * 150 + ".png", "x" * 96 + ".png"),
+    ("a.b.c.tar.gz", "a.b.c.tar.gz"), ("x" * 150 + ".png", "x" * 96 + ".png"), ("README", "README"),
+    ("XYZX", "XYZX"), ("Xmas.png", "Xmas.png"),
 ])
 def test_a_name_is_made_safe(given, safe):
     assert _safe_name(given) == safe

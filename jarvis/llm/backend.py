@@ -27,19 +27,23 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _note: str = field(default="", repr=False, compare=False)
+    _notes: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def note(self, text: str) -> None:
         """What the LLM is doing before it can write (the embedded model's download and load): the
-        run shows it as progress."""
+        run shows it as progress. Every note is kept until it is shown, except that a download's
+        newer figures replace older ones not yet shown."""
         with self._lock:
-            self._note = text
+            if self._notes and self._notes[-1].startswith("downloading") and text.startswith("downloading"):
+                self._notes[-1] = text
+            else:
+                self._notes.append(text)
 
-    def take_note(self) -> str:
-        """The note given since the last look ("" when none)."""
+    def take_notes(self) -> list[str]:
+        """The notes given since the last look, oldest first."""
         with self._lock:
-            text, self._note = self._note, ""
-            return text
+            notes, self._notes = self._notes, []
+            return notes
 
     def add(self, prompt: Any, completion: Any) -> None:
         with self._lock:

@@ -49,7 +49,7 @@ def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
         value = extract_json(text)
     except ValueError:
         value = None
-    if value is not None and body.rstrip()[-1:] not in ("]", "}") and find_objects(body, TASK_KEYS)[1]:
+    if value is not None and find_objects(body, TASK_KEYS)[1]:
         value = None   # it stops inside a task (the length limit): what parsed is only a part; read task by task
     if isinstance(value, dict):
         for key in ("tasks", "plan", "steps"):
@@ -58,10 +58,8 @@ def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
         if any(k in value for k in TASK_KEYS):
             return [value], repairs
         value = None
-    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):   # [] too: a plan of no tasks
         return value, repairs
-    if isinstance(value, list) and not value:
-        return [], repairs
     objects, truncated = find_objects(body, must_have=TASK_KEYS)
     if truncated:
         repairs.append(f"the plan was cut off; kept its {len(objects)} complete task(s)")

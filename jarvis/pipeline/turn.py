@@ -177,10 +177,11 @@ class Turn:
 
     def _progress(self) -> Iterator[Event]:
         now = time.perf_counter()
-        note = self.usage.take_note()
-        if note and self._calls:     # the latest call is the one waiting for its model
+        notes = self.usage.take_notes()
+        if notes and self._calls:     # the latest call is the one waiting for its model
             call = self._calls[-1]
-            yield LLMProgress(call.stage, call.tokens, round(now - call.began, 1), note)
+            for note in notes:
+                yield LLMProgress(call.stage, call.tokens, round(now - call.began, 1), note)
         for call in self._calls:
             event = call.progress(now)
             if event is not None:
