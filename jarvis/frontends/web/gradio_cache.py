@@ -30,7 +30,7 @@ def in_cache(messages: Iterable[dict[str, Any]], copies: dict[str, str]) -> list
     for m in messages:
         content = m.get("content")
         path = content.get("path") if isinstance(content, dict) else None
-        if path and not is_in_or_equal(str(abspath(path)), cache):
+        if path and isinstance(content, dict) and not is_in_or_equal(str(abspath(path)), cache):
             if path not in copies:
                 try:
                     copies[path] = processing_utils.save_file_to_cache(path, cache)
