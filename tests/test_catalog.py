@@ -281,3 +281,11 @@ def test_models_over_the_memory_budget_rank_after_those_that_fit():
     assert [m.id for m in catalog.candidates("summarization", mode="hybrid", budget_bytes=budget)][-1] == "big/one"
     assert [m.id for m in catalog.candidates("summarization", mode="local")][0] == "big/one"
     assert [m.id for m in catalog.candidates("summarization", mode="remote", budget_bytes=budget)][0] == "big/one"
+
+
+def test_the_shipped_file_is_written_as_refresh_writes_it():
+    """Each line is its entry's canonical JSON, so a refresh that keeps an entry keeps its line byte for byte
+    (hand edits that put keys in another order would make every refresh rewrite the whole file)."""
+    path = Path(__file__).resolve().parents[1] / "jarvis" / "catalog" / "data" / "catalog.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        assert json.dumps(parse_entry(json.loads(line)).to_json(), ensure_ascii=False) == line, line[:120]
