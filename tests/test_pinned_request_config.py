@@ -5,6 +5,8 @@ header); `allow_private` decides whether that endpoint is vetted as public-only.
 real one (load_config / with_overrides), nothing is patched."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jarvis.config import Config, Credentials
@@ -133,3 +135,10 @@ def test_a_public_server_refuses_a_private_endpoint_with_400_before_any_call():
     assert str(refused.value).startswith("refused LLM endpoint 'http://10.0.0.5/v1': 10.0.0.5 is a private address")
     check_endpoint(request_config(server_config(public=False), api_key="sk-caller", base_url="http://10.0.0.5/v1"))
     check_endpoint(request_config(server_config(public=True), api_key="sk-caller"))   # the server's own endpoint
+
+
+def test_a_slow_but_finishing_lookup_of_a_named_endpoint_is_waited_for():
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(0.3)
+        return ["93.184.215.14"]
+    assert endpoint_refusal("https://llm.example/v1", resolver=slow) is None
