@@ -215,3 +215,13 @@ def test_a_task_is_written_back_in_hugginggpts_format_with_its_error():
                               "error": "cannot run"}
     assert Task(3, "summarization", [1], {"text": ["a"]}).to_dict() == {
         "id": 3, "task": "summarization", "dep": [1], "args": {"text": "a"}}
+
+
+@pytest.mark.parametrize("cut", ['"dep": [0]', '"dep": [0], "args": {"text": "<GENERATED>-0"}'])
+def test_a_plan_cut_off_just_after_a_nested_closer_says_it_was_cut_off(cut):
+    """The last task stops right after its `]` or `}`: it is left out, and the repairs say the plan was cut off."""
+    text = '[{"task": "summarization", "id": 0, "dep": [-1], "args": {"text": "hi"}}, ' \
+           '{"task": "translation", "id": 1, ' + cut
+    plan = parse_plan(text)
+    assert [t.task for t in plan.tasks] == ["summarization"]
+    assert "the plan was cut off; kept its 1 complete task(s)" in plan.repairs

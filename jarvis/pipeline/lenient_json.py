@@ -128,9 +128,25 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict[
         if isinstance(obj, dict) and (not must_have or any(k in obj for k in must_have)):
             found.append((start, obj))
             covered_until = end
-    last_close = max((e for _, e in spans), default=0)
-    truncated = "{" in text[last_close:] and text.rstrip()[-1:] not in ("}", "]")
-    return [o for _, o in found], truncated
+    return [o for _, o in found], _object_left_open(text, spans)
+
+
+def _object_left_open(text: str, spans: list[tuple[int, int]]) -> bool:
+    """Whether the text ends with an object still open (cut off at a length limit), also when it
+    stops just after a nested `]` or `}`. When the scan ends inside a string, its quotes are not
+    JSON's (single-quoted text holding a `"`), so only the text's end tells: an open brace after the
+    last closed span and no closing bracket last."""
+    scan = Brackets(text)
+    opened: list[str] = []
+    for _, ch, _ in scan:
+        if ch in "[{":
+            opened.append(ch)
+        elif opened:
+            opened.pop()
+    if not scan.in_string:
+        return "{" in opened
+    last_close = max((end for _, end in spans), default=0)
+    return "{" in text[last_close:] and text.rstrip()[-1:] not in ("}", "]")
 
 
 def close_open(text: str) -> str:
