@@ -216,7 +216,8 @@ def test_remote_mode_offers_the_task_types_spaces_serve_and_says_where_each_task
     assert "summarization:" not in offered and "tabular-classification:" not in offered
     speech, depth, summary = result.tasks
     assert (speech.status, speech.executor, speech.model) == ("done", "space", "spaces/loopback/speaker")
-    assert sf.read(speech.outputs["audio"])[0].size > 0 and space.calls[-2:][0] == ("speak", ("read this aloud",))
+    assert sf.read(speech.outputs["audio"])[0].size > 0  # the two tasks run at once: their calls come in either order
+    assert ("speak", ("read this aloud",)) in space.calls[-2:] and "depth" in [name for name, _ in space.calls[-2:]]
     assert (depth.status, depth.executor) == ("done", "space") and Path(depth.outputs["image"]).is_file()
     assert depth.detail["route"] == ("ran on the Gradio Space the catalog names for spaces/loopback/depth: Inference "
                                      "Providers have no service for depth-estimation")
