@@ -209,3 +209,65 @@ def test_a_timed_out_task_is_told_to_stop(tmp_path):
     assert records[0].status == "failed"
     assert records[0].error == "timed out after 0.2 s (inference.task_timeout)"
     assert told.wait(2)
+
+
+def _drive(run, limit: float = 5.0) -> list:
+    """Step a DagRun (the streaming path) until it finishes; a run that never settles fails the test."""
+    events: list = []
+    deadline = time.perf_counter() + limit
+    while not run.finished:
+        assert time.perf_counter() < deadline, "the run did not finish"
+        events.extend(run.step())
+        run.wait(0.05)
+    return events
+
+
+def test_a_streamed_task_whose_producer_never_arrives_fails_once_the_plan_is_sealed(tmp_path):
+    """A plan cut off before task 0 arrived: task 1 waits while the plan streams, then fails naming task 0."""
+    plan = parse_plan(plan_json(("summarization", {"text": "never sent"}),
+                                ("translation", {"text": "<GENERATED>-0"}, [0])))
+    recorder = Recorder()
+    scheduler = Scheduler(Dispatcher("local", FakeExecutor(recorder)), ResourceStore(tmp_path / "store"))
+    run = scheduler.begin(time.perf_counter())
+    try:
+        run.add(plan.tasks[1], Choice(1, "org/m", "test", ["org/m"]))
+        for _ in range(3):                       # not sealed: it waits, nothing fails
+            assert list(run.step()) == [] and not run.finished
+        run.seal()
+        events = _drive(run)
+    finally:
+        run.close()
+    record = scheduler.records[1]
+    assert record.status == "failed" and "it waits for task(s) [0], which did not run" in record.error
+    assert record.model == "org/m"              # the record keeps the model chosen for it
+    assert [type(e).__name__ for e in events] == ["TaskFailed"] and recorder.inputs == []
+
+
+def test_the_wake_callback_fires_when_a_task_ends(tmp_path):
+    """The controller sleeps until `wake`: a run whose tasks end without waking it would stall the request."""
+    woke, release = threading.Event(), threading.Event()
+
+    def held(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        release.wait(5)
+        return TaskOutputs(text="ok")
+    scheduler = Scheduler(Dispatcher("local", FakeExecutor(held)), ResourceStore(tmp_path / "store"))
+    run = scheduler.begin(time.perf_counter(), wake=woke.set)
+    try:
+        plan = parse_plan(plan_json(("summarization", {"text": "hello"})))
+        run.add(plan.tasks[0], Choice(0, "org/m", "test", ["org/m"]))
+        run.seal()
+        list(run.step())                         # starts the task
+        assert woke.wait(5), "no wake when the task started"
+        woke.clear()
+        release.set()                            # the task ends now: only its end can wake the run
+        assert woke.wait(5), "no wake after the task ended"
+        events = _drive(run)
+    finally:
+        run.close()
+    assert scheduler.records[0].status == "done" and any(type(e).__name__ == "TaskFinished" for e in events)
+
+
+def test_skipped_dependents_keep_the_model_chosen_for_them(tmp_path):
+    plan = plan_json(("summarization", {"text": "broken"}), ("translation", {"text": "<GENERATED>-0"}, [0]))
+    _, records = run_bounded(tmp_path, plan, Recorder(fail_on="broken"))
+    assert (records[1].status, records[1].model, records[1].reason) == ("skipped", "org/m", "test")
