@@ -445,3 +445,12 @@ def test_a_2xx_answer_with_a_body_is_a_file(status, server, store):
 def test_a_url_without_a_scheme_is_refused_with_the_rule(store):
     with pytest.raises(ResourceError, match="only http and https URLs can be fetched, not URLs without a scheme"):
         fetch_to_store("//example.org/a.png", store)
+
+
+def test_asks_for_uncompressed_media_and_names_itself(server, store):
+    """Accept-Encoding identity: a compressed body would be refused (a decompression bomb guard), so the
+    fetcher must not invite one; Accept names media types; the User-Agent says what fetched it."""
+    fetch_to_store(_base(server) + "/dir/My%20Cat!.png", store, allow_private=True)
+    _, headers = server.seen[-1]
+    assert headers["Accept-Encoding"] == "identity"
+    assert headers["Accept"].startswith("image/*") and headers["User-Agent"].startswith("Jarvis-media-fetch/")
