@@ -19,7 +19,7 @@ from jarvis.execution.model_cache import FAILED_LOAD_TTL, CacheKey, LoadFailures
 from jarvis.execution.readiness import cached_bytes
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
 from jarvis.runners.options import RunOptions
-from jarvis.runners.registry import TASK_TYPES, local_runner
+from jarvis.runners.registry import TASK_TYPES, batches_locally, local_runner
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,7 @@ class LocalExecutor:
         return size is not None and size <= self.cache.budget
 
     def batches(self, task: str) -> bool:
-        try:
-            return local_runner(task).batching
-        except TaskError:
-            return False
+        return batches_locally(task)
 
     @staticmethod
     def _cache_key(task: str, model_id: str) -> CacheKey:

@@ -214,6 +214,14 @@ def local_runner(name: str) -> Runner:
     return _runner_instance(spec.runner)
 
 
+def batches_locally(name: str) -> bool:
+    """Whether the task type's local runner runs several inputs as one batch (False when none ships)."""
+    try:
+        return local_runner(name).batching
+    except TaskError:
+        return False
+
+
 @cache
 def _runner_instance(path: str) -> Runner:
     """One instance per runner class (runners are stateless), from its "module:Class" path."""

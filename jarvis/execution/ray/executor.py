@@ -24,7 +24,7 @@ from jarvis.execution.ray.lazy import import_ray
 from jarvis.execution.ray.wire import WireRequest, WireResult, pack_inputs, unpack_outputs
 from jarvis.execution.readiness import cached_bytes
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
-from jarvis.runners.registry import TASK_TYPES, local_runner
+from jarvis.runners.registry import TASK_TYPES, batches_locally, local_runner
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,7 @@ class RayExecutor:
         return size is not None and size <= self.settings.budget_bytes
 
     def batches(self, task: str) -> bool:
-        try:
-            return local_runner(task).batching
-        except TaskError:
-            return False
+        return batches_locally(task)
 
     # -- running -----------------------------------------------------------------------------
     def run(self, task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:

@@ -31,7 +31,7 @@ from jarvis.errors import StoreError
 from jarvis.frontends.safe_text import code_span
 from jarvis.frontends.web.gradio_cache import copies_of, shown_paths
 from jarvis.frontends.web.render import user_messages
-from jarvis.frontends.web.sessions import SessionRegistry, UISession
+from jarvis.frontends.web.sessions import SessionRegistry, UISession, sweep_every
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ class Library:
     """The conversations of one built app (build_ui): store, live sessions, who owns what."""
 
     def __init__(self, config: Config, on_close: Callable[[UISession], None] | None = None):
-        self.ttl = config.session.ttl_minutes * 60  # replaced by keep_days below once the store is open
         self.note = ""            # why conversations are not saved, for the page's status; "" when they are
         self._temp: Path | None = None
         self._lock = threading.Lock()
@@ -72,8 +71,7 @@ class Library:
                 log.error("conversations will not be saved: %s", exc)
                 self.note = f"⚠️ Conversations are not saved on this server: {exc}."
         self.saved = store is not None
-        if self.saved:
-            self.ttl = config.session.keep_days * 86400
+        self.ttl = config.session.keep_days * 86400 if self.saved else config.session.ttl_minutes * 60
         if store is None:
             self._temp = Path(tempfile.mkdtemp(prefix="jarvis-conversations-"))
             store = ConversationStore(self._temp / "conversations.db")
@@ -207,14 +205,7 @@ class Library:
         return gone
 
     def start_sweeper(self, interval: float) -> None:
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.expire()
-                except Exception:
-                    log.exception("expiring conversations failed")
-
-        threading.Thread(target=loop, name="jarvis-conversation-sweeper", daemon=True).start()
+        sweep_every(interval, self.expire, self._stop, "conversations")
 
     def close_all(self) -> None:
         """The app stops: live sessions end (saved ones keep their files), the database closes."""

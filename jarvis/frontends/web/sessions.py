@@ -93,18 +93,8 @@ class SessionRegistry:
 
     def start_sweeper(self, interval: float = 60.0) -> None:
         """A daemon thread that expires idle sessions every `interval` seconds."""
-        if self._sweeper is not None:
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.expire()
-                except Exception:
-                    log.exception("expiring web sessions failed")
-
-        self._sweeper = threading.Thread(target=loop, name="jarvis-session-sweeper", daemon=True)
-        self._sweeper.start()
+        if self._sweeper is None:
+            self._sweeper = sweep_every(interval, self.expire, self._stop, "web sessions")
 
     def close_all(self, delete_files: bool = True) -> None:
         self._stop.set()
@@ -113,3 +103,17 @@ class SessionRegistry:
         for key in keys:
             self.close(key, delete_files)
 
+
+def sweep_every(interval: float, expire: Callable[[], object], stop: threading.Event, what: str) -> threading.Thread:
+    """A daemon thread that calls `expire` every `interval` seconds until `stop` is set; a failing
+    sweep is logged and the next one still runs."""
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                expire()
+            except Exception:
+                log.exception("expiring %s failed", what)
+
+    thread = threading.Thread(target=loop, name=f"jarvis-sweeper-{what.replace(' ', '-')}", daemon=True)
+    thread.start()
+    return thread
