@@ -6,6 +6,8 @@
 #   bash scripts/mutation.sh            # all modules in scripts/mutation.cfg
 #   bash scripts/mutation.sh store      # only the modules whose path contains "store"
 # KEEP_MUTATION_WORK=1 keeps the scratch copy (its path is printed) to inspect mutmut's state.
+# MUTANTS="name-or-glob ..." runs only those mutants (e.g. the survivors of an earlier report, after new tests):
+#   MUTANTS='jarvis.files.url_fetch.x__parse__mutmut_*' bash scripts/mutation.sh url_fetch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,7 +34,9 @@ python -m venv --system-site-packages "$WORK/.venv"
 cd "$WORK"
 export HF_HUB_OFFLINE=1
 start=$(date +%s)
-"$WORK/.venv/bin/mutmut" run > "$WORK/run.log" 2>&1 || { tail -c 3000 "$WORK/run.log"; exit 1; }
+set -f  # MUTANTS holds globs for mutmut, not for the shell
+# shellcheck disable=SC2086  # MUTANTS is a space-separated list of names or globs
+"$WORK/.venv/bin/mutmut" run ${MUTANTS:-} > "$WORK/run.log" 2>&1 || { tail -c 3000 "$WORK/run.log"; exit 1; }
 "$WORK/.venv/bin/python" - "$REPORT" "$(( $(date +%s) - start ))" <<'PY'
 import re, subprocess, sys
 from collections import Counter, defaultdict
@@ -43,6 +47,8 @@ by_module: dict[str, Counter] = defaultdict(Counter)
 survivors: dict[str, list[str]] = defaultdict(list)
 for line in lines:
     name, _, status = line.strip().rpartition(": ")
+    if status == "not checked":  # outside the MUTANTS selection
+        continue
     module = re.sub(r"\.x[_ǁ].*$", "", name)
     by_module[module][status] += 1
     if status in ("survived", "no tests"):
