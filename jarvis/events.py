@@ -47,6 +47,7 @@ class LLMProgress(Event):
     tokens: int                 # chunks received so far: about one token each (0: none yet)
     seconds: float              # since the call began
     note: str = ""              # "downloading ORG/NAME: 312 MB of 988 MB (32%)...", "loaded ORG/NAME in 4.1 s"
+    note_kind: str = ""         # the note's: "milestone", or "progress" (a download's figures, outdated by the next)
 
 
 @dataclass

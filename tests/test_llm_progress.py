@@ -15,9 +15,8 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,13 @@ import pytest
 from jarvis.catalog.entries import Catalog
 from jarvis.config import load_config
 from jarvis.events import Done, LLMProgress, PlanReady
-from jarvis.execution.downloads import progress_line
+from jarvis.execution.downloads import RepoSize, progress_line
 from jarvis.frontends.web.render import TurnRenderer
 from jarvis.llm.embedded import DEFAULT_MODEL
 from jarvis.pipeline.controller import Controller
 from jarvis.session import Session
 from tests.fakes.fake_executor import FakeExecutor
+from tests.fakes.loopback import HandlerThread
 from tests.tiny import snapshot_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,32 +101,26 @@ class SlowHub(BaseHTTPRequestHandler):
 
 
 def test_progress_line_says_bytes_speed_and_time_left():
-    assert progress_line("a/b", 312_000_000, 988_000_000, 4_100_000) == \
+    assert progress_line("a/b", 312_000_000, RepoSize(988_000_000, 11_000_000), 4_100_000) == \
         "downloading a/b: 312.0 MB of 988.0 MB (31%), 4.1 MB/s, about 2 min 45 s left"
     assert progress_line("a/b", 5_000, None, 2_500.0) == "downloading a/b: 5 KB so far, 2 KB/s"
-    assert progress_line("a/b", 5_000, 9_000, 0.0) == "downloading a/b: 5 KB of 9 KB (55%), waiting"
+    assert progress_line("a/b", 5_000, RepoSize(9_000, 1_000), 0.0) == "downloading a/b: 5 KB of 9 KB (55%), waiting"
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_first_download_and_load_of_the_embedded_llm_show_on_the_cli(tiny_llm, hub_cache, tmp_path):
     SlowHub.repo, SlowHub.snapshot = tiny_llm, snapshot_dir(hub_cache, tiny_llm)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     fresh = tmp_path / "empty-cache"
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "HF_TOKEN", "OPENAI_BASE_URL",
                                                             "HF_HUB_OFFLINE")}
-    env.update({"PYTHONPATH": str(ROOT), "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
-                "HF_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(fresh), "JARVIS_LLM_BACKEND": "local",
-                "HF_HUB_DISABLE_XET": "1"})
-    try:
+    with HandlerThread(SlowHub) as server:
+        env.update({"PYTHONPATH": str(ROOT), "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "home"),
+                    "HF_HUB_CACHE": str(fresh), "JARVIS_LLM_BACKEND": "local", "HF_HUB_DISABLE_XET": "1"})
         proc = subprocess.run([sys.executable, "-m", "jarvis", "--mode", "remote", "run",
                                "Describe example.jpg, then read the description aloud.", "--json",
                                "--out", str(tmp_path / "out")],
                               capture_output=True, text=True, env=env, timeout=200, cwd=ROOT)
-    finally:
-        server.shutdown()
-        server.server_close()
     lines = [line for line in proc.stderr.splitlines() if line.startswith("llm: ") and "tokens," not in line]
     assert lines[0] == f"llm: loading {tiny_llm} on cpu, downloading it first (one time)", proc.stderr[-3000:]
     downloading = [line for line in lines if line.startswith(f"llm: downloading {tiny_llm}: ")]
@@ -136,7 +130,8 @@ def test_first_download_and_load_of_the_embedded_llm_show_on_the_cli(tiny_llm, h
                        r"(starting|waiting|[\d.]+ [KM]?B/s)(, about (\d+ min )?\d+ s left)?$")
     matches = [shown.match(line) for line in downloading]
     assert all(matches), downloading
-    assert {m.group(1) for m in matches if m} == {progress_line("x", 0, total, 0).split(" of ")[1].split(" (")[0]}
+    shown_total = progress_line("x", 0, RepoSize(total, 0), 0).split(" of ")[1].split(" (")[0]
+    assert {m.group(1) for m in matches if m} == {shown_total}
     percents = [int(m.group(2)) for m in matches if m]
     assert percents == sorted(percents) and percents[0] < percents[-1] and percents[0] < 100, downloading
     assert any(m and m.group(4) for m in matches), "the time left, once the speed is known"
@@ -215,9 +210,10 @@ def test_notes_given_between_two_looks_are_all_shown_and_download_figures_collap
     """A fast load gives "loading" and "loaded" before the run looks: both are shown, in order."""
     from jarvis.llm.backend import Usage
     usage = Usage()
-    for text in ("loading m on cpu, downloading it first (one time)", "downloading m: 1 MB of 9 MB (11%)",
-                 "downloading m: 5 MB of 9 MB (55%)", "loaded m in 0.1 s"):
-        usage.note(text)
-    assert usage.take_notes() == ["loading m on cpu, downloading it first (one time)",
-                                  "downloading m: 5 MB of 9 MB (55%)", "loaded m in 0.1 s"]
+    for text, kind in (("loading m on cpu, downloading it first (one time)", "milestone"),
+                       ("downloading m: 1 MB of 9 MB (11%)", "progress"), ("downloading m: 5 MB of 9 MB (55%)", "progress"),
+                       ("loaded m in 0.1 s", "milestone")):
+        usage.note(text, kind, source="m")
+    assert [n.text for n in usage.take_notes()] == ["loading m on cpu, downloading it first (one time)",
+                                                    "downloading m: 5 MB of 9 MB (55%)", "loaded m in 0.1 s"]
     assert usage.take_notes() == []

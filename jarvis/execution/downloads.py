@@ -5,8 +5,15 @@ their own, with no progress callback. So `DownloadMeter` watches the cache inste
 the repo's blobs folder (partial files included) against what the repo's weights and files weigh
 (one model-info call to the Hub, made only once bytes arrive), and reports a line every few seconds
 (bytes, speed, time left) to the caller's `report`, the same function its "loading..." and
-"loaded..." lines go to. A model already cached, or a local folder, downloads nothing: no line.
-Both the task models' loads (jarvis.execution.local) and the embedded LLM's use it.
+"loaded..." lines go to. Every line it reports is progress: each outdates the one before.
+
+Its time left waits for the weights: until more bytes have arrived than the repo's other files weigh
+(configs, tokenizer: small files that come first, often with a pause before the weights), a speed
+measured on them says nothing of the weights', so the line shows bytes and speed but no time left.
+
+Only a load that will download is watched (`metered`): a model whose weights are in the cache, or a
+local folder, gets no meter and no polling thread. Both the task models' loads
+(jarvis.execution.local) and the embedded LLM's use it.
 """
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -41,7 +50,14 @@ def _bytes_in(folder: Path) -> int:
         return 0
 
 
-def repo_bytes(model_id: str) -> int | None:
+@dataclass(frozen=True)
+class RepoSize:
+    """What a loader downloads of a Hub repo, in bytes: all of it, and the part that is not weights."""
+    total: int
+    other: int        # configs, tokenizer and every other file that is not a weight
+
+
+def repo_size(model_id: str) -> RepoSize | None:
     """What a loader downloads of a Hub repo: its weights in the format the loader reads, and every
     file that is not a weight (configs, tokenizer); None when the Hub does not say."""
     from huggingface_hub import HfApi
@@ -55,7 +71,8 @@ def repo_bytes(model_id: str) -> int | None:
         return None
     _, weights = weight_files(sizes)
     suffixes = tuple(suffix for _, group in WEIGHT_FORMATS for suffix in group)
-    return sum(size for name, size in sizes.items() if name in weights or not name.endswith(suffixes))
+    other = sum(size for name, size in sizes.items() if name not in weights and not name.endswith(suffixes))
+    return RepoSize(other + sum(sizes[name] for name in weights), other)
 
 
 def _size(n: float) -> str:
@@ -73,14 +90,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
-def progress_line(model_id: str, done: int, total: int | None, rate: float) -> str:
-    """'downloading ORG/NAME: 312.0 MB of 988.0 MB (32%), 4.1 MB/s, about 2 min 45 s left'."""
+def progress_line(model_id: str, done: int, size: RepoSize | None, rate: float) -> str:
+    """'downloading ORG/NAME: 312.0 MB of 988.0 MB (32%), 4.1 MB/s, about 2 min 45 s left'; the time
+    left only once the weights arrive (more bytes done than the repo's other files weigh)."""
     speed = f"{_size(rate)}/s" if rate > 0 else "waiting" if done else "starting"
-    if not total:
+    if not size or not size.total:
         return f"downloading {model_id}: {_size(done)} so far, {speed}"
+    total = size.total
     done = min(done, total)
-    left = f", about {_duration((total - done) / rate)} left" if rate > 0 and done < total else ""
+    weighing = rate > 0 and size.other < done < total
+    left = f", about {_duration((total - done) / rate)} left" if weighing else ""
     return f"downloading {model_id}: {_size(done)} of {_size(total)} ({100 * done // total}%), {speed}{left}"
+
+
+def metered(model_id: str, cached: int | None, report: Callable[[str], None]) -> AbstractContextManager[object]:
+    """What to hold a load in: a DownloadMeter when the load will download (`cached`, what
+    jarvis.execution.readiness.cached_bytes found of its weights, is None or 0), else nothing."""
+    return nullcontext() if cached else DownloadMeter(model_id, report)
 
 
 class DownloadMeter:
@@ -88,11 +114,11 @@ class DownloadMeter:
     `every` seconds through `report`, once bytes arrive in the cache."""
 
     def __init__(self, model_id: str, report: Callable[[str], None], every: float = EVERY,
-                 total: Callable[[str], int | None] = repo_bytes):
+                 size: Callable[[str], RepoSize | None] = repo_size):
         self.model_id = model_id
         self.report = report
         self.every = every
-        self._total = total
+        self._size = size
         self._folder = _blobs(model_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,7 +139,7 @@ class DownloadMeter:
     def _watch(self) -> None:
         assert self._folder is not None
         start = _bytes_in(self._folder)
-        total: int | None = None
+        size: RepoSize | None = None
         asked = False
         began = last = time.monotonic()
         window: list[tuple[float, int]] = []     # (time, bytes) over the last few seconds: the speed
@@ -124,7 +150,7 @@ class DownloadMeter:
                 continue
             if not asked:
                 asked = True
-                total = self._total(self.model_id)
+                size = self._size(self.model_id)
             window = [(t, b) for t, b in window if now - t <= 2 * self.every] + [(now, done)]
             if now - last < self.every and len(self.lines):
                 continue
@@ -133,7 +159,7 @@ class DownloadMeter:
             last = now
             (t0, b0), (t1, b1) = window[0], window[-1]
             rate = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-            line = progress_line(self.model_id, done, total, rate)
+            line = progress_line(self.model_id, done, size, rate)
             self.lines.append(line)
             try:
                 self.report(line)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jarvis.config import LocalConfig
 from jarvis.errors import TaskError
-from jarvis.execution.downloads import DownloadMeter
+from jarvis.execution.downloads import metered
 from jarvis.execution.model_cache import FAILED_LOAD_TTL, CacheKey, LoadFailures, ModelCache
 from jarvis.execution.readiness import cached_bytes
 from jarvis.runners.base import Device, RunContext, Runner, TaskInputs, TaskOutputs
@@ -101,6 +101,7 @@ class LocalExecutor:
         key = runner.cache_key(model_id)
         device = self.device
         expected = 0
+        size: int | None = None
         if key not in self.cache:
             self.cache.failures.check(key)  # a recent failed load: skipped, without the progress line
             size = cached_bytes(model_id) if model_id and model_id != "builtin" else 0
@@ -109,13 +110,16 @@ class LocalExecutor:
             expected = size or 0
         ctx.device = device
         ctx.options = ctx.options.on_top_of(self.options)
-        return runner, self.cache.using(key, self._loader(runner, model_id, device, ctx), expected)
+        return runner, self.cache.using(key, self._loader(runner, model_id, device, ctx, size), expected)
 
     @staticmethod
-    def _loader(runner: Runner, model_id: str, device: Device, ctx: RunContext) -> Callable[[], Any]:
+    def _loader(runner: Runner, model_id: str, device: Device, ctx: RunContext, size: int | None) -> Callable[[], Any]:
+        """The model's load; `size` is what the cache held of its weights when the task began (None: not
+        cached, or not looked at because it was loaded then), and the cache is looked at again only then."""
         def load() -> Any:
+            cached = size if size is not None else cached_bytes(model_id)
             try:
-                with LOAD_LOCK, DownloadMeter(model_id, ctx.progress):   # a first download's progress
+                with LOAD_LOCK, metered(model_id, cached, ctx.progress):   # a download's progress, if it downloads
                     started = time.perf_counter()
                     loaded = runner.load(model_id, device)
                 ctx.progress(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")

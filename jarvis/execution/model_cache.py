@@ -56,11 +56,13 @@ class LoadFailures:
         self._failed: dict[CacheKey, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
-    def remember(self, key: CacheKey, error: str | BaseException) -> None:
-        """Remember the key's failed load: the message, or an exception's first line."""
+    def remember(self, key: CacheKey, error: str | BaseException, ago: float = 0.0) -> None:
+        """Remember the key's failed load: the message, or an exception's first line; `ago`, the seconds
+        since it failed, for a failure another process saw first (a Ray replica's), so that it is
+        forgotten when that process forgets it."""
         reason = error if isinstance(error, str) else _first_line(error)
         with self._lock:
-            self._failed[key] = (self._clock(), reason)
+            self._failed[key] = (self._clock() - ago, reason)
 
     def forget(self, key: CacheKey) -> None:
         with self._lock:

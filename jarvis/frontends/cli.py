@@ -101,7 +101,7 @@ class Progress:
             self.line(text)
 
     def _llm(self, event: LLMProgress) -> None:
-        if event.note and not (self.tty and event.note.startswith("downloading")):
+        if event.note and not (self.tty and event.note_kind == "progress"):
             self.line(f"llm: {event.note}")      # the embedded LLM's load, and (logged) its download's progress
             return
         text = f"llm: {event.note}" if event.note else \

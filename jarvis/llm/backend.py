@@ -20,6 +20,19 @@ from jarvis.config import Config
 Backend = Literal["openai", "local"]
 
 
+NoteKind = Literal["milestone", "progress"]
+
+
+@dataclass(frozen=True)
+class Note:
+    """What the LLM is doing before it can write, as its emitter says: a "milestone" (loading, loaded)
+    is shown whatever follows; a "progress" note (a download's figures) is outdated by the next one
+    from the same `source` (the model it is about)."""
+    text: str
+    kind: NoteKind = "milestone"
+    source: str = ""
+
+
 @dataclass
 class Usage:
     """LLM calls and tokens of one request, added to by every call (thread-safe)."""
@@ -27,19 +40,18 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _notes: list[str] = field(default_factory=list, repr=False, compare=False)
+    _notes: list[Note] = field(default_factory=list, repr=False, compare=False)
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, kind: NoteKind = "milestone", source: str = "") -> None:
         """What the LLM is doing before it can write (the embedded model's download and load): the
-        run shows it as progress. Every note is kept until it is shown, except that a download's
-        newer figures replace older ones not yet shown."""
+        run shows it as progress. Every note is kept until it is shown, except that a progress note
+        replaces the previous progress note of the same source not shown yet (newer figures)."""
         with self._lock:
-            if self._notes and self._notes[-1].startswith("downloading") and text.startswith("downloading"):
-                self._notes[-1] = text
-            else:
-                self._notes.append(text)
+            if kind == "progress":
+                self._notes = [n for n in self._notes if n.kind != "progress" or n.source != source]
+            self._notes.append(Note(text, kind, source))
 
-    def take_notes(self) -> list[str]:
+    def take_notes(self) -> list[Note]:
         """The notes given since the last look, oldest first."""
         with self._lock:
             notes, self._notes = self._notes, []

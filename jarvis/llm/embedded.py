@@ -32,13 +32,13 @@ from typing import Any
 
 from jarvis.config import Config, LocalConfig
 from jarvis.errors import LLMError, ModelSkippedError
-from jarvis.execution.downloads import DownloadMeter
+from jarvis.execution.downloads import metered
 from jarvis.execution.executor import Executor
 from jarvis.execution.local import LOAD_LOCK, LocalExecutor, pick_device
 from jarvis.execution.local_slots import SlotLimitedExecutor
 from jarvis.execution.model_cache import ModelCache
 from jarvis.execution.readiness import cached_bytes
-from jarvis.llm.backend import OutputSchema, Usage
+from jarvis.llm.backend import NoteKind, OutputSchema, Usage
 from jarvis.llm.constrained import ConstrainedDecoder, GrammarLogitsProcessor, tokenizer_for
 from jarvis.runners.base import Device
 from jarvis.runners.local.loading import first_line
@@ -122,24 +122,26 @@ class EmbeddedLLM:
         yield from self._generate(messages, usage, max_tokens, self.temperature, schema)
 
     # -- loading ------------------------------------------------------------------------------------
-    def _loaded(self, report: Callable[[str], None]) -> AbstractContextManager[Any]:
+    def _loaded(self, usage: Usage) -> AbstractContextManager[Any]:
         """The loaded model (a TextModel), held for the with-block: calls to it take turns. A load
-        reports what it does (`report`): where it loads, the first download's progress, its time."""
+        notes what it does (`usage.note`): where it loads and its time (milestones), and a download's
+        progress (each line outdating the one before)."""
         runner = local_runner(RUNNER_TASK)
         device = self._home.device()
         size = cached_bytes(self.model_id)
         model_id = self.model_id
 
-        def say(line: str) -> None:
+        def say(line: str, kind: NoteKind = "milestone") -> None:
             log.info("embedded LLM: %s", line)
-            report(line)
+            usage.note(line, kind, source=model_id)
 
         def load() -> Any:
             where = "downloading it first (one time)" if size is None and not Path(model_id).is_dir() \
                 else "from the local cache"
             say(f"loading {model_id} on {device.name}, {where}")
             try:
-                with LOAD_LOCK, DownloadMeter(model_id, say):   # one load at a time, the task models' included
+                # one load at a time, the task models' included; a download's progress when it downloads
+                with LOAD_LOCK, metered(model_id, size, lambda line: say(line, "progress")):
                     started = time.perf_counter()
                     loaded = runner.load(model_id, device)
                 say(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")
@@ -192,7 +194,7 @@ class EmbeddedLLM:
         from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
         with ExitStack() as stack:
             try:
-                loaded = stack.enter_context(self._loaded(usage.note))
+                loaded = stack.enter_context(self._loaded(usage))
             except ModelSkippedError as exc:
                 raise LLMError(f"the embedded LLM is not loaded again yet: {exc}; {HOSTED_HINT}") from None
             input_ids = self._prompt(loaded, messages)

@@ -115,7 +115,8 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict[
 
     Returns (objects in order, truncated) where truncated says an object was opened but never closed.
     """
-    spans = sorted(balanced_spans(text, max_depth=MAX_SCAN_DEPTH), key=lambda s: (s[0], -s[1]))
+    spans, truncated = _scan_objects(text)
+    spans.sort(key=lambda s: (s[0], -s[1]))
     found: list[tuple[int, dict[str, Any]]] = []
     covered_until = -1
     for start, end in spans:
@@ -128,25 +129,35 @@ def find_objects(text: str, must_have: tuple[str, ...] = ()) -> tuple[list[dict[
         if isinstance(obj, dict) and (not must_have or any(k in obj for k in must_have)):
             found.append((start, obj))
             covered_until = end
-    return [o for _, o in found], _object_left_open(text, spans)
+    return [o for _, o in found], truncated
 
 
-def _object_left_open(text: str, spans: list[tuple[int, int]]) -> bool:
-    """Whether the text ends with an object still open (cut off at a length limit), also when it
-    stops just after a nested `]` or `}`. When the scan ends inside a string, its quotes are not
-    JSON's (single-quoted text holding a `"`), so only the text's end tells: an open brace after the
-    last closed span and no closing bracket last."""
+def _scan_objects(text: str) -> tuple[list[tuple[int, int]], bool]:
+    """One scan for find_objects: the balanced {...} spans nested at most MAX_SCAN_DEPTH deep (as
+    balanced_spans finds them), and whether the text ends with an object still open (cut off at a
+    length limit), also when it stops just after a nested `]` or `}`: a `{` among the brackets left
+    open, where a closer closes whichever bracket was opened last. When the scan ends inside a string,
+    its quotes are not JSON's (single-quoted text holding a `"`), so only the text's end tells: an open
+    brace after the last closed span and no closing bracket last."""
+    spans: list[tuple[int, int]] = []
+    braces: list[int] = []       # where each `{` not yet closed by a `}` began
+    opened: list[str] = []       # every bracket left open, both kinds
     scan = Brackets(text)
-    opened: list[str] = []
-    for _, ch, _ in scan:
+    for i, ch, _ in scan:
+        if ch == "{":
+            braces.append(i)
+        elif ch == "}" and braces:
+            start = braces.pop()
+            if len(braces) <= MAX_SCAN_DEPTH:
+                spans.append((start, i + 1))
         if ch in "[{":
             opened.append(ch)
         elif opened:
             opened.pop()
     if not scan.in_string:
-        return "{" in opened
+        return spans, "{" in opened
     last_close = max((end for _, end in spans), default=0)
-    return "{" in text[last_close:] and text.rstrip()[-1:] not in ("}", "]")
+    return spans, "{" in text[last_close:] and text.rstrip()[-1:] not in ("}", "]")
 
 
 def close_open(text: str) -> str:

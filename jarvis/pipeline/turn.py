@@ -181,7 +181,7 @@ class Turn:
         if notes and self._calls:     # the latest call is the one waiting for its model
             call = self._calls[-1]
             for note in notes:
-                yield LLMProgress(call.stage, call.tokens, round(now - call.began, 1), note)
+                yield LLMProgress(call.stage, call.tokens, round(now - call.began, 1), note.text, note.kind)
         for call in self._calls:
             event = call.progress(now)
             if event is not None:

@@ -141,6 +141,10 @@ class ReplicaModels:
         if key not in self.held:
             self.failures.check(cache_key(key))
 
+    def failed_load(self, key: str) -> tuple[float, str] | None:
+        """(seconds since, why) of the key's failed load while this replica remembers it."""
+        return self.failures.recent(cache_key(key))
+
     def made_room(self, dropped: str, key: str) -> None:
         """Note that `dropped` was unloaded to keep the budget while loading `key`."""
         self.unloaded.append((dropped, key))
@@ -285,7 +289,7 @@ def build_app(settings: ReplicaSettings, runners: Mapping[str, Runner] | None = 
                 raise
             except Exception as exc:
                 return WireResult([], self.replica, self.node, progress, error=failure(exc),
-                                  skipped=isinstance(exc, ModelSkippedError))
+                                  skipped=isinstance(exc, ModelSkippedError), failed_load=self.models.failed_load(key))
             return WireResult(outputs, self.replica, self.node, progress)
 
         def stats(self) -> dict[str, Any]:

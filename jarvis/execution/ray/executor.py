@@ -7,6 +7,10 @@ the session's store here. A replica that dies during a task (killed, out of memo
 costs one retry, which Serve routes to a live replica; a second loss fails the attempt, and the
 dispatcher moves on to the next candidate model, as for any executor.
 
+A model that failed to load on a replica is remembered here too, from the replica's answer and for as
+long as the replica remembers it (LoadFailures, the replicas' failed_load_ttl): `ready` says no to it,
+so hybrid mode sends its tasks to the remote executor instead of a replica that fails them at once.
+
 Tasks on Ray do not take the server's local slot (local_slots.py): the replicas are the limit, each
 runs one task at a time, and Serve queues the rest.
 """
@@ -18,6 +22,7 @@ from typing import Any
 
 from jarvis.config import LocalConfig
 from jarvis.errors import ModelSkippedError, TaskError
+from jarvis.execution.model_cache import LoadFailures
 from jarvis.execution.ray.cluster import RayCluster, connect, deployment_handle
 from jarvis.execution.ray.deployment import ReplicaSettings
 from jarvis.execution.ray.lazy import import_ray
@@ -52,6 +57,7 @@ class RayExecutor:
         self.settings = settings
         self.cluster = cluster          # left (and stopped, when started here) on close; None: the caller's
         self._served: set[tuple[str, str]] = set()
+        self.failures = LoadFailures(settings.failed_load_ttl)   # the replicas' failed loads, as they told them
 
     @classmethod
     def from_config(cls, local: LocalConfig) -> RayExecutor:
@@ -70,8 +76,11 @@ class RayExecutor:
         return spec is not None and spec.local
 
     def ready(self, task: str, model_id: str) -> bool:
-        """A replica ran it already, or its files are in this machine's cache and fit a replica's budget."""
+        """Not when it failed to load on a replica a short while ago; else when a replica ran it already, or
+        its files are in this machine's cache and fit a replica's budget."""
         if not self.can_run(task):
+            return False
+        if self.failures.recent(local_runner(task).cache_key(model_id)) is not None:
             return False
         if (task, model_id) in self._served:
             return True
@@ -89,12 +98,17 @@ class RayExecutor:
         return self._call(task, model_id, batch, ctx)
 
     def _call(self, task: str, model_id: str, batch: list[TaskInputs], ctx: RunContext) -> list[TaskOutputs]:
-        key = "|".join(local_runner(task).cache_key(model_id))
+        cache_key = local_runner(task).cache_key(model_id)
         request = WireRequest(task, model_id, [pack_inputs(inputs) for inputs in batch], ctx.options)
         ctx.progress(f"sent to Ray ({model_id})")
-        result = self._send(key, request, ctx)
+        result = self._send("|".join(cache_key), request, ctx)
         for line in result.progress:
             ctx.progress(line)
+        if result.failed_load is not None:
+            ago, why = result.failed_load
+            self.failures.remember(cache_key, why, ago)
+        elif result.error is None:
+            self.failures.forget(cache_key)
         if result.error is not None:     # a skip (a recent failed load on the replica) reads as in-process
             raise ModelSkippedError(result.error) if result.skipped else TaskError(result.error)
         if len(result.outputs) != len(batch):

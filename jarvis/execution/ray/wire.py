@@ -55,6 +55,8 @@ class WireResult:
     progress: list[str] = field(default_factory=list)
     error: str | None = None            # why the run failed, for the user; then `outputs` is empty
     skipped: bool = False               # the model failed to load there a short while ago: not tried again
+    failed_load: tuple[float, str] | None = None   # (seconds since, why) of that failed load, when `error` is one
+                                                    # (or a skip for one): the app remembers it too
 
 
 # -- the app's side ----------------------------------------------------------------------------
