@@ -128,20 +128,23 @@ class EmbeddedLLM:
         progress (each line outdating the one before)."""
         runner = local_runner(RUNNER_TASK)
         device = self._home.device()
-        size = cached_bytes(self.model_id)
         model_id = self.model_id
+        key = runner.cache_key(model_id)
+        # what the Hub cache holds of it, looked up only when it is not loaded already (every call asks)
+        size = cached_bytes(model_id) if key not in self._home.cache else None
 
         def say(line: str, kind: NoteKind = "milestone") -> None:
             log.info("embedded LLM: %s", line)
             usage.note(line, kind, source=model_id)
 
         def load() -> Any:
-            where = "downloading it first (one time)" if size is None and not Path(model_id).is_dir() \
+            held = size if size is not None else cached_bytes(model_id)   # unloaded since the look: look again
+            where = "downloading it first (one time)" if held is None and not Path(model_id).is_dir() \
                 else "from the local cache"
             say(f"loading {model_id} on {device.name}, {where}")
             try:
                 # one load at a time, the task models' included; a download's progress when it downloads
-                with LOAD_LOCK, metered(model_id, size, lambda line: say(line, "progress")):
+                with LOAD_LOCK, metered(model_id, held, lambda line: say(line, "progress")):
                     started = time.perf_counter()
                     loaded = runner.load(model_id, device)
                 say(f"loaded {model_id} in {time.perf_counter() - started:.1f} s")
@@ -150,7 +153,7 @@ class EmbeddedLLM:
                 raise LLMError(f"the embedded LLM {model_id} could not be loaded ({first_line(exc)}): it is "
                                "downloaded from the Hugging Face Hub at first use, so check the network, or set "
                                f"llm.model (JARVIS_LLM_MODEL) to an instruct model's Hub id or folder; {HOSTED_HINT}") from exc
-        return self._home.cache.using(runner.cache_key(model_id), load, size or 0)
+        return self._home.cache.using(key, load, size or 0)
 
     @staticmethod
     def _grammar_tokenizer(loaded: Any) -> Any:
