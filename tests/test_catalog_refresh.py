@@ -10,8 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -19,6 +18,7 @@ import pytest
 
 from jarvis.catalog.entries import Catalog
 from jarvis.errors import CatalogError
+from tests.fakes.loopback import HandlerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 BERT, FLAIR, XLMR = "dslim/bert-base-NER", "flair/ner-english", "FacebookAI/xlm-roberta-large-finetuned-conll03-english"
@@ -183,12 +183,8 @@ class FakeHub(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_hub():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with HandlerThread(FakeHub) as server:
+        yield server.url
 
 
 def run_refresh(endpoint: str, home: Path, *args: str) -> subprocess.CompletedProcess:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -15,6 +14,7 @@ import pytest
 
 from jarvis.catalog.entries import Catalog
 from tests.fakes.gradio_space import LoopbackSpace
+from tests.fakes.loopback import HandlerThread
 from tests.test_catalog_refresh import run_refresh
 
 pytestmark = pytest.mark.timeout(180)
@@ -74,13 +74,8 @@ class SpaceHub(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def hub_and_space():
-    with LoopbackSpace() as space:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), SpaceHub)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield f"http://127.0.0.1:{server.server_address[1]}", space
-        server.shutdown()
-        server.server_close()
+    with LoopbackSpace() as space, HandlerThread(SpaceHub) as server:
+        yield server.url, space
 
 
 @pytest.mark.slow

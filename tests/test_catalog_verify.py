@@ -7,14 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from jarvis.catalog.entries import Catalog
 from jarvis.catalog.verify import targets
+from tests.fakes.loopback import HandlerThread
 from tests.tiny import snapshot_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,17 +126,12 @@ def test_verify_downloads_a_model_that_is_not_cached(tiny_models, hub_cache, tmp
     """Online, a model missing from the cache is downloaded first (here from a loopback Hub)."""
     repo = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     ReplicaHub.repo, ReplicaHub.snapshot, ReplicaHub.fetched = repo, snapshot_dir(hub_cache, repo), []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ReplicaHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     fresh = tmp_path / "empty-cache"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
-           "HF_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(fresh)}
-    env.pop("HF_HUB_OFFLINE")
-    try:
+    with HandlerThread(ReplicaHub) as server:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": server.url,
+               "HF_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(fresh)}
+        env.pop("HF_HUB_OFFLINE")
         result = verify_cli("--model", repo, "--json", env=env)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 0, result.stderr
     (report,) = json.loads(result.stdout)
     assert report["status"] == "ok" and report["task"] == "text-classification"

@@ -16,9 +16,7 @@ import json
 import logging
 import socket
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -35,6 +33,7 @@ from jarvis.frontends.web.credentials import resolve, status_markdown
 from jarvis.llm.client import LLM, Usage
 from jarvis.pipeline.controller import Controller
 from tests.fakes.llm_server import Fault, ScriptedLLM
+from tests.fakes.loopback import HandlerThread, UvicornThread
 from tests.fakes.tls import self_signed, serve_tls
 from tests.uiapp import free_port, write_catalog
 
@@ -122,22 +121,10 @@ def ask(client, text: str, key: str = "", base_url: str = "") -> str:
 @contextlib.contextmanager
 def api_server(config: Config, controller: Controller | None = None):
     """The HTTP API under uvicorn on a free loopback port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(config, controller or Controller(config)),
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 15
-    while not server.started:
-        assert time.time() < deadline, "the API server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    app = create_app(config, controller or Controller(config))
+    with UvicornThread(lambda port: uvicorn.Config(app, log_level="warning", lifespan="on"),
+                       what="the API server") as live:
+        yield live.url
 
 
 def api_chat(base: str, **headers: str) -> httpx.Response:
@@ -162,13 +149,8 @@ def redirector(location: str):
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with HandlerThread(Handler) as server:
+        yield server.port
 
 
 # -- 1. exact endpoint identity ---------------------------------------------------------

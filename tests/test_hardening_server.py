@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from jarvis.frontends.http.app import create_app
 from jarvis.frontends.http.serving import guarded, server_controller, uvicorn_config
 from tests.fakes.llm_server import ScriptedLLM
+from tests.fakes.loopback import UvicornThread
 from tests.helpers import config_for, plan_json
 from tests.uiapp import TTS, ensure_models, write_catalog
 
@@ -27,30 +27,13 @@ pytestmark = pytest.mark.timeout(120)
 TOKENS = "tok-alice,tok-bob"
 
 
-class Served:
-    """An ASGI app behind Jarvis's guards and connection layer, on a free loopback port."""
+class Served(UvicornThread):
+    """An ASGI app behind Jarvis's guards and connection layer, on a free loopback port; stopped
+    without waiting for browsers' event streams."""
 
     def __init__(self, app, config):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings = uvicorn_config(guarded(app, config, "127.0.0.1"), config, "127.0.0.1", self.port)
-        self.server = uvicorn.Server(settings)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            assert time.time() < deadline, "the server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = self.server.force_exit = True   # no waiting for browsers' event streams
-        self.thread.join(15)
-        self.sock.close()
+        super().__init__(lambda port: uvicorn_config(guarded(app, config, "127.0.0.1"), config, "127.0.0.1", port),
+                         force_exit=True, start_timeout=20)
 
 
 class Stall:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
@@ -26,12 +27,14 @@ pytestmark = pytest.mark.timeout(240)
 STREET = Path(__file__).resolve().parent.parent / "examples" / "street.png"
 DETECTOR = "hustvl/yolos-tiny"
 TOKEN = "tok-mcp"
+# a model card's summary as a hostile author could write it: raw HTML, a remote image, a link hiding its address
+HOSTILE = "Captions <img src=https://evil.example/i.png> ![beacon](https://evil.example/p.png) [docs](https://evil.example/)"
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory, hub_cache) -> Path:
     ensure_models(hub_cache, {CAPTIONER, TTS, DETECTOR})
-    rows = [{"id": CAPTIONER, "task": "image-to-text", "downloads": 100, "local": True},
+    rows = [{"id": CAPTIONER, "task": "image-to-text", "downloads": 100, "local": True, "description": HOSTILE},
             {"id": TTS, "task": "text-to-speech", "downloads": 100, "local": True},
             {"id": DETECTOR, "task": "object-detection", "downloads": 100, "local": True}]
     path = tmp_path_factory.mktemp("mcp") / "catalog.jsonl"
@@ -94,6 +97,20 @@ def test_tools_are_listed_with_their_schema_and_gradios_endpoints_are_not_tools(
         assert "image content" in jarvis.description and jarvis.annotations.readOnlyHint is False
         assert tools["run_task"].inputSchema["required"] == ["task", "model"]
         assert tools["list_task_types"].annotations.readOnlyHint is True
+        # the tools returning data publish what their structured content is; `jarvis` answers in content only
+        assert tools["jarvis"].outputSchema is None
+        models = tools["list_models"].outputSchema
+        assert models["required"] == ["task", "mode", "models"] and models["additionalProperties"] is False
+        model = models["$defs"]["ModelInfo"]
+        assert model["required"] == ["id", "downloads", "likes", "runs", "description"]
+        assert model["properties"]["runs"]["items"] == {"enum": ["local", "remote", "space"], "type": "string"}
+        kinds = tools["list_task_types"].outputSchema
+        assert kinds["properties"]["mode"]["enum"] == ["local", "remote", "hybrid"]
+        assert kinds["$defs"]["TaskTypeInfo"]["properties"]["inputs"]["items"] == {"$ref": "#/$defs/TaskInput"}
+        record = tools["run_task"].outputSchema
+        assert record["required"] == ["status", "model", "executor", "outputs", "detail", "error", "attempts"]
+        assert record["properties"]["status"]["enum"] == ["pending", "running", "done", "failed", "skipped"]
+        assert record["$defs"]["AttemptInfo"]["required"] == ["executor", "model", "ok", "seconds"]
         # Gradio's own MCP routes are not served: its schema route would list chat/status/stop/clear
         assert httpx.get(site.url + "/gradio_api/mcp/schema", headers={"Authorization": f"Bearer {TOKEN}"}
                          ).status_code == 404
@@ -180,24 +197,44 @@ def test_credentials_are_the_callers_or_the_servers_never_a_mix(catalog):
     assert {r["headers"].get("authorization") for r in server_llm.requests} == {"Bearer sk-server"}
 
 
+def schemas(url: str) -> dict[str, dict]:
+    """Each tool's outputSchema, as list_tools gives it."""
+    async def work(session: ClientSession):
+        return {t.name: t.outputSchema for t in (await session.list_tools()).tools}
+    return mcp(url, work)
+
+
 def test_hosts_that_plan_themselves_list_task_types_and_models_and_run_one_task(catalog):
     with ScriptedLLM(key="sk-server") as llm, web(settings(llm.url, catalog)) as site:
+        output = schemas(site.url)
         result, _ = call(site.url, "list_task_types", {})
+        jsonschema.validate(result.structuredContent, output["list_task_types"])
+        assert result.structuredContent["mode"] == "local"
         kinds = {t["name"]: t for t in result.structuredContent["task_types"]}
         assert set(kinds) == {"image-to-text", "text-to-speech", "object-detection", "canny-control"}
         assert kinds["image-to-text"]["inputs"] == [{"type": "image", "meaning": "image"}]
+        assert kinds["canny-control"]["needs_model"] is False and kinds["canny-control"]["outputs"] == ["image"]
         assert json.loads(texts(result)[0]) == result.structuredContent
         result, _ = call(site.url, "list_models", {"task": "image-captioning"})
-        assert result.structuredContent["task"] == "image-to-text"
-        assert [m["id"] for m in result.structuredContent["models"]] == [CAPTIONER]
-        assert result.structuredContent["models"][0]["runs"] == ["local"]
+        jsonschema.validate(result.structuredContent, output["list_models"])
+        assert result.structuredContent == {"task": "image-to-text", "mode": "local", "models": [
+            {"id": CAPTIONER, "downloads": 100, "likes": None, "runs": ["local"], "description": HOSTILE}]}
+        # the text for clients that ignore structured content: the same JSON, which a host rendering it
+        # as Markdown cannot turn into HTML, an image load or a link
+        [text] = texts(result)
+        assert json.loads(text) == result.structuredContent
+        assert "<" not in text and "](" not in text and "\\u003cimg src=https://evil.example/i.png>" in text
         result, _ = call(site.url, "list_models", {"task": "painting"})
         assert result.isError and "known task types are" in texts(result)[0]
         result, progress = call(site.url, "run_task", {"task": "image-to-text", "model": CAPTIONER,
                                                        "files": [data_url(STREET)]})
         assert not result.isError, texts(result)
         record = result.structuredContent
+        jsonschema.validate(record, output["run_task"])
         assert record["status"] == "done" and record["executor"] == "local" and record["model"] == CAPTIONER
+        assert record["error"] is None and record["outputs"] == {"text": record["detail"]["caption"]}
+        [attempt] = record["attempts"]
+        assert attempt["executor"] == "local" and attempt["model"] == CAPTIONER and attempt["ok"] is True
         assert texts(result)[0] == model_text(record["outputs"]["text"]) and record["outputs"]["text"] == \
             record["detail"]["caption"]
         assert progress[0] == "plan ready: 1 task(s): 0 image-to-text"

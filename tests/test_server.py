@@ -24,6 +24,7 @@ from jarvis.frontends.http.auth import endpoint_refusal
 from jarvis.frontends.mcp.server import MCP_PATH
 from jarvis.pipeline.controller import Controller
 from tests.fakes.llm_server import ScriptedLLM
+from tests.fakes.loopback import UvicornThread
 from tests.helpers import config_for, plan_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,28 +33,12 @@ TTS = "nari-labs/Dia-1.6B-0626"  # the catalog ranks Dia first for text-to-speec
 TOKENS = "tok-alice,tok-bob"
 
 
-class Live:
+class Live(UvicornThread):
     """A uvicorn server for one app on a free loopback port, in a thread."""
 
     def __init__(self, app):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Live:
-        self.thread.start()
-        deadline = time.time() + 15
-        while not self.server.started:
-            assert time.time() < deadline, "the API server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
+        super().__init__(lambda port: uvicorn.Config(app, log_level="warning", lifespan="on"),
+                         what="the API server")
 
 
 @pytest.fixture(scope="module")

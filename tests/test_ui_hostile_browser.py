@@ -13,14 +13,14 @@ import importlib.util
 import json
 import os
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
 from tests.fakes.inference_server import InferenceServer, png_bytes
 from tests.fakes.llm_server import ScriptedLLM
+from tests.fakes.loopback import HandlerThread
 from tests.helpers import config_for, plan_json
 from tests.prerequisites import require
 from tests.test_hardening_web import web
@@ -55,13 +55,11 @@ class Beacon:
 
             do_POST = do_GET
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = HandlerThread(Handler).start()
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def _answer(bad: dict[str, str]) -> list[str]:

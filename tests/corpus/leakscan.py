@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from jarvis.pipeline.controller import Controller
 from jarvis.session import Session
 from tests.fakes.inference_server import InferenceServer
 from tests.fakes.llm_server import Fault, ScriptedLLM
+from tests.fakes.loopback import HandlerThread
 from tests.helpers import config_for
 
 
@@ -104,17 +104,14 @@ class EchoServer:
 
             do_GET = do_POST
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._serving = HandlerThread(Handler, poll_interval=0.05).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self._serving.url
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._serving.close()
 
 
 class _Capture(logging.Handler):

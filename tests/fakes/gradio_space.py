@@ -14,10 +14,10 @@ inputs. Start with `with LoopbackSpace() as space:`; point a catalog entry's "sp
 """
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from typing import Any
+
+from tests.fakes.loopback import UvicornThread
 
 
 class LoopbackSpace:
@@ -25,11 +25,8 @@ class LoopbackSpace:
         self.headers: list[dict[str, str]] = []      # every request's headers, in order
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.slow_seconds = 3.0
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._serving = UvicornThread(self._config, force_exit=True, start_timeout=30, what="the loopback Space")
+        self.url = self._serving.url
 
     # -- the app -------------------------------------------------------------------------------
     def _blocks(self) -> Any:
@@ -81,7 +78,7 @@ class LoopbackSpace:
         return demo.queue()
 
     # -- serving -------------------------------------------------------------------------------
-    def __enter__(self) -> LoopbackSpace:
+    def _config(self, port: int) -> Any:
         import gradio as gr
         import uvicorn
         from fastapi import FastAPI
@@ -94,21 +91,14 @@ class LoopbackSpace:
             return await call_next(request)
 
         app = gr.mount_gradio_app(outer, self._blocks(), path="/", ssr_mode=False, mcp_server=False)
-        config = uvicorn.Config(app, host="127.0.0.1", log_level="warning", ws="none", lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.time() + 30
-        while not self._server.started:
-            assert time.time() < deadline, "the loopback Space did not start"
-            time.sleep(0.02)
+        return uvicorn.Config(app, host="127.0.0.1", log_level="warning", ws="none", lifespan="on")
+
+    def __enter__(self) -> LoopbackSpace:
+        self._serving.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._server.should_exit = self._server.force_exit = True
-        if self._thread is not None:
-            self._thread.join(15)
-        self._sock.close()
+        self._serving.close()
 
     def tokens_seen(self) -> set[str]:
         """Every value of a header that could carry a token, over all requests."""

@@ -16,10 +16,11 @@ import io
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.fakes.inference_shapes import shape_error
+from tests.fakes.loopback import HandlerThread
 
 # model id -> task, as the Hub's pipeline tag would say ("chat": conversational, "vlm": image+text chat)
 DEFAULT_MODELS: dict[str, str] = {
@@ -124,7 +125,7 @@ class InferenceServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._media: dict[str, bytes] = {}
-        self._httpd: ThreadingHTTPServer | None = None
+        self._serving: HandlerThread | None = None
 
     # -- control -----------------------------------------------------------------------
     def start(self) -> InferenceServer:
@@ -144,16 +145,13 @@ class InferenceServer:
             def do_GET(self):
                 server._send(self, 404, "application/json", b'{"error": "not found"}')
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._serving = HandlerThread(Handler).start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        if self._serving is not None:
+            self._serving.close()
 
     def __enter__(self) -> InferenceServer:
         return self.start()
@@ -163,8 +161,8 @@ class InferenceServer:
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._serving is not None, "start the server first"
+        return self._serving.url
 
     def fault(self, model_id: str, kind: str, times: int | None = None, **options: Any) -> None:
         with self._lock:

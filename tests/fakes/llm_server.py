@@ -22,8 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import HandlerThread
 
 # What the configuration's defaults ask for (jarvis.config: OPENAI_DEFAULT_MODEL, HF_ROUTER_MODEL),
 # and the name tests give a scripted model.
@@ -95,22 +97,19 @@ class ScriptedLLM:
         self.refused: list[dict] = []           # requests answered 401/404/400 by the strict checks
         self.faults: list[Fault] = []          # consumed one per request, first
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serving = HandlerThread(self._handler())
 
     # -- lifecycle ----------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self._serving.url}/v1"
 
     def start(self) -> ScriptedLLM:
-        self._thread.start()
+        self._serving.start()
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serving.close()
 
     def __enter__(self):
         return self.start()

@@ -27,6 +27,6 @@ def serve_tls(server, cert: Path, key: Path):
     """Make a not yet started socketserver-based fake (ScriptedLLM) answer over TLS; returns it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    inner = server._server            # the fake's socketserver: its listening socket gets wrapped
+    inner = server._serving.httpd     # the fake's socketserver: its listening socket gets wrapped
     inner.socket = context.wrap_socket(inner.socket, server_side=True)
     return server

@@ -126,6 +126,19 @@ def squad(snap: Path) -> None:
     _save_wordpiece(tokenizer, snap)
 
 
+def _sentence_transformers_files(snap: Path, max_seq_length: int) -> None:
+    """sentence-transformers' modules beside a 32-wide encoder: the Transformer, mean pooling, Normalize."""
+    (snap / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (snap / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                "do_lower_case": False}))
+    (snap / "1_Pooling").mkdir(exist_ok=True)
+    (snap / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+
+
 @builder("sentence-transformers/all-MiniLM-L6-v2")
 def minilm(snap: Path) -> None:
     from transformers import BertModel
@@ -133,14 +146,7 @@ def minilm(snap: Path) -> None:
     tokenizer = _wordpiece(lowercase=True)
     BertModel(_bert_config("BertConfig", tokenizer)).save_pretrained(snap)
     tokenizer.save_pretrained(snap)
-    (snap / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (snap / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32, "do_lower_case": False}))
-    (snap / "1_Pooling").mkdir(exist_ok=True)
-    (snap / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    _sentence_transformers_files(snap, max_seq_length=32)
 
 
 # -- decoders and seq2seq -----------------------------------------------------
@@ -305,11 +311,18 @@ def _wine_model():
         pd.DataFrame(features, columns=WINE_COLUMNS), labels)
 
 
-@builder("scikit-learn/tabular-playground")
-def tabular_skops(snap: Path) -> None:
-    import skops.io
-    skops.io.dump(_wine_model(), snap / "skops-model.skops")
-    _tabular_config(snap, "skops-model.skops", "skops")
+def _skops_builder(filename: str):
+    """A builder saving the wine model in skops' safe format as `filename`, config.json naming it."""
+    def build(snap: Path) -> None:
+        import skops.io
+        skops.io.dump(_wine_model(), snap / filename)
+        _tabular_config(snap, filename, "skops")
+    return build
+
+
+builder("scikit-learn/tabular-playground")(_skops_builder("skops-model.skops"))
+# the real BenjaminB repo ships config.json and model.skops
+builder("BenjaminB/test-skops-card-creator-02")(_skops_builder("model.skops"))
 
 
 @builder("julien-c/wine-quality")
@@ -317,14 +330,6 @@ def tabular_pickle(snap: Path) -> None:
     import joblib
     joblib.dump(_wine_model(), snap / "sklearn_model.joblib")
     _tabular_config(snap, "sklearn_model.joblib", None)
-
-
-@builder("BenjaminB/test-skops-card-creator-02")
-def tabular_skops_file(snap: Path) -> None:
-    """The real repo ships config.json and model.skops: a scikit-learn model in skops' safe format."""
-    import skops.io
-    skops.io.dump(_wine_model(), snap / "model.skops")
-    _tabular_config(snap, "model.skops", "skops")
 
 
 @builder("intfloat/multilingual-e5-small")
@@ -350,11 +355,4 @@ def multilingual_e5(snap: Path) -> None:
                           architectures=["BertModel"])
     config.pad_token_id = tokenizer.pad_token_id
     BertModel(config).save_pretrained(snap)
-    (snap / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (snap / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512, "do_lower_case": False}))
-    (snap / "1_Pooling").mkdir(exist_ok=True)
-    (snap / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    _sentence_transformers_files(snap, max_seq_length=512)

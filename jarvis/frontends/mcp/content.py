@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp import types
-from pydantic import AnyUrl
+from pydantic import AnyUrl, BaseModel
 
 from jarvis.errors import InputError
 from jarvis.events import (
@@ -33,7 +33,8 @@ from jarvis.files.media_types import MIME_SUFFIXES
 from jarvis.frontends.http.files import MediaPart, parse_data_url
 from jarvis.frontends.http.hugginggpt_routes import linkify
 from jarvis.frontends.http.runs import Run
-from jarvis.frontends.safe_text import answer_markdown, clean, code_block, escape_text, model_text
+from jarvis.frontends.mcp.tools import AttemptInfo, TaskResult
+from jarvis.frontends.safe_text import answer_markdown, clean, code_block, escape_text, json_text, model_text
 from jarvis.pipeline.records import RunResult, TaskRecord, json_safe
 from jarvis.shorten import shorten
 
@@ -143,18 +144,28 @@ def answer_content(run: Run, result: RunResult, ttl: float) -> list[Content]:
     return blocks + file_blocks(run, result.tasks, ttl)
 
 
+def data_content(result: BaseModel) -> tuple[list[Content], dict[str, Any]]:
+    """A tool's data as structured content (the tool's outputSchema is its model's) and as its JSON
+    text, for clients that ignore structured content. Hosts render the text as Markdown, so `<` and
+    `](`, which stand only inside the document's strings (a model card's description), go as \\u
+    escapes: the same JSON, but no HTML, link or image load."""
+    data = result.model_dump(mode="json")
+    document = json_text(json.dumps(data, ensure_ascii=False)).replace("<", "\\u003c").replace("](", "]\\u0028")
+    return [types.TextContent(type="text", text=document)], data
+
+
 def task_content(run: Run, result: RunResult, ttl: float) -> tuple[list[Content], dict[str, Any]]:
     """run_task's result: the text output (or the error), the detail as JSON, the files; and the same
-    as structured content."""
+    as structured content (tools.TaskResult)."""
     record = result.tasks[0]
     public = run.public_tasks([record])[0]
-    structured = {"status": record.status, "model": record.model, "executor": record.executor,
-                  "outputs": public["outputs"], "detail": json_safe(record.detail), "error": record.error,
-                  "attempts": [a.to_dict() for a in record.attempts]}
+    structured = TaskResult(status=record.status, model=record.model, executor=record.executor,
+                            outputs=public["outputs"], detail=json_safe(record.detail), error=record.error,
+                            attempts=[AttemptInfo(**a.to_dict()) for a in record.attempts])
     said = record.outputs.get("text") or record.error
     blocks: list[Content] = [types.TextContent(type="text", text=model_text(said) if said
                                                else f"{record.task} {record.status}")]
     if record.detail:
         blocks.append(types.TextContent(type="text", text="Detail:" + code_block(
             json.dumps(json_safe(record.detail), ensure_ascii=False, indent=1))))
-    return blocks + file_blocks(run, [record], ttl), structured
+    return blocks + file_blocks(run, [record], ttl), structured.model_dump(mode="json")

@@ -14,7 +14,6 @@ notifications follow the run's events. Stateless: each call is one HTTP request.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,8 +33,8 @@ from jarvis.errors import ApiError, JarvisError
 from jarvis.events import Done, Failed
 from jarvis.frontends.http.access import caller_owner
 from jarvis.frontends.http.runs import Api, Run, failed_error
-from jarvis.frontends.mcp.content import Content, answer_content, media_parts, progress_line, task_content
-from jarvis.frontends.mcp.tools import JarvisArguments, ListModelsArguments, RunTaskArguments, tool_specs
+from jarvis.frontends.mcp.content import Content, answer_content, data_content, media_parts, progress_line, task_content
+from jarvis.frontends.mcp.tools import JarvisArguments, ListModelsArguments, Models, RunTaskArguments, TaskTypes, tool_specs
 from jarvis.pipeline.records import RunResult
 from jarvis.runners.registry import TASK_TYPES
 from jarvis.runners.registry import get as task_type
@@ -85,6 +84,9 @@ class McpEndpoint:
             raise ApiError(404, f"no tool named {name!r}; the tools are: {', '.join(self.specs)}")
         try:
             args = spec.arguments.model_validate(arguments)
+        except ValidationError as exc:
+            raise ApiError(400, f"invalid arguments for {name}: {exc.errors()[:3]}") from None
+        try:
             if isinstance(args, JarvisArguments):
                 return await self._jarvis(args)
             if isinstance(args, ListModelsArguments):
@@ -94,8 +96,6 @@ class McpEndpoint:
             return self._list_task_types()
         except JarvisError:
             raise          # its message is for the caller: the SDK returns it as the tool's error
-        except ValidationError as exc:
-            raise ApiError(400, f"invalid arguments for {name}: {exc.errors()[:3]}") from None
         except Exception as exc:
             log.exception("MCP tool %s failed", name)
             raise ApiError(500, f"internal error ({type(exc).__name__}); the server log has the details") from None
@@ -113,8 +113,7 @@ class McpEndpoint:
             items.append({"name": t.name, "description": t.description,
                           "inputs": [{"type": r, "meaning": n} for r, n in zip(t.inputs, names)],
                           "outputs": list(t.outputs), "needs_model": t.needs_model})
-        data = {"mode": mode, "task_types": items}
-        return [types.TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], data
+        return data_content(TaskTypes.model_validate({"mode": mode, "task_types": items}))
 
     def _list_models(self, args: ListModelsArguments) -> Result:
         spec = task_type(args.task)
@@ -125,8 +124,7 @@ class McpEndpoint:
                                                                     ("remote", mode != "local" and m.remote)) if ok]
             models.append({"id": m.id, "downloads": m.downloads, "likes": m.likes, "runs": runs,
                            "description": m.description})
-        data = {"task": spec.name, "mode": mode, "models": models}
-        return [types.TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], data
+        return data_content(Models.model_validate({"task": spec.name, "mode": mode, "models": models}))
 
     async def _jarvis(self, args: JarvisArguments) -> Result:
         request, owner = self._caller()
