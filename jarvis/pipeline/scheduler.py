@@ -108,10 +108,11 @@ class DagRun:
         self.results: dict[int, TaskOutputs] = {}
         self.failed: dict[int, str] = {}
         self.events: queue.Queue[Event] = queue.Queue()
-        self.running: dict[Future[list[tuple[int, Outcome]]], tuple[list[int], float]] = {}
+        self.running: dict[Future[list[tuple[int, Outcome]]], list[int]] = {}   # each group's task ids
         self.pending: list[int] = []
         self.sealed = False
         self.stops: dict[int, threading.Event] = {}   # each task's RunContext.cancel, set when it must stop
+        self.overran: list[Future[list[tuple[int, Outcome]]]] = []   # timed out, their workers maybe still busy
         self.pool = ThreadPoolExecutor(max_workers=scheduler.max_parallel, thread_name_prefix="jarvis-task")
 
     def now(self) -> float:
@@ -151,7 +152,7 @@ class DagRun:
         ready = yield from self._ready()
         for group in self.s.groups(ready, self.choices):
             fut = self.pool.submit(self._work, group)
-            self.running[fut] = ([t.id for t in group], time.perf_counter())
+            self.running[fut] = [t.id for t in group]
             fut.add_done_callback(lambda _fut: self.wake())
         if self.sealed and self.pending and not self.running:   # waiting on tasks that will never run
             for tid in list(self.pending):
@@ -208,14 +209,31 @@ class DagRun:
         self.wake()
 
     def _timeouts(self) -> Iterator[Event]:
-        """A task past its deadline is failed; its thread's late result is ignored."""
-        for fut, (tids, started) in list(self.running.items()):
-            if time.perf_counter() - started > self.s.task_timeout * len(tids):
+        """A task that has run past its time limit is failed (a batch has the limits of all its tasks;
+        the clock starts when a worker takes the task, not while it waits for one); its thread's late
+        result is ignored."""
+        for fut, tids in list(self.running.items()):
+            started = self.records[tids[0]].started   # set by the worker when the group starts
+            if started is not None and self.now() - started > self.s.task_timeout * len(tids):
                 self.running.pop(fut)
-                fut.cancel()
+                self.overran.append(fut)
                 for tid in tids:
                     self.stops.setdefault(tid, threading.Event()).set()  # the runner stops at its next step
                     yield self._fail(tid, f"timed out after {self.s.task_timeout:g} s (inference.task_timeout)")
+        yield from self._no_free_worker()
+
+    def _no_free_worker(self) -> Iterator[Event]:
+        """Tasks waiting for a worker fail when every worker is held by a timed-out task that has not
+        stopped (a runner that ignores its stop): they would wait for ever."""
+        self.overran = [fut for fut in self.overran if not fut.done()]
+        if len(self.overran) < self.s.max_parallel:
+            return
+        for fut, tids in list(self.running.items()):
+            if fut.cancel():          # only a group no worker has taken can be cancelled
+                self.running.pop(fut)
+                for tid in tids:
+                    yield self._fail(tid, f"no worker is free: {len(self.overran)} timed-out task(s) have not "
+                                          "stopped yet; try again later")
 
     # -- ends ------------------------------------------------------------------------------
     def _fail(self, tid: int, message: str, execution_error: ExecutionError | None = None) -> Event:
