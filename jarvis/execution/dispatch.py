@@ -105,8 +105,8 @@ class Dispatcher:
         return plan
 
     # -- batches ---------------------------------------------------------------------------
-    def can_batch(self, task: str, model: str) -> bool:
-        """Several tasks on this model can run as one batch: local mode and a runner that batches."""
+    def can_batch(self, task: str) -> bool:
+        """Several tasks of this type on one model can run as one batch: local mode and a runner that batches."""
         return self.mode == "local" and self.local is not None and self.local.batches(task)
 
     def execute_batch(self, task: str, model: str, batch: list[TaskInputs], ctx: RunContext) -> list[Execution]:

@@ -83,7 +83,7 @@ class Scheduler:
         for task in ready:
             choice = choices.get(task.id)
             key: tuple[str, ...] = (str(task.id),)
-            if choice is not None and self.dispatcher.can_batch(task.task, choice.model):
+            if choice is not None and self.dispatcher.can_batch(task.task):
                 key = (task.task, choice.model)
             groups.setdefault(key, []).append(task)
         return list(groups.values())
