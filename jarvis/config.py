@@ -53,6 +53,8 @@ class InferenceConfig:
 class LocalConfig:
     device: str = "auto"
     memory_budget_gb: float = 8.0
+    # on a CPU, candidates with recorded weights over this many GiB rank after the lighter ones (0: off)
+    cpu_prefer_under_gb: float = 2.0
     max_new_tokens: int = NEW_TOKENS["text"]           # the runners' defaults, fed back to them as options
     diffusion_steps: int = RunOptions.diffusion_steps
     threads: int = 0                     # torch's CPU threads (local models, the embedded LLM); 0: physical cores
@@ -256,6 +258,8 @@ def _validate(cfg: Config, source: str) -> None:
     if cfg.local.ray_address and cfg.local.ray_address != "auto" and "://" in cfg.local.ray_address \
             and not cfg.local.ray_address.startswith("ray://"):
         bad("local.ray_address", f"must be empty, auto, host:port or ray://host:port, got {cfg.local.ray_address!r}")
+    if cfg.local.cpu_prefer_under_gb < 0:
+        bad("local.cpu_prefer_under_gb", f"must be 0 (off) or more, got {cfg.local.cpu_prefer_under_gb}")
     if cfg.local.threads < 0:
         bad("local.threads", f"must be 0 (the machine's physical cores) or more, got {cfg.local.threads}")
     if cfg.local.ray_replicas < 1 or cfg.local.ray_models_per_replica < 1:

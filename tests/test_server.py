@@ -29,7 +29,7 @@ from tests.helpers import config_for, plan_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SST2 = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
-TTS = "nari-labs/Dia-1.6B-0626"  # the catalog ranks Dia first for text-to-speech
+TTS = "facebook/mms-tts-eng"  # on a CPU the catalog offers the light one first (local.cpu_prefer_under_gb)
 TOKENS = "tok-alice,tok-bob"
 
 

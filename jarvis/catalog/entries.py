@@ -142,13 +142,15 @@ class Catalog:
     def get(self, model_id: str) -> ModelInfo | None:
         return next((m for m in self.models if m.id == model_id), None)
 
-    def candidates(self, task: str, k: int = 5, mode: str = "local",
-                   exclude: Iterable[str] = (), budget_bytes: int | None = None) -> list[ModelInfo]:
+    def candidates(self, task: str, k: int = 5, mode: str = "local", exclude: Iterable[str] = (),
+                   budget_bytes: int | None = None, light_bytes: int | None = None) -> list[ModelInfo]:
         """Up to k models for `task`, most downloaded first (unknown counts after known, in file order),
         then the entries a Gradio Space runs that the k left out: a Space's use is not counted in
         downloads, so ranking would cut it although it may be its task type's only remote home.
         With `budget_bytes` (local and hybrid mode), a local model whose recorded weights exceed the
-        memory budget ranks after every model that fits: it would have to evict everything, or fail."""
+        memory budget ranks after every model that fits: it would have to evict everything, or fail.
+        With `light_bytes` (given when local models run on a CPU), a model whose recorded weights exceed
+        it ranks after the lighter ones (unknown sizes count as light), before those over the budget."""
         if mode not in MODES:
             raise ValueError(f"unknown inference mode '{mode}': use one of {', '.join(MODES)}")
         name = candidate_task(canonical_task(task) or task)
@@ -167,7 +169,11 @@ class Catalog:
             return (mode != "remote" and budget_bytes is not None and size is not None and size > budget_bytes
                     and m.runs_locally(use_cache=False))
 
-        pool.sort(key=lambda m: (too_big(m), m.downloads is None, -(m.downloads or 0)))  # stable: file order kept
+        def heavy(m: ModelInfo) -> bool:
+            size = m.facts.weight_bytes
+            return light_bytes is not None and size is not None and size > light_bytes
+
+        pool.sort(key=lambda m: (too_big(m), heavy(m), m.downloads is None, -(m.downloads or 0)))  # stable
         top = pool[:max(k, 0)]
         return top + [m for m in pool[len(top):] if m.space] if top else top
 

@@ -50,11 +50,12 @@ def offered_task_types(catalog: Catalog, mode: str, vlm_model: str = "") -> list
 
 
 def candidates(catalog: Catalog, task: str, k: int, mode: str, vlm_model: str = "",
-               budget_bytes: int | None = None) -> list[ModelInfo]:
-    """The catalog's candidates in this mode (models over the local memory budget last); in remote mode
+               budget_bytes: int | None = None, light_bytes: int | None = None) -> list[ModelInfo]:
+    """The catalog's candidates in this mode (models over the local memory budget last, and before them,
+    with `light_bytes`, those heavier than it: Catalog.candidates); in remote mode
     a task the vision-language model answers keeps its models that no provider serves (the VLM answers
     for them, and the record says so)."""
-    found = catalog.candidates(task, k=k, mode=mode, budget_bytes=budget_bytes)
+    found = catalog.candidates(task, k=k, mode=mode, budget_bytes=budget_bytes, light_bytes=light_bytes)
     spec = TASK_TYPES.get(task)
     if mode == "remote" and spec is not None and spec.vlm and vlm_model and len(found) < k:
         more = [m for m in _entries(catalog, spec) if not m.remote and m not in found]

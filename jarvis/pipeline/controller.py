@@ -45,6 +45,8 @@ from jarvis.session import Session
 
 log = logging.getLogger(__name__)
 
+GiB = 1024 ** 3
+
 
 def task_list_for_prompt(mode: str, task_types: Sequence[TaskType] | None = None) -> str:
     """The task types the planner may use in this mode (by default those the registry alone allows),
@@ -114,7 +116,8 @@ class Controller:
                 remotes.append(spaces)
         return Dispatcher(mode, self.local, remote, availability, spaces)
 
-    def _needs(self, session: Session, remotes: list[Executor]) -> Needs:
+    def _needs(self, session: Session, remotes: list[Executor], usage: Usage | None = None) -> Needs:
+        """What a turn takes from the controller; `usage` gets its notes (lighter models ranked first)."""
         cfg = session.config
 
         def scheduler() -> Scheduler:
@@ -123,16 +126,39 @@ class Controller:
                              no_model=lambda task: coverage.unserved_message(self.catalog, task, cfg.inference.mode,
                                                                              cfg.remote.vlm_model))
 
+        noted: set[str] = set()     # task types whose lighter-first ranking this run has told of
+
         def candidates(task: Task) -> list[ModelInfo]:  # a translation's: those that can do its language pair
             mode, k = cfg.inference.mode, cfg.inference.top_k
-            budget = int(cfg.local.memory_budget_gb * 1024 ** 3)
-            if task.task != "translation":
-                return coverage.candidates(self.catalog, task.task, k, mode, cfg.remote.vlm_model, budget)
-            return for_language_pair(task, self.catalog.candidates(task.task, k=len(self.catalog), mode=mode,
-                                                                   budget_bytes=budget))[:k]
+            budget = int(cfg.local.memory_budget_gb * GiB)
+            pool = len(self.catalog) if task.task == "translation" else k
+
+            def ranked(light: int | None) -> list[ModelInfo]:
+                return coverage.candidates(self.catalog, task.task, pool, mode, cfg.remote.vlm_model, budget, light)
+            found = ranked(None)
+            light = int(cfg.local.cpu_prefer_under_gb * GiB) if mode == "local" else 0
+            lighter = ranked(light) if light > 0 else found
+            if [m.id for m in lighter] != [m.id for m in found] and self._on_cpu():
+                heavy = [m for m in found if (m.facts.weight_bytes or 0) > light]
+                if usage is not None and task.task not in noted:
+                    noted.add(task.task)
+                    named = ", ".join(f"{m.id} ({(m.facts.weight_bytes or 0) / 1e9:.1f} GB)" for m in heavy[:2])
+                    usage.note(f"{task.task}: lighter models first on a CPU; {named} ranked after them "
+                               "(local.cpu_prefer_under_gb)")
+                found = lighter
+            return for_language_pair(task, found)[:k] if task.task == "translation" else found
 
         return Needs(candidates=candidates, describe=describe, scheduler=scheduler,
                      task_types=self._offered(cfg))
+
+    def _on_cpu(self) -> bool:
+        """Local models run on a CPU: Ray replicas that reserve no GPU, or the local executor's device.
+        Resolving "auto" imports torch, so it is asked only when the ranking would change, in local
+        mode, where the task's execution imports torch right after."""
+        local = self.config.local
+        if local.backend == "ray":
+            return local.ray_gpus_per_replica == 0
+        return self._llm_home.device().name == "cpu"
 
     def _offered(self, cfg: Config) -> tuple[TaskType, ...]:
         """The task types some route serves in the mode: a local runner, Inference Providers, the
@@ -184,7 +210,7 @@ class Controller:
             yield Failed(f"could not set up the LLM client: {exc}")
             return
         remotes: list[Executor] = []
-        turn = Turn(session, llm, usage, self._needs(session, remotes), request_for_llm,
+        turn = Turn(session, llm, usage, self._needs(session, remotes, usage), request_for_llm,
                     self._plan_messages(session, request_for_llm), t0)
         events = turn.events()
         try:
