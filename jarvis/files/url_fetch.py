@@ -18,8 +18,8 @@ from urllib.parse import unquote
 import httpx
 
 from jarvis.errors import ResourceError
-from jarvis.files.content_checks import check_media, sniff_bytes
-from jarvis.files.media_types import MEDIA_SUFFIXES, MIME_SUFFIXES, SUFFIX_TYPES, all_suffixes, media_type
+from jarvis.files.content_checks import check_media, sniff_type
+from jarvis.files.media_types import MEDIA_SUFFIXES, MIME_SUFFIXES, SUFFIX_TYPES, all_suffixes
 from jarvis.outbound import OutboundPolicy, PinnedBackend, PinnedTransport, without_userinfo
 from jarvis.shorten import shorten
 
@@ -104,10 +104,10 @@ def fetch_to_store(url: str, store: FetchTarget, *, max_bytes: int = 25 * 2**20,
         raise ResourceError(f"too many redirects (more than {MAX_REDIRECTS}) fetching {_short(url)}")
     except httpx.TimeoutException:
         raise ResourceError(f"timed out after {timeout:g} s fetching {_short(url)}") from None
-    except httpx.ConnectError as exc:
-        raise ResourceError(f"could not connect to fetch {_short(url)}: {exc or 'connection failed'}") from None
+    except httpx.ConnectError as exc:   # the pinned transport gives every httpx error a message
+        raise ResourceError(f"could not connect to fetch {_short(url)}: {exc}") from None
     except httpx.HTTPError as exc:
-        raise ResourceError(f"the download of {_short(url)} failed: {exc or type(exc).__name__}") from None
+        raise ResourceError(f"the download of {_short(url)} failed: {exc}") from None
     finally:
         transport.close()
 
@@ -116,11 +116,11 @@ def _save(response: httpx.Response, url: str, store: FetchTarget, max_bytes: int
           max_megapixels: float) -> Path:
     """Check type and size, stream the body to a store file, check the media; returns its path."""
     original = httpx.URL(url)
-    content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
     url_suffix = PurePosixPath(unquote(original.path)).suffix.lower()
     declared = _suffix_for(content_type, url_suffix, str(original))
     rtype = SUFFIX_TYPES[declared]
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    encoding = response.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
         raise ResourceError(
             f"the server sent the file compressed ({encoding}); media files are fetched uncompressed only")
@@ -130,19 +130,17 @@ def _save(response: httpx.Response, url: str, store: FetchTarget, max_bytes: int
 
     fd, part = tempfile.mkstemp(prefix=".fetch-", suffix=".part", dir=store.root)
     try:
-        written, head = 0, b""
+        written = 0
         with os.fdopen(fd, "wb") as out:
             for chunk in response.iter_raw():
                 written += len(chunk)
                 if written > max_bytes:
                     raise ResourceError(f"the file is larger than {_size(max_bytes)}")
-                if len(head) < 512:
-                    head += chunk[: 512 - len(head)]
                 out.write(chunk)
         if written == 0:
             raise ResourceError(f"the server sent an empty file for {_short(str(original))}")
-        sniffed = sniff_bytes(head)
-        suffix = sniffed if sniffed and media_type("x" + sniffed) == rtype else declared
+        sniffed = sniff_type(Path(part))
+        suffix = sniffed if sniffed and SUFFIX_TYPES.get(sniffed) == rtype else declared
         dest = store.new_path(_stem(original), suffix)
         os.replace(part, dest)
     finally:
@@ -161,14 +159,15 @@ def _suffix_for(content_type: str, url_suffix: str, url: str) -> str:
     """The media suffix the response declares (its content type, else the URL's suffix); refused otherwise."""
     if content_type in MIME_SUFFIXES:
         return MIME_SUFFIXES[content_type]
-    major = content_type.split("/", 1)[0]
+    major = content_type.partition("/")[0]
     if major in MEDIA_SUFFIXES and url_suffix in MEDIA_SUFFIXES[major] and content_type != "image/svg+xml":
         return url_suffix
-    if content_type in ("application/octet-stream", "binary/octet-stream") and media_type("x" + url_suffix):
+    # no content type at all reads as octet-stream (RFC 9110 8.3): the URL's suffix decides, the bytes are checked
+    if content_type in ("", "application/octet-stream", "binary/octet-stream") and url_suffix in SUFFIX_TYPES:
         return url_suffix
-    shown = content_type or "no content type"
+    what = f"is {content_type}" if content_type else "came without a content type"
     raise ResourceError(
-        f"{_short(url)} is {shown}, not an image, audio or video file Jarvis can use "
+        f"{_short(url)} {what}, not an image, audio or video file Jarvis can use "
         f"(accepted: {', '.join(all_suffixes())})"
     )
 
