@@ -34,7 +34,12 @@ NAME_CHARS = 100
 # What a browser runs when served from the app's origin (or reads as markup); never stored.
 ACTIVE_SUFFIXES = frozenset({".svg", ".svgz", ".html", ".htm", ".xhtml", ".xht", ".shtml", ".xml", ".xsl",
                              ".xslt", ".js", ".mjs", ".mht", ".mhtml", ".swf"})
-_MARKUP = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:\?xml|!doctype|svg|html|script|!--)", re.I)
+# What a browser sniffing a file's first 1445 bytes (WHATWG MIME Sniffing, "resource header") would take
+# for HTML or XML: after a BOM and whitespace, one of these tags ended by a space or ">" (or "/" or another
+# whitespace, stricter than the standard), or "<!--", "<?xml".
+SNIFFED_BYTES = 1445
+_MARKUP = re.compile(rb"^(?:\xef\xbb\xbf)?[\t\n\x0c\r ]*+<(?:\?xml|!--|(?:!doctype html|html|head|script|iframe|"
+                     rb"h1|div|font|table|a|style|title|b|body|br|p|svg)[\t\n\x0c\r />])", re.I)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|^//")
 
 
@@ -52,7 +57,7 @@ def _safe_name(name: str) -> str:
 
 def _refuse_active(src: Path, name: str) -> None:
     with open(src, "rb") as f:
-        head = f.read(512)
+        head = f.read(SNIFFED_BYTES)
     if Path(name).suffix.lower() in ACTIVE_SUFFIXES or _MARKUP.match(head):
         raise ResourceError(f"cannot attach {name}: SVG, HTML and other markup can carry scripts. "
                             "Attach images as PNG, JPEG or WEBP, or audio or video files")
@@ -83,7 +88,8 @@ class ResourceStore:
             candidate = self.root / name
             n = 1
             while candidate.exists() or candidate.name in self._items:
-                candidate = self.root / f"{stem}-{n}{suffix}"
+                tag = f"-{n}{suffix}"      # the stem gives way, so a repeated long name keeps the cap
+                candidate = self.root / f"{stem[:NAME_CHARS - len(tag)]}{tag}"
                 n += 1
             candidate.touch()
             return candidate

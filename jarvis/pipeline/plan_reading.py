@@ -49,7 +49,8 @@ def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
         value = extract_json(text)
     except ValueError:
         value = None
-    if value is not None and find_objects(body, TASK_KEYS)[1]:
+    objects, truncated = find_objects(body, must_have=TASK_KEYS)
+    if truncated:
         value = None   # it stops inside a task (the length limit): what parsed is only a part; read task by task
     if isinstance(value, dict):
         for key in ("tasks", "plan", "steps"):
@@ -57,17 +58,13 @@ def _raw_tasks(text: str) -> tuple[list[Any], list[str]]:
                 return value[key], repairs
         if any(k in value for k in TASK_KEYS):
             return [value], repairs
-        value = None
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):   # [] too: a plan of no tasks
         return value, repairs
-    objects, truncated = find_objects(body, must_have=TASK_KEYS)
     if truncated:
         repairs.append(f"the plan was cut off; kept its {len(objects)} complete task(s)")
     if objects:
         repairs.append("the plan was not valid JSON; recovered its tasks one by one")
         return objects, repairs
-    if re.fullmatch(r"\s*\[\s*\]\s*", body):
-        return [], repairs
     raise PlanError("the planner's answer holds no task list (expected JSON like "
                     '[{"task": ..., "id": 0, "dep": [-1], "args": {...}}])')
 
