@@ -5,8 +5,8 @@ a bug: the controller logs it and ends the run with a generic "internal error" e
 
 JarvisError                     root; `except JarvisError` catches what Jarvis explains itself
 ├── ConfigError                 config.py: a bad config file, environment value or override. One
-│                               line naming the key. CLI: "error: bad config: ..." (exit 2); web
-│                               app: a settings warning; HTTP API: 400 "bad LLM settings".
+│                               line naming the key. CLI and `serve`: "error: bad config: ..."
+│                               (exit 2); web app: a settings warning.
 ├── LLMError                    llm/: the LLM could not answer (key refused, model unknown, host
 │                               unreachable, malformed reply). The run ends with a Failed event.
 ├── TemplateError               llm/prompts: a prompt template and the values given to it disagree

@@ -48,13 +48,18 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
+def _unscoped(text: str) -> IPAddress:
+    """The address `text` spells, without any %zone suffix; ValueError when it spells none."""
+    return ipaddress.ip_address(text.partition("%")[0])
+
+
 def binds_beyond_loopback(host: str) -> bool:
     """Whether a server listening on `host` is reachable from other machines (0.0.0.0, a LAN address, a name)."""
     host = host.strip().strip("[]").lower()
     if host == "localhost":
         return False
     try:
-        return not ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        return not _unscoped(host).is_loopback
     except ValueError:
         return True
 
@@ -105,17 +110,15 @@ def address_refusal(ip: IPAddress, allow_loopback: bool = False) -> str | None:
         return "a carrier-grade NAT (shared) address"
     if ip.is_reserved:
         return "a reserved address"
-    if ip.is_private:
+    if not ip.is_global:   # here the same as ipaddress's is_private: the shared 100.64/10 is handled above
         return "a private address"
-    if not ip.is_global:
-        return "not a public internet address"
     return None
 
 
 def literal_address(host: str) -> IPAddress | None:
     """The address a host names literally, including legacy spellings (2130706433, 0x7f.1)."""
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
+        return _unscoped(host)
     except ValueError:
         pass
     if _NUMERIC_HOST.fullmatch(host):
@@ -179,7 +182,7 @@ class OutboundPolicy:
         addresses: list[IPAddress] = []
         for answer in answers:
             try:
-                ip = ipaddress.ip_address(str(answer).split("%", 1)[0])
+                ip = _unscoped(str(answer))
             except ValueError:
                 raise ResourceError(f"could not find the host {host!r} (the lookup gave {answer!r})") from None
             if ip not in addresses:
@@ -221,7 +224,8 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class PinnedBackend(httpcore.NetworkBackend):
-    """Opens TCP connections only to IPs vetted for a host name; never resolves names itself.
+    """Opens TCP connections only to IPs vetted for a host name; never resolves names itself (and never
+    opens a unix socket: httpcore's base class refuses that, and no pool here names one).
     `deadline` (time.monotonic()) caps every connect, read and write; None leaves them to the request."""
 
     def __init__(self, deadline: float | None = None):
@@ -256,10 +260,6 @@ class PinnedBackend(httpcore.NetworkBackend):
             return _DeadlineStream(stream, self)
         assert failure is not None
         raise failure
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[SocketOption] | None = None) -> httpcore.NetworkStream:
-        raise ResourceError("refused: unix sockets are never used for outbound requests")
 
 
 _HTTPX_ERRORS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
