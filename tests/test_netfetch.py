@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import numpy as np
@@ -25,6 +25,7 @@ from PIL import Image
 from jarvis.errors import ResourceError
 from jarvis.files.store import ResourceStore
 from jarvis.files.url_fetch import PinnedBackend, PinnedTransport, fetch_to_store
+from tests.fakes.loopback import HandlerThread
 from tests.prerequisites import require
 
 _GUARD = {"on": False}
@@ -150,14 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with HandlerThread(_Handler) as served:
+        served.httpd.seen = []  # type: ignore[attr-defined]
+        yield served.httpd
 
 
 @pytest.fixture(autouse=True)

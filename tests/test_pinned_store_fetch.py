@@ -5,9 +5,8 @@ store's own caps (size, time, image size) reaching the fetcher and matching conf
 from __future__ import annotations
 
 import io
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 from jarvis.config import FilesConfig
 from jarvis.errors import ResourceError
 from jarvis.files.store import ResourceStore, _safe_name
+from tests.fakes.loopback import HandlerThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,14 +53,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.handle_error = lambda request, address: None    # a fetch giving up early hangs up
-    httpd.seen = []   # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with HandlerThread(_Handler) as served:
+        httpd = served.httpd
+        httpd.handle_error = lambda request, address: None    # a fetch giving up early hangs up
+        httpd.seen = []   # type: ignore[attr-defined]
+        yield httpd
 
 
 def url(server, path: str) -> str:

@@ -11,7 +11,7 @@ import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ from PIL import Image
 from jarvis.errors import ResourceError
 from jarvis.files.store import ResourceStore
 from jarvis.files.url_fetch import fetch_to_store
+from tests.fakes.loopback import HandlerThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,15 +113,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.handle_error = lambda request, address: None     # a fetch giving up early hangs up
-    httpd.seen, httpd.bodies, httpd.release = [], {}, threading.Event()   # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd
-    httpd.release.set()                                      # type: ignore[attr-defined]
-    httpd.shutdown()
-    httpd.server_close()
+    with HandlerThread(_Handler) as served:
+        httpd = served.httpd
+        httpd.handle_error = lambda request, address: None     # a fetch giving up early hangs up
+        httpd.seen, httpd.bodies, httpd.release = [], {}, threading.Event()   # type: ignore[attr-defined]
+        yield httpd
+        httpd.release.set()                                      # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -90,17 +90,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
+def transfer_line(label: str, done: int, total: int | None, rate: float, *, timed: bool = True) -> str:
+    """'LABEL: 3.1 MB of 12.0 MB (25%), 2.0 MB/s, about 4 s left', or 'LABEL: 3.1 MB so far, 2.0 MB/s'
+    without a total; the time left only when `timed` and the speed is known."""
+    speed = f"{_size(rate)}/s" if rate > 0 else "waiting" if done else "starting"
+    if not total:
+        return f"{label}: {_size(done)} so far, {speed}"
+    done = min(done, total)
+    left = f", about {_duration((total - done) / rate)} left" if timed and rate > 0 and done < total else ""
+    return f"{label}: {_size(done)} of {_size(total)} ({100 * done // total}%), {speed}{left}"
+
+
 def progress_line(model_id: str, done: int, size: RepoSize | None, rate: float) -> str:
     """'downloading ORG/NAME: 312.0 MB of 988.0 MB (32%), 4.1 MB/s, about 2 min 45 s left'; the time
     left only once the weights arrive (more bytes done than the repo's other files weigh)."""
-    speed = f"{_size(rate)}/s" if rate > 0 else "waiting" if done else "starting"
-    if not size or not size.total:
-        return f"downloading {model_id}: {_size(done)} so far, {speed}"
-    total = size.total
-    done = min(done, total)
-    weighing = rate > 0 and size.other < done < total
-    left = f", about {_duration((total - done) / rate)} left" if weighing else ""
-    return f"downloading {model_id}: {_size(done)} of {_size(total)} ({100 * done // total}%), {speed}{left}"
+    return transfer_line(f"downloading {model_id}", done, size.total if size else None, rate,
+                         timed=size is not None and size.other < done)
 
 
 def metered(model_id: str, cached: int | None, report: Callable[[str], None]) -> AbstractContextManager[object]:

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -126,13 +127,15 @@ class ResourceStore:
             raise ResourceError(f"{path.name} is not a file of this session's folder")
         return self._register(path, origin)
 
-    def _fetch(self, url: str) -> Path:
+    def _fetch(self, url: str, progress: Callable[[str], None] | None,
+               cancel: threading.Event | None) -> Path:
         with self._lock:
             cached = self._fetched.get(url)
         if cached is not None and cached.is_file():
             return cached
         return fetch_to_store(url, self, max_bytes=self.max_download_bytes, timeout=self.fetch_timeout,
-                              max_megapixels=self.max_image_megapixels, allow_private=self.allow_private)
+                              max_megapixels=self.max_image_megapixels, allow_private=self.allow_private,
+                              progress=progress, cancel=cancel)
 
     def _register(self, path: Path, origin: str) -> Resource:
         res = Resource(path.name, path, media_type(path.name) or "text", origin)
@@ -146,12 +149,14 @@ class ResourceStore:
         with self._lock:
             return list(self._items.values())
 
-    def resolve(self, value: str) -> Path:
-        """Turn a plan's reference (a name, a path inside the store, or a URL) into a file here."""
+    def resolve(self, value: str, *, progress: Callable[[str], None] | None = None,
+                cancel: threading.Event | None = None) -> Path:
+        """Turn a plan's reference (a name, a path inside the store, or a URL) into a file here. A URL's
+        fetch reports to `progress` and stops when `cancel` is set (see fetch_to_store)."""
         value = str(value).strip()
         low = value.lower()
         if low.startswith(("http://", "https://")):
-            return self._fetch(value)
+            return self._fetch(value, progress, cancel)
         if "\x00" in value:
             raise ResourceError("a file name with a NUL character cannot be used")
         if "://" in value or low.startswith(("file:", "data:")):

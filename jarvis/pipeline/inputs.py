@@ -4,6 +4,7 @@ a text file of the session is read as text."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -43,8 +44,10 @@ def _output(out: TaskOutputs | None, rtype: str) -> str | Path | None:
 
 
 def resolve_inputs(task: Task, results: Mapping[int, TaskOutputs], store: ResourceStore,
-                   check: MediaCheck | None = None) -> TaskInputs:
-    """The task's args with references and file names turned into values the runner takes."""
+                   check: MediaCheck | None = None, *, progress: Callable[[str], None] | None = None,
+                   cancel: threading.Event | None = None) -> TaskInputs:
+    """The task's args with references and file names turned into values the runner takes. A URL
+    is fetched into the store, telling `progress` how far it has come; `cancel` (the task's stop) ends it."""
     inputs = TaskInputs()
     for rtype, values in task.args.items():
         if rtype not in ("text", "image", "audio", "video"):
@@ -62,7 +65,7 @@ def resolve_inputs(task: Task, results: Mapping[int, TaskOutputs], store: Resour
                 inputs.text.append(_text_value(str(v), results, store))
             else:
                 try:
-                    path = store.resolve(str(v))
+                    path = store.resolve(str(v), progress=progress, cancel=cancel)
                     if check is not None:
                         check(path, rtype)
                 except ResourceError as exc:

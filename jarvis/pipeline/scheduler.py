@@ -285,7 +285,8 @@ class DagRun:
         rec = self.records[task.id]
         rec.status, rec.started = "running", self.now()
         model = choice.model if choice else "builtin"
-        inputs = resolve_inputs(task, self.results, self.s.store, self.s.check)
+        inputs = resolve_inputs(task, self.results, self.s.store, self.s.check,
+                                progress=self._progress(task.id), cancel=self._context(task.id).cancel)
         self._post(TaskStarted(task.id, task.task, model, self.s.dispatcher.mode, rec.started))
         return model, inputs
 
