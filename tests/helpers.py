@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 from jarvis.config import load_config
 from jarvis.events import Done, Failed
@@ -48,3 +50,14 @@ def check_detail(task: str, detail) -> None:
     assert detail is None or isinstance(detail, dict), detail
     if task in DETAIL_RESULT:
         assert isinstance(detail, dict) and DETAIL_RESULT[task] in detail, (task, detail)
+
+
+def drive_run(run: Any, limit: float = 5.0) -> list:
+    """Step a DagRun (the streaming path) until it finishes; a run that never settles fails the test."""
+    events: list = []
+    deadline = time.perf_counter() + limit
+    while not run.finished:
+        assert time.perf_counter() < deadline, "the run did not finish"
+        events.extend(run.step())
+        run.wait(0.05)
+    return events

@@ -17,7 +17,7 @@ from jarvis.pipeline.scheduler import Scheduler
 from jarvis.pipeline.selection import Choice
 from jarvis.runners.base import RunContext, TaskInputs, TaskOutputs
 from tests.fakes.fake_executor import FakeExecutor
-from tests.helpers import plan_json
+from tests.helpers import drive_run, plan_json
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -211,17 +211,6 @@ def test_a_timed_out_task_is_told_to_stop(tmp_path):
     assert told.wait(2)
 
 
-def _drive(run, limit: float = 5.0) -> list:
-    """Step a DagRun (the streaming path) until it finishes; a run that never settles fails the test."""
-    events: list = []
-    deadline = time.perf_counter() + limit
-    while not run.finished:
-        assert time.perf_counter() < deadline, "the run did not finish"
-        events.extend(run.step())
-        run.wait(0.05)
-    return events
-
-
 def test_a_streamed_task_whose_producer_never_arrives_fails_once_the_plan_is_sealed(tmp_path):
     """A plan cut off before task 0 arrived: task 1 waits while the plan streams, then fails naming task 0."""
     plan = parse_plan(plan_json(("summarization", {"text": "never sent"}),
@@ -234,7 +223,7 @@ def test_a_streamed_task_whose_producer_never_arrives_fails_once_the_plan_is_sea
         for _ in range(3):                       # not sealed: it waits, nothing fails
             assert list(run.step()) == [] and not run.finished
         run.seal()
-        events = _drive(run)
+        events = drive_run(run)
     finally:
         run.close()
     record = scheduler.records[1]
@@ -261,7 +250,7 @@ def test_the_wake_callback_fires_when_a_task_ends(tmp_path):
         woke.clear()
         release.set()                            # the task ends now: only its end can wake the run
         assert woke.wait(5), "no wake after the task ended"
-        events = _drive(run)
+        events = drive_run(run)
     finally:
         run.close()
     assert scheduler.records[0].status == "done" and any(type(e).__name__ == "TaskFinished" for e in events)

@@ -21,7 +21,7 @@ from jarvis.pipeline.scheduler import DagRun, Scheduler
 from jarvis.pipeline.selection import Choice
 from jarvis.runners.base import Device, RunContext, TaskInputs, TaskOutputs
 from tests.fakes.fake_executor import FakeExecutor, Handler, echo
-from tests.helpers import plan_json
+from tests.helpers import drive_run, plan_json
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -51,16 +51,6 @@ def start(scheduler: Scheduler, plan_text: str, choices: dict[int, Choice] | Non
         run.add(task, on(task.id) if choices is None else choices.get(task.id))
     run.seal()
     return run
-
-
-def drive(run: DagRun, limit: float = 5.0) -> list:
-    events: list = []
-    deadline = time.perf_counter() + limit
-    while not run.finished:
-        assert time.perf_counter() < deadline, "the run did not finish"
-        events.extend(run.step())
-        run.wait(0.05)
-    return events
 
 
 def ends(events: list) -> list[tuple[str, int, str, str | None]]:
@@ -104,7 +94,7 @@ def test_a_new_scheduler_has_no_records_and_runs_four_tasks_at_once_by_default(t
         assert gate.until(4, 5)
         assert not gate.until(5, 0.3), "a fifth task started while four were running"
         gate.release.set()
-        events = drive(run)
+        events = drive_run(run)
     finally:
         gate.release.set()
         run.close()
@@ -126,7 +116,7 @@ def test_wait_returns_as_soon_as_one_running_task_ends(tmp_path):
         run.wait(3)
         waited = time.perf_counter() - began
         release.set()
-        events = drive(run)
+        events = drive_run(run)
     finally:
         release.set()
         run.close()
@@ -272,7 +262,7 @@ def test_a_timed_out_task_is_told_to_stop_at_once_not_only_when_the_run_closes(t
     scheduler, _ = make(tmp_path, loops, task_timeout=0.2)
     run = start(scheduler, plan_json(("summarization", {"text": "x"})))
     try:
-        events = drive(run)
+        events = drive_run(run)
         assert told.wait(2), "the task timed out but its cancel flag was not set"
     finally:
         run.close()
@@ -288,7 +278,7 @@ def test_a_batch_of_two_has_twice_the_time_limit(tmp_path):
         time.sleep(0.6)                                   # past one task's limit, within the batch's (1 s)
         early = list(run.step())
         gate.release.set()
-        events = early + drive(run)
+        events = early + drive_run(run)
     finally:
         gate.release.set()
         run.close()
@@ -322,7 +312,7 @@ def test_a_running_task_is_recorded_as_running_and_gets_a_device_on_a_named_thre
         assert gate.until(1, 5)
         assert scheduler.records[0].status == "running"
         gate.release.set()
-        drive(run)
+        drive_run(run)
     finally:
         gate.release.set()
         run.close()
@@ -376,7 +366,7 @@ def test_the_time_limit_counts_from_when_a_task_starts_not_while_it_waits_for_a_
         time.sleep(0.3)                                   # b has run 0.3 s of its 0.5 s, 0.6 s after it was queued
         events += run.step()
         release["b"].set()
-        events += drive(run)
+        events += drive_run(run)
     finally:
         for gate in release.values():
             gate.set()
@@ -399,7 +389,7 @@ def test_tasks_waiting_for_a_worker_fail_when_every_worker_is_held_by_a_task_tha
     try:
         events = list(run.step())
         assert entered.wait(5)
-        events += drive(run)
+        events += drive_run(run)
     finally:
         release.set()
         run.close()
