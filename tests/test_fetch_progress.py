@@ -93,12 +93,13 @@ def server():
 class Run:
     """One plan run by the real Scheduler in a thread, its events collected as they come."""
 
-    def __init__(self, tmp_path: Path, image: str):
+    def __init__(self, tmp_path: Path, image: str, task_timeout: float = 600.0):
         plan = parse_plan(plan_json(("image-classification", {"image": image})))
         self.received: list[TaskInputs] = []
         self.store = ResourceStore(tmp_path / "store", allow_private=True)
         self.cancel = threading.Event()
-        self.scheduler = Scheduler(Dispatcher("local", FakeExecutor(self._answer)), self.store, cancel=self.cancel)
+        self.scheduler = Scheduler(Dispatcher("local", FakeExecutor(self._answer)), self.store, cancel=self.cancel,
+                                   task_timeout=task_timeout)
         self.events: list = []
         self.thread = threading.Thread(target=lambda: self.events.extend(
             self.scheduler.run(plan, {0: Choice(0, "org/m", "test", ["org/m"])}, time.perf_counter())), daemon=True)
@@ -137,6 +138,7 @@ def test_progress_shows_bytes_of_the_total_speed_and_time_left(server, tmp_path)
         assert 5 <= speed <= 40                      # about 27 KB a second: the body over 2.5 s
         assert abs(left - (len(BODY) / 1000 - done) / speed) <= 1, line
     assert percents == sorted(percents) and 0 < percents[0] < 100
+    assert {e.task_id for e in run.events if isinstance(e, TaskProgress)} == {0}     # shown under its task
     assert not any("s3cret" in line or "?" in line for line in lines)
     assert isinstance(run.events[-1], TaskFinished)
     assert run.received[0].image[0].read_bytes() == BODY
@@ -174,6 +176,44 @@ def test_a_stop_mid_fetch_ends_within_a_second_and_leaves_no_file(server, tmp_pa
     assert end.record.error == (f"stopped while fetching 127.0.0.1:{server.port}{path}: the task timed out "
                                 "(inference.task_timeout) or the run was stopped; nothing was kept")
     assert run.files() == [] and run.received == []
+
+
+def test_a_task_timing_out_mid_fetch_stops_the_fetch_while_the_run_goes_on(server, tmp_path):
+    """The task's own stop (its time limit), not only the run's end: the fetch waiting on a silent server
+    ends and leaves no file while another task of the run is still working."""
+    SILENT.clear()
+    working, done = threading.Event(), threading.Event()
+
+    def answer(task: str, model_id: str, inputs: TaskInputs, ctx: RunContext) -> TaskOutputs:
+        if inputs.text == ["a long text"]:
+            time.sleep(2.0)                         # so that the next task's own limit ends after the check
+            return TaskOutputs(text="a summary")
+        working.set()
+        done.wait(10)                               # the run's other work, busy until the test has looked
+        return TaskOutputs(text="a shorter summary")
+    plan = parse_plan(plan_json(("image-classification", {"image": server.url + "/silent.png"}),
+                                ("summarization", {"text": "a long text"}),
+                                ("summarization", {"text": "<GENERATED>-1"}, [1])))
+    store = ResourceStore(tmp_path / "store", allow_private=True)
+    scheduler = Scheduler(Dispatcher("local", FakeExecutor(answer)), store, task_timeout=2.5)  # silent from 1.5 s
+    choices = {t.id: Choice(t.id, "org/m", "test", ["org/m"]) for t in plan.tasks}
+    events: list = []
+    thread = threading.Thread(target=lambda: events.extend(scheduler.run(plan, choices, time.perf_counter())),
+                              daemon=True)
+    thread.start()
+    try:
+        assert SILENT.wait(10) and working.wait(10)
+        deadline = time.monotonic() + 5
+        while scheduler.records[0].status != "failed":
+            assert time.monotonic() < deadline, "the fetch's task did not time out"
+            time.sleep(0.02)
+        assert scheduler.records[0].error == "timed out after 2.5 s (inference.task_timeout)"
+        time.sleep(1.0)                             # the fetch has seen its task's stop: its partial file is gone
+        assert sorted(p.name for p in store.root.iterdir()) == [] and thread.is_alive()
+    finally:
+        done.set()
+    thread.join(10)
+    assert [scheduler.records[t].status for t in (0, 1, 2)] == ["failed", "done", "done"]
 
 
 def test_a_stop_during_a_redirect_asks_for_nothing_more(server, tmp_path):
